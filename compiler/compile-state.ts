@@ -1,0 +1,60 @@
+import type { Graph } from "./ir/graph.js";
+import type { Node } from "./ir/node.js";
+import type { TensorData } from "./ir/tensor.js";
+import type { Value } from "./ir/value.js";
+import type { VnmConfig } from "./vnm/config.js";
+import type { SparseWeight } from "./weights/sparse-weight.js";
+import type { WeightRecipe } from "./weights/weight-recipe.js";
+
+/** Options the passes read, already validated. */
+export interface PassOptions {
+  vnm: VnmConfig;
+  include: string[];
+  exclude: string[];
+  /** Weights with fewer elements than this are left dense. */
+  minSize: number;
+  /** 'sparse' writes VNMSparseGemm; 'pruned-dense' keeps the original ops with W ⊙ mask (verification). */
+  emit: "sparse" | "pruned-dense";
+  /** Keep packed weights in memory after writing (verification re-reads them). */
+  retainPacked: boolean;
+}
+
+/** A MatMul/Gemm that will be rewritten. */
+export interface Candidate {
+  node: Node;
+  graph: Graph;
+  /** The node's name, or a generated label for unnamed nodes. */
+  label: string;
+  recipe: WeightRecipe;
+  /** The graph that holds the weight's constant: packed weights go there, visible to every user. */
+  weightScope: Graph;
+  /** The value the node reads its weight from (B), to disconnect it. */
+  weightInput: Value;
+  /** Gemm only. */
+  gemm?: { transA: boolean; beta: number; c: Value | null; cConstant?: TensorData };
+  config: VnmConfig;
+  sparse?: SparseWeight;
+}
+
+/** A MatMul/Gemm that was left alone, and why. */
+export interface Skipped {
+  label: string;
+  opType: string;
+  code: string;
+  reason: string;
+  weightShape?: number[];
+}
+
+export interface CompileState {
+  options: PassOptions;
+  candidates: Candidate[];
+  skipped: Skipped[];
+  /** Pruned weights by recipe key, shared by nodes that read the same weight the same way. */
+  weights: Map<string, SparseWeight>;
+  /** Initializers and nodes already dead before compiling (kept: dropping them is not vnmc's business). */
+  initiallyUnused: Set<unknown>;
+}
+
+export function nodeLabel(node: Node, index: number): string {
+  return node.name !== "" ? node.name : `${node.opType}#${index}`;
+}

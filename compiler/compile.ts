@@ -1,0 +1,203 @@
+import { existsSync, mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import type { CompileState, PassOptions } from "./compile-state.js";
+import { Codes, DiagnosticSink, VnmcError } from "./diagnostics.js";
+import { elementCount } from "./ir/tensor.js";
+import type { Model } from "./ir/model.js";
+import { PassManager, type PassTiming } from "./pass/manager.js";
+import type { Pass } from "./pass/pass.js";
+import { buildReport, type CompileReport } from "./report.js";
+import { readModelFile } from "./serde/read.js";
+import { encodeModel, PROTOBUF_LIMIT, writeModelFile } from "./serde/write.js";
+import { VERSION } from "./version.js";
+import { verifyModels, type VerificationResult } from "./verify/verify.js";
+import { type VnmConfig, VnmConfigError, formatVnm, parseVnm } from "./vnm/config.js";
+import { AddFallbackFunction } from "../passes/add-fallback-function.js";
+import { FindCandidates } from "../passes/find-candidates.js";
+import { RecordMetadata } from "../passes/record-metadata.js";
+import { deadOnInput, RemoveUnused } from "../passes/remove-unused.js";
+import { RewriteToVnm } from "../passes/rewrite-to-vnm.js";
+
+export const DEFAULT_VNM = "64:2:8";
+export const DEFAULT_MIN_SIZE = 4096;
+
+export interface CompileOptions {
+  /** V:N:M pattern, e.g. "64:2:8" (default). */
+  vnm?: string | VnmConfig;
+  /** Output path (default: `<input without .onnx>.vnm.onnx` next to the input). */
+  output?: string;
+  /** Only rewrite nodes whose name matches one of these globs. */
+  include?: string[];
+  /** Never rewrite nodes whose name matches one of these globs. */
+  exclude?: string[];
+  /** Leave weights with fewer elements dense (default 4096). */
+  minSize?: number;
+  /** Write weights to `<output>.data` (forced for models over 2 GB). */
+  externalData?: boolean;
+  /** Run the original, pruned-dense and compiled models in onnxruntime and compare (default true). */
+  verify?: boolean;
+  /** Concrete sizes for inputs with dynamic dims, for verification. */
+  shapes?: Record<string, number[]>;
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+export interface ProgressEvent {
+  phase: "load" | "compile" | "write" | "verify" | "done";
+  done: number;
+  total: number;
+}
+
+export interface CompileResult {
+  outputPath: string;
+  report: CompileReport;
+}
+
+export function defaultOutputPath(input: string): string {
+  const abs = resolve(input);
+  const name = basename(abs).replace(/\.onnx$/i, "");
+  return join(dirname(abs), `${name}.vnm.onnx`);
+}
+
+function resolveVnm(v: CompileOptions["vnm"]): VnmConfig {
+  try {
+    return typeof v === "object" ? parseVnm(formatVnm(v)) : parseVnm(v ?? DEFAULT_VNM);
+  } catch (e) {
+    if (e instanceof VnmConfigError) throw new VnmcError(Codes.BAD_VNM, e.message, "usage");
+    throw e;
+  }
+}
+
+function fileSize(path: string | undefined): number {
+  return path && existsSync(path) ? statSync(path).size : 0;
+}
+
+/** Bytes of the model including its external data files. */
+function modelBytes(path: string, model: Model): number {
+  const files = new Set<string>();
+  for (const g of model.graph.allGraphs()) {
+    for (const v of g.initializers) {
+      const p = (v.initializer as { path?: string }).path;
+      if (p) files.add(p);
+    }
+  }
+  return fileSize(path) + [...files].reduce((s, f) => s + fileSize(f), 0);
+}
+
+function countParameters(model: Model): number {
+  let n = 0;
+  for (const g of model.graph.allGraphs()) for (const v of g.initializers) n += elementCount(v.initializer!.dims);
+  return n;
+}
+
+function passes(): Pass<CompileState>[] {
+  return [new FindCandidates(), new RewriteToVnm(), new AddFallbackFunction(), new RemoveUnused()];
+}
+
+/** The options as recorded in the output model: everything that changes the result, nothing else. */
+function recordedOptions(o: PassOptions): Record<string, unknown> {
+  return { vnm: formatVnm(o.vnm), include: o.include, exclude: o.exclude, minSize: o.minSize, score: "magnitude", selection: "exhaustive" };
+}
+
+/**
+ * Compile an ONNX model file to V:N:M sparsity. The output is written atomically (nothing is left
+ * behind on error) and the input is never modified.
+ */
+export async function compileFile(input: string, opts: CompileOptions = {}): Promise<CompileResult> {
+  const t0 = performance.now();
+  const progress = opts.onProgress ?? (() => {});
+  const vnm = resolveVnm(opts.vnm);
+  const minSize = opts.minSize ?? DEFAULT_MIN_SIZE;
+  if (!Number.isInteger(minSize) || minSize < 0) {
+    throw new VnmcError(Codes.USAGE, `--min-size must be a non-negative integer (got ${minSize}).`, "usage");
+  }
+  const outputPath = resolve(opts.output ?? defaultOutputPath(input));
+  if (outputPath === resolve(input)) {
+    throw new VnmcError(Codes.OUTPUT_IS_INPUT, "The output path is the input model; choose another output with -o.", "usage");
+  }
+  const verify = opts.verify ?? true;
+  progress({ phase: "load", done: 0, total: 1 });
+  const loaded = readModelFile(input);
+  const model = loaded.model;
+  const bytesBefore = modelBytes(loaded.path!, model);
+  const paramsBefore = countParameters(model);
+
+  const options: PassOptions = {
+    vnm, include: opts.include ?? [], exclude: opts.exclude ?? [], minSize, emit: "sparse", retainPacked: verify,
+  };
+  const diagnostics = new DiagnosticSink();
+  const state: CompileState = { options, candidates: [], skipped: [], weights: new Map(), initiallyUnused: deadOnInput(model) };
+  const manager = new PassManager<CompileState>([...passes(), new RecordMetadata(VERSION, recordedOptions(options))]);
+  manager.run(model, { diagnostics, state });
+  if (state.candidates.length === 0) {
+    diagnostics.report({
+      code: Codes.NO_CANDIDATES, severity: "warning",
+      message: "No MatMul/Gemm with a constant 2-D weight was rewritten; the output is the input model with vnmc's metadata.",
+    });
+  }
+
+  // Write into a private folder next to the output, verify there, then move into place.
+  const workDir = mkdtempSync(join(dirname(outputPath), `.vnmc-${process.pid}-`));
+  let verification: VerificationResult | undefined;
+  try {
+    const staged = join(workDir, basename(outputPath));
+    const totalTensors = [...model.graph.allGraphs()].reduce((n, g) => n + g.initializers.length, 0);
+    let written = 0;
+    const t1 = performance.now();
+    progress({ phase: "write", done: 0, total: totalTensors });
+    const result = writeModelFile(model, staged, {
+      externalData: opts.externalData,
+      onTensor: () => progress({ phase: "write", done: ++written, total: totalTensors }),
+    });
+    const writeMs = performance.now() - t1;
+    if (result.externalForced) {
+      diagnostics.report({
+        code: Codes.EXTERNAL_DATA_FORCED, severity: "warning",
+        message: "The compiled model is over 2 GB, so its weights were written to an external data file next to it.",
+      });
+    }
+    if (verify) {
+      progress({ phase: "verify", done: 0, total: 3 });
+      verification = await runVerification(input, state, staged, opts.shapes ?? {});
+      if (!verification.passed) {
+        const worst = verification.packing.reduce((a, b) => (a.maxRelError > b.maxRelError ? a : b));
+        throw new VnmcError(
+          Codes.VERIFY_FAILED,
+          `The compiled model does not match the pruned weights (output '${worst.name}' off by ${worst.maxRelError.toExponential(2)}, allowed ${verification.tolerance}); this is a vnmc bug, please report it with the model.`,
+        );
+      }
+    }
+    if (result.dataPath) renameSync(result.dataPath, `${outputPath}.data`);
+    renameSync(staged, outputPath);
+    if (!result.dataPath && existsSync(`${outputPath}.data`)) rmSync(`${outputPath}.data`);
+    progress({ phase: "done", done: 1, total: 1 });
+    const report = buildReport({
+      input: resolve(input), output: outputPath, vnm, state, diagnostics: diagnostics.items,
+      paramsBefore, paramsAfter: countParameters(model),
+      bytesBefore, bytesAfter: fileSize(outputPath) + fileSize(result.dataPath ? `${outputPath}.data` : undefined),
+      timings: [...manager.timings, { pass: "write", ms: writeMs, modified: false } satisfies PassTiming],
+      totalMs: performance.now() - t0, verification,
+    });
+    return { outputPath, report };
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+/** Builds the pruned-dense reference from a fresh load of the input, reusing the pruning results. */
+async function runVerification(input: string, state: CompileState, compiledPath: string, shapes: Record<string, number[]>): Promise<VerificationResult> {
+  const fresh = readModelFile(input).model;
+  const refState: CompileState = {
+    options: { ...state.options, emit: "pruned-dense" }, candidates: [], skipped: [], weights: state.weights, initiallyUnused: deadOnInput(fresh),
+  };
+  new PassManager<CompileState>([new FindCandidates(), new RewriteToVnm(), new RemoveUnused()]).run(fresh, { diagnostics: new DiagnosticSink(), state: refState });
+  const big = [...fresh.graph.allGraphs()].reduce((s, g) => s + g.initializers.reduce((t, v) => t + v.initializer!.byteLength, 0), 0) > PROTOBUF_LIMIT / 2;
+  let prunedDense: { label: string; path?: string; bytes?: Uint8Array };
+  if (big) {
+    const p = join(dirname(compiledPath), "pruned-dense.onnx");
+    writeModelFile(fresh, p, { externalData: true });
+    prunedDense = { label: "pruned-dense", path: p };
+  } else {
+    prunedDense = { label: "pruned-dense", bytes: encodeModel(fresh) };
+  }
+  return verifyModels(fresh, shapes, { label: "original", path: resolve(input) }, prunedDense, { label: "compiled", path: compiledPath });
+}

@@ -1,0 +1,75 @@
+/**
+ * Diagnostics: every message vnmc gives has a stable code. Passes report them to a sink instead of
+ * printing; the CLI renders them as text or JSON.
+ */
+export type Severity = "error" | "warning" | "info";
+
+export interface Diagnostic {
+  code: string;
+  severity: Severity;
+  message: string;
+  /** The node the diagnostic is about, when there is one. */
+  node?: string;
+  /** The pass that reported it. */
+  pass?: string;
+}
+
+export class DiagnosticSink {
+  readonly items: Diagnostic[] = [];
+  report(d: Diagnostic): void {
+    this.items.push(d);
+  }
+  get errors(): Diagnostic[] {
+    return this.items.filter((d) => d.severity === "error");
+  }
+  get warnings(): Diagnostic[] {
+    return this.items.filter((d) => d.severity === "warning");
+  }
+}
+
+/** Exit code of the CLI for an error: 1 for a failure, 2 for a usage error. */
+export type ErrorKind = "usage" | "input" | "internal";
+
+/** A user-facing error: one sentence that says what is wrong and what to do, with a stable code. */
+export class VnmcError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly kind: ErrorKind = "input",
+  ) {
+    super(message);
+    this.name = "VnmcError";
+  }
+}
+
+/** Stable codes. Adding is fine; never renumber. */
+export const Codes = {
+  // usage (exit 2)
+  USAGE: "VNMC-U001",
+  BAD_VNM: "VNMC-U002",
+  BAD_SHAPE_OPTION: "VNMC-U003",
+  OUTPUT_IS_INPUT: "VNMC-U004",
+  // input problems (exit 1)
+  FILE_NOT_FOUND: "VNMC-E001",
+  NOT_ONNX: "VNMC-E002",
+  BAD_TENSOR: "VNMC-E003",
+  EXTERNAL_DATA_ESCAPES: "VNMC-E004",
+  EXTERNAL_DATA_MISSING: "VNMC-E005",
+  EXTERNAL_DATA_RANGE: "VNMC-E006",
+  UNDEFINED_VALUE: "VNMC-E007",
+  WRITE_FAILED: "VNMC-E008",
+  VERIFY_FAILED: "VNMC-E009",
+  VERIFY_RUNTIME: "VNMC-E010",
+  // warnings and notes
+  NO_CANDIDATES: "VNMC-W001",
+  EXTERNAL_DATA_FORCED: "VNMC-W002",
+  VERIFY_SKIPPED: "VNMC-W003",
+  // reasons a MatMul/Gemm was not rewritten (info)
+  SKIP_ACTIVATION_WEIGHT: "VNMC-S001",
+  SKIP_WEIGHT_RANK: "VNMC-S002",
+  SKIP_TOO_SMALL: "VNMC-S003",
+  SKIP_EXCLUDED: "VNMC-S004",
+  SKIP_SHAPE: "VNMC-S005",
+  SKIP_DTYPE: "VNMC-S006",
+  SKIP_ALREADY_SPARSE_OP: "VNMC-S007",
+} as const;

@@ -1,0 +1,145 @@
+import type { CompileState } from "./compile-state.js";
+import type { Diagnostic } from "./diagnostics.js";
+import type { PassTiming } from "./pass/manager.js";
+import type { VerificationResult } from "./verify/verify.js";
+import { VERSION } from "./version.js";
+import { type VnmConfig, formatVnm } from "./vnm/config.js";
+
+export interface LayerRow {
+  node: string;
+  op: string;
+  /** [out_features, in_features] */
+  weightShape: number[] | null;
+  vnm: string | null;
+  sparsity: number | null;
+  keptMagnitude: number | null;
+  status: "sparse" | "dense";
+  /** Reason code when left dense. */
+  code?: string;
+  reason?: string;
+  /** Name of the weight; nodes sharing one weight share its packed form. */
+  weight?: string;
+  sharedWith?: string[];
+}
+
+export interface CompileReport {
+  vnmcVersion: string;
+  input: string;
+  output: string;
+  vnm: string;
+  layers: LayerRow[];
+  totals: {
+    rewritten: number;
+    leftDense: number;
+    parametersBefore: number;
+    parametersAfter: number;
+    bytesBefore: number;
+    bytesAfter: number;
+    compileMs: number;
+  };
+  timings: PassTiming[];
+  verification?: VerificationResult;
+  diagnostics: Diagnostic[];
+}
+
+export interface ReportInput {
+  input: string;
+  output: string;
+  vnm: VnmConfig;
+  state: CompileState;
+  diagnostics: Diagnostic[];
+  paramsBefore: number;
+  paramsAfter: number;
+  bytesBefore: number;
+  bytesAfter: number;
+  timings: PassTiming[];
+  totalMs: number;
+  verification?: VerificationResult;
+}
+
+
+export function buildReport(r: ReportInput): CompileReport {
+  const byWeight = new Map<unknown, string[]>();
+  for (const c of r.state.candidates) byWeight.set(c.sparse, [...(byWeight.get(c.sparse) ?? []), c.label]);
+  const layers: LayerRow[] = r.state.candidates.map((c) => {
+    const stats = c.sparse?.stats;
+    const shared = (byWeight.get(c.sparse) ?? []).filter((l) => l !== c.label);
+    const row: LayerRow = {
+      node: c.label, op: c.node.opType, weightShape: [c.recipe.outFeatures, c.recipe.inFeatures], vnm: formatVnm(c.config),
+      sparsity: stats ? 1 - stats.nonzerosAfter / (c.recipe.outFeatures * c.recipe.inFeatures) : 1 - 2 / c.config.m,
+      keptMagnitude: stats?.keptFraction ?? null, status: "sparse", weight: c.recipe.baseName,
+    };
+    if (shared.length) row.sharedWith = shared;
+    return row;
+  });
+  for (const s of r.state.skipped) {
+    layers.push({
+      node: s.label, op: s.opType, weightShape: s.weightShape ?? null, vnm: null, sparsity: null, keptMagnitude: null,
+      status: "dense", code: s.code, reason: s.reason,
+    });
+  }
+  return {
+    vnmcVersion: VERSION,
+    input: r.input,
+    output: r.output,
+    vnm: formatVnm(r.vnm),
+    layers,
+    totals: {
+      rewritten: r.state.candidates.length,
+      leftDense: r.state.skipped.length,
+      parametersBefore: r.paramsBefore,
+      parametersAfter: r.paramsAfter,
+      bytesBefore: r.bytesBefore,
+      bytesAfter: r.bytesAfter,
+      compileMs: Math.round(r.totalMs),
+    },
+    timings: r.timings.map((t) => ({ ...t, ms: Math.round(t.ms * 10) / 10 })),
+    verification: r.verification,
+    diagnostics: r.diagnostics,
+  };
+}
+
+const pct = (x: number | null) => (x === null ? "-" : `${(x * 100).toFixed(1)}%`);
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let v = n / 1024, i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i >= 2 && i <= 4 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  return [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+/** The human-readable report: a per-layer table, totals and verification. */
+export function renderReport(rep: CompileReport): string {
+  const rows = rep.layers.map((l) => [
+    l.node,
+    l.weightShape ? l.weightShape.join("x") : "-",
+    l.vnm ?? "-",
+    pct(l.sparsity),
+    pct(l.keptMagnitude),
+    l.status === "sparse" ? (l.sharedWith ? `sparse (shares weight with ${l.sharedWith.join(", ")})` : "sparse") : `dense: ${l.reason} [${l.code}]`,
+  ]);
+  const t = rep.totals;
+  const out = [table(["node", "weight", "V:N:M", "sparsity", "kept |W|", "status"], rows), ""];
+  out.push(`layers: ${t.rewritten} rewritten, ${t.leftDense} left dense`);
+  out.push(`parameters: ${t.parametersBefore.toLocaleString("en-US")} -> ${t.parametersAfter.toLocaleString("en-US")}`);
+  out.push(`file size: ${formatBytes(t.bytesBefore)} -> ${formatBytes(t.bytesAfter)}`);
+  const v = rep.verification;
+  if (v) {
+    const shapes = v.inputs.map((i) => `${i.name}=${i.dims.join("x")}`).join(" ");
+    const worst = v.packing.reduce((m, c) => Math.max(m, c.maxRelError), 0);
+    out.push(`verified on onnxruntime (${shapes}): compiled vs pruned-dense max rel. error ${worst.toExponential(2)} (${v.passed ? "exact to float rounding" : "MISMATCH"})`);
+    for (const c of v.pruning) {
+      const top1 = c.top1Agreement === undefined ? "" : `, top-1 agreement ${pct(c.top1Agreement)}`;
+      out.push(`  output '${c.name}' vs original: cosine ${c.cosine.toFixed(4)}, rel. L2 error ${c.relL2Error.toExponential(2)}, max abs error ${c.maxAbsError.toExponential(2)}${top1}`);
+    }
+  }
+  out.push(`wrote ${rep.output} in ${(t.compileMs / 1000).toFixed(2)} s`);
+  return out.join("\n");
+}
