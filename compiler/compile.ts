@@ -12,7 +12,7 @@ import { encodeModel, PROTOBUF_LIMIT, writeModelFile } from "./serde/write.js";
 import { VERSION } from "./version.js";
 import { verifyModels, type VerificationResult } from "./verify/verify.js";
 import { type VnmConfig, VnmConfigError, formatVnm, parseVnm } from "./vnm/config.js";
-import { AddFallbackFunction } from "../passes/add-fallback-function.js";
+import { AddFallbackFunction, MIN_FALLBACK_OPSET } from "../passes/add-fallback-function.js";
 import { FindCandidates } from "../passes/find-candidates.js";
 import { RecordMetadata } from "../passes/record-metadata.js";
 import { deadOnInput, RemoveUnused } from "../passes/remove-unused.js";
@@ -118,6 +118,13 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
   progress({ phase: "load", done: 0, total: 1 });
   const loaded = readModelFile(input);
   const model = loaded.model;
+  const opset = model.opsetVersion("") ?? 1;
+  if (opset < MIN_FALLBACK_OPSET) {
+    throw new VnmcError(
+      Codes.OPSET_TOO_OLD,
+      `The model uses ai.onnx opset ${opset}, but vnmc's fallback function needs opset ${MIN_FALLBACK_OPSET} or newer; convert the model first (onnx.version_converter.convert_version(model, 17)).`,
+    );
+  }
   const bytesBefore = modelBytes(loaded.path!, model);
   const paramsBefore = countParameters(model);
 

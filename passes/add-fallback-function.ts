@@ -1,4 +1,5 @@
 import type { CompileState } from "../compiler/compile-state.js";
+import { Codes, VnmcError } from "../compiler/diagnostics.js";
 import { type Attribute, intAttr, refAttr, stringAttr, tensorAttr } from "../compiler/ir/attribute.js";
 import { DataType } from "../compiler/ir/dtype.js";
 import { Graph, NameScope } from "../compiler/ir/graph.js";
@@ -8,8 +9,8 @@ import type { Value } from "../compiler/ir/value.js";
 import type { Pass, PassContext } from "../compiler/pass/pass.js";
 import { VNM_DOMAIN, VNM_OP } from "./rewrite-to-vnm.js";
 
-/** The ai.onnx opset the function body is written against (ScatterElements with reduction="add"). */
-export const FALLBACK_OPSET = 18;
+/** The oldest ai.onnx opset the function body can be written in (Unsqueeze/Squeeze take axes as inputs). */
+export const MIN_FALLBACK_OPSET = 13;
 const INT_ATTR = 2; // AttributeProto.INT
 
 /**
@@ -22,11 +23,20 @@ export class AddFallbackFunction implements Pass<CompileState> {
   readonly name = "add-fallback-function";
 
   run(model: Model, _ctx: PassContext<CompileState>): { modified: boolean } {
-    let used = false;
-    for (const g of model.graph.allGraphs()) if (g.nodes.some((n) => n.domain === VNM_DOMAIN && n.opType === VNM_OP)) used = true;
-    if (!used) return { modified: false };
+    const types = new Set<number>();
+    for (const g of model.graph.allGraphs()) {
+      for (const n of g.nodes) if (n.domain === VNM_DOMAIN && n.opType === VNM_OP) types.add(n.inputs[0]?.type?.elemType ?? n.inputs[1]!.initializer!.dataType);
+    }
+    if (types.size === 0) return { modified: false };
     if (model.opsetVersion(VNM_DOMAIN) === undefined) model.setOpset(VNM_DOMAIN, 1);
-    if (!model.functions.some((f) => f.domain === VNM_DOMAIN && f.name === VNM_OP)) model.functions.push(buildFallbackFunction());
+    const opset = model.opsetVersion("") ?? MIN_FALLBACK_OPSET;
+    if (opset < 15 && types.size > 1) {
+      throw new VnmcError(
+        Codes.OPSET_TOO_OLD,
+        `The model mixes activation types in rewritten layers at opset ${opset}; the fallback function needs opset 15 (CastLike) for that; convert the model to opset 15 or newer.`,
+      );
+    }
+    if (!model.functions.some((f) => f.domain === VNM_DOMAIN && f.name === VNM_OP)) model.functions.push(buildFallbackFunction(opset, [...types][0]));
     return { modified: true };
   }
 }
@@ -43,6 +53,10 @@ class BodyBuilder {
     const data = tensorFromTyped(DataType.INT64, [values.length], BigInt64Array.from(values.map(BigInt)));
     return this.op("Constant", [], [tensorAttr("value", data)], hint);
   }
+  floats(values: number[], hint = "f"): Value {
+    const data = tensorFromTyped(DataType.FLOAT, [values.length], Float32Array.from(values));
+    return this.op("Constant", [], [tensorAttr("value", data)], hint);
+  }
   /** A 1-element int64 tensor from an int attribute of the function. */
   attrInt(name: string): Value {
     const scalar = this.op("Constant", [], [refAttr("value_int", name, INT_ATTR)], name);
@@ -50,7 +64,8 @@ class BodyBuilder {
   }
 }
 
-export function buildFallbackFunction(): FunctionDef {
+/** The function body, written against the model's own ai.onnx opset (onnxruntime inlines it with that). */
+export function buildFallbackFunction(opset: number, activationType: number = DataType.FLOAT): FunctionDef {
   const g = new Graph(VNM_OP, new NameScope());
   const [A, values, columns, meta, bias, rowIndex] = ["A", "values", "columns", "meta", "bias", "row_index"].map((n) => g.createValue(n)) as [
     Value, Value, Value, Value, Value, Value,
@@ -91,25 +106,35 @@ export function buildFallbackFunction(): FunctionDef {
   const gathered = b.op("GatherElements", [colsRows, pos], [intAttr("axis", 2)], "abs_columns");
   const absIdx = b.op("Cast", [b.op("Reshape", [gathered, b.op("Concat", [R, minus1], [intAttr("axis", 0)])])], [intAttr("to", DataType.INT64)], "abs_index");
 
-  // Dense packed rows [R, K] in float32; "add" because padding slots may repeat an index with a zero.
+  // Dense packed rows [R, K], rebuilt in float32 (onnxruntime's CPU kernels lack float16 for some of these
+  // ops, and constant folding needs CPU kernels). Zero values (padding) are sent to a spare column K, so a
+  // padding slot that repeats a real index can never overwrite a weight, whatever the opset.
   const valuesF = b.op("Cast", [values], [intAttr("to", DataType.FLOAT)], "values_f32");
-  const zeros = b.op("ConstantOfShape", [b.op("Concat", [R, K], [intAttr("axis", 0)])], [], "zeros");
-  const packedRows = b.op("ScatterElements", [zeros, absIdx, valuesF], [intAttr("axis", 1), stringAttr("reduction", "add")], "packed_dense");
+  const isZero = b.op("Equal", [valuesF, b.floats([0])], [], "is_zero");
+  const target = b.op("Where", [isZero, K, absIdx], [], "scatter_index");
+  const zeros = b.op("ConstantOfShape", [b.op("Concat", [R, b.op("Add", [K, one1])], [intAttr("axis", 0)])], [], "zeros");
+  // Since opset 16 duplicates add up, as the contract's reference semantics say.
+  const reduction = opset >= 16 ? [stringAttr("reduction", "add")] : [];
+  const scattered = b.op("ScatterElements", [zeros, target, valuesF], [intAttr("axis", 1), ...reduction], "scattered");
+  const packedRows = b.op("Slice", [scattered, zero1, K, one1], [], "packed_dense");
 
   // Output channel o takes the packed row r with row_index[r] = o; padding rows (-1) go to a spare slot N.
   const ri = b.op("Cast", [rowIndex], [intAttr("to", DataType.INT64)], "row_index_i64");
   const isPad = b.op("Less", [ri, b.ints([0])], [], "is_padding");
-  const target = b.op("Where", [isPad, N, ri], [], "target_row");
-  const rows = b.op("Range", [b.ints([0]), b.op("Squeeze", [R, zero1]), b.op("Squeeze", [one1, zero1])], [], "packed_row_ids");
+  const targetRow = b.op("Where", [isPad, N, ri], [], "target_row");
+  const scalar = (v: Value) => b.op("Squeeze", [v, zero1], [], "scalar");
+  const rows = b.op("Range", [scalar(zero1), scalar(R), scalar(one1)], [], "packed_row_ids");
   const inverse0 = b.op("ConstantOfShape", [b.op("Add", [N, one1])], [tensorAttr("value", tensorFromTyped(DataType.INT64, [1], new BigInt64Array([0n])))], "inverse0");
-  const inverse = b.op("ScatterElements", [inverse0, target, rows], [intAttr("axis", 0)], "inverse_full");
+  const inverse = b.op("ScatterElements", [inverse0, targetRow, rows], [intAttr("axis", 0)], "inverse_full");
   const source = b.op("Slice", [inverse, zero1, N, zero1], [], "source_row");
-  const W = b.op("CastLike", [b.op("Gather", [packedRows, source], [intAttr("axis", 0)], "W_f32"), A], [], "W");
+  const rebuilt = b.op("Gather", [packedRows, source], [intAttr("axis", 0)], "W_f32");
+  // Back to the activations' type: CastLike since opset 15; before it, the one type all nodes use.
+  const W = opset >= 15 ? b.op("CastLike", [rebuilt, A], [], "W") : b.op("Cast", [rebuilt], [intAttr("to", activationType)], "W");
 
   // Y = A · Wᵀ + bias over any leading batch dims (Gemm takes the optional bias as C).
   const A2 = b.op("Reshape", [A, b.op("Concat", [minus1, K], [intAttr("axis", 0)])], [], "A_2d");
   const Y2 = b.op("Gemm", [A2, W, bias], [intAttr("transB", 1)], "Y_2d");
-  const batch = b.op("Shape", [A], [intAttr("end", -1)], "batch_dims");
+  const batch = b.op("Slice", [b.op("Shape", [A], [], "A_shape"), zero1, minus1, zero1], [], "batch_dims");
   const Y = b.op("Reshape", [Y2, b.op("Concat", [batch, N], [intAttr("axis", 0)])], [], "Y");
   g.outputs.push(Y);
 
@@ -119,7 +144,7 @@ export function buildFallbackFunction(): FunctionDef {
     overload: "",
     attributeNames: ["in_features", "out_features", "v", "m", "n"],
     attributeProtos: [],
-    opsetImports: [{ domain: "", version: FALLBACK_OPSET }],
+    opsetImports: [{ domain: "", version: opset }],
     body: g,
     extras: undefined,
   };

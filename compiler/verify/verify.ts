@@ -25,7 +25,9 @@ export interface VerificationResult {
 async function runModel(src: ModelSource, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
   let session: ort.InferenceSession;
   try {
-    session = src.path ? await ort.InferenceSession.create(src.path) : await ort.InferenceSession.create(src.bytes!);
+    // Errors only: onnxruntime's warnings (e.g. about constant folding) are not the user's concern here.
+    const options: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3 };
+    session = src.path ? await ort.InferenceSession.create(src.path, options) : await ort.InferenceSession.create(src.bytes!, options);
   } catch (e) {
     throw new VnmcError(Codes.VERIFY_RUNTIME, `onnxruntime could not load the ${src.label} model: ${firstLine(e)}. Use --no-verify to skip verification.`);
   }

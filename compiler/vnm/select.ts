@@ -1,0 +1,570 @@
+/**
+ * V:N:M mask selection: for every (block of V rows, group of M columns) choose the 4 columns the
+ * block keeps and, per row, the 2 of those 4 the row keeps. Pure numeric code: no I/O.
+ *
+ * 'exhaustive' finds the joint optimum of VENOM's rule (the 4-column subset maximising the sum over
+ * rows of each row's best 2 scores in it) by branch and bound over the C(M,4) subsets; 'colsum'
+ * keeps the 4 columns with the largest score summed over the block's rows.
+ *
+ * Why the search is exact and fast (see bench/prune-throughput.md for numbers):
+ *  - Every subset value is computed the same canonical way (rows in order, each row adding the
+ *    float64 sum of its top two), so ties compare bit-for-bit and break towards the lexicographically
+ *    lowest subset whatever order subsets are visited in.
+ *  - Upper bounds are Lagrangian: for any per-row threshold t, top2(S) <= 2t + sum_{c in S} max(s_c - t, 0).
+ *    With t fixed per row this is additive over columns, so partial subsets get cheap exact bounds;
+ *    a few thresholds (row order statistics near the typical 2nd/3rd kept score) are combined with min.
+ *    The thresholds may be approximate (any t gives a valid bound), only the bound arithmetic needs
+ *    a rounding allowance, which `tol` covers with a wide margin.
+ *  - Branch-free max (`+(x > y)` selects) in the hot loops: V8 compiles Math.max and ?: on doubles
+ *    into branches, which mispredict on random scores and cost several times more.
+ */
+import { packedShape, validateVnm, type VnmConfig } from './config.js';
+
+export type SelectionRule = 'exhaustive' | 'colsum';
+
+export interface VnmSelection {
+  outFeatures: number;
+  inFeatures: number;
+  v: number;
+  m: number;
+  /** R: packed rows, outFeatures rounded up to whole blocks. */
+  rows: number;
+  /** G: column groups. */
+  groups: number;
+  /** [R/V, G, 4]: the block's kept input channels per group, ascending, each in [0, K). */
+  columns: Int32Array;
+  /** [R, 2G]: the input column whose weight lands in values[r, j], or -1 for a zero. */
+  src: Int32Array;
+  /** [R, ceil(G/2)]: per (row, group) nibble p0 | p1 << 2, low nibble for even g. */
+  meta: Uint8Array;
+  /** Sum of the scores of the kept weights. */
+  keptScore: number;
+  /** Sum of all scores. */
+  totalScore: number;
+}
+
+/** Nibble of a padding row (p0 = 0, p1 = 1), a valid code whose values are all zero. */
+const PADDING_ROW_CODE = 0 | (1 << 2);
+
+/** Meta nibble for a 4-bit mask of kept positions (exactly two bits set). */
+const CODE_OF_KEEP_MASK = new Uint8Array(16);
+const P0_OF_KEEP_MASK = new Uint8Array(16);
+const P1_OF_KEEP_MASK = new Uint8Array(16);
+for (let p0 = 0; p0 < 4; p0++) {
+  for (let p1 = p0 + 1; p1 < 4; p1++) {
+    const mask = (1 << p0) | (1 << p1);
+    CODE_OF_KEEP_MASK[mask] = p0 | (p1 << 2);
+    P0_OF_KEEP_MASK[mask] = p0;
+    P1_OF_KEEP_MASK[mask] = p1;
+  }
+}
+
+/** Largest finite float32; scores above it (inf) or NaN or negative are rejected. */
+const MAX_F32 = 3.4028234663852886e38;
+
+/**
+ * Selects the V:N:M mask for `score` ([outFeatures, inFeatures], row-major, non-negative, finite).
+ * A pure function of its inputs.
+ */
+export function selectVnm(
+  score: Float32Array,
+  outFeatures: number,
+  inFeatures: number,
+  cfg: VnmConfig,
+  rule: SelectionRule = 'exhaustive',
+): VnmSelection {
+  validateVnm(cfg);
+  if (score.length !== outFeatures * inFeatures) {
+    throw new RangeError(
+      `selectVnm: score has ${score.length} elements, expected ${outFeatures} x ${inFeatures} = ${outFeatures * inFeatures}`,
+    );
+  }
+  if (rule !== 'exhaustive' && rule !== 'colsum') {
+    throw new RangeError(`selectVnm: unknown rule "${String(rule)}" (expected 'exhaustive' or 'colsum')`);
+  }
+  assertValidScores(score);
+
+  const { v, m } = cfg;
+  const { R, G, blocks, metaBytesPerRow } = packedShape(outFeatures, inFeatures, cfg);
+  const K = inFeatures;
+  const columns = new Int32Array(blocks * G * 4);
+  const src = new Int32Array(R * 2 * G).fill(-1);
+  const meta = new Uint8Array(R * metaBytesPerRow);
+  const search = new BlockGroupSearch(v, m);
+  const chosen = new Int32Array(4); // local column (0..M-1) per slot, -1 for a padding slot
+  const slotColumn = new Int32Array(4); // absolute column per slot
+  let keptScore = 0;
+  let totalScore = 0;
+
+  for (let b = 0; b < blocks; b++) {
+    const row0 = b * v;
+    const nRows = Math.min(v, outFeatures - row0);
+    for (let g = 0; g < G; g++) {
+      const c0 = g * m;
+      const mReal = Math.min(m, K - c0);
+      totalScore += search.load(score, K, row0, nRows, c0, mReal);
+
+      if (mReal >= 4) {
+        if (rule === 'exhaustive') search.chooseExhaustive(nRows, mReal, chosen);
+        else search.chooseByColumnSum(nRows, mReal, chosen);
+        for (let p = 0; p < 4; p++) slotColumn[p] = c0 + chosen[p]!;
+      } else {
+        paddedGroupSlots(K, c0, mReal, chosen, slotColumn);
+      }
+      columns.set(slotColumn, (b * G + g) * 4);
+      keptScore += search.assignRows(nRows, chosen, slotColumn, row0, g, G, src, meta, metaBytesPerRow);
+    }
+    // Padding rows: a valid code, zero values (src stays -1).
+    for (let r = row0 + nRows; r < row0 + v; r++) {
+      for (let g = 0; g < G; g++) {
+        meta[r * metaBytesPerRow + (g >> 1)]! |= PADDING_ROW_CODE << ((g & 1) << 2);
+      }
+    }
+  }
+  return { outFeatures, inFeatures, v, m, rows: R, groups: G, columns, src, meta, keptScore, totalScore };
+}
+
+function assertValidScores(score: Float32Array): void {
+  for (let i = 0; i < score.length; i++) {
+    const x = score[i]!;
+    if (!(x >= 0 && x <= MAX_F32)) {
+      throw new RangeError(`selectVnm: scores must be finite and non-negative (element ${i} is ${x})`);
+    }
+  }
+}
+
+/**
+ * Slots of a group with fewer than 4 real columns (only the last group): the real columns plus
+ * padding columns just below the group (distinct while K >= 4, repeated only when K < 4), ascending.
+ * A padding slot's local column is -1; among equal indices padding sorts first.
+ */
+function paddedGroupSlots(K: number, c0: number, mReal: number, chosen: Int32Array, slotColumn: Int32Array): void {
+  const entries: Array<[column: number, local: number]> = [];
+  for (let j = 0; j < mReal; j++) entries.push([c0 + j, j]);
+  for (let c = K - 1; c >= 0 && entries.length < 4; c--) {
+    if (c < c0 || c >= c0 + mReal) entries.push([c, -1]);
+  }
+  while (entries.length < 4) entries.push([0, -1]); // K < 4: duplicates are unavoidable
+  entries.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  for (let p = 0; p < 4; p++) {
+    slotColumn[p] = entries[p]![0];
+    chosen[p] = entries[p]![1];
+  }
+}
+
+/** Comparators (i < j) of a descending sorting network on n inputs (Batcher odd-even merge). */
+function sortingNetwork(n: number): Int32Array {
+  let size = 1;
+  while (size < n) size *= 2;
+  const pairs: number[] = [];
+  for (let p = 1; p < size; p *= 2) {
+    for (let k = p; k >= 1; k = Math.floor(k / 2)) {
+      for (let j = k % p; j + k < size; j += 2 * k) {
+        for (let i = 0; i < k && i + j + k < size; i++) {
+          if (Math.floor((i + j) / (2 * p)) === Math.floor((i + j + k) / (2 * p))) {
+            // Inputs past n stand for -inf at the end: their comparators never move anything.
+            if (i + j + k < n) pairs.push(i + j, i + j + k);
+          }
+        }
+      }
+    }
+  }
+  return Int32Array.from(pairs);
+}
+
+/**
+ * Ranks (1-based, descending) of the per-row order statistics used as Lagrangian thresholds.
+ * A random 4-subset's 2nd and 3rd best fall near global ranks 0.4M..0.6M, the winning subsets'
+ * a little higher; ranks M/4+1 .. M/2+1 measured best (fewest subsets left to evaluate).
+ */
+function thresholdRanks(mReal: number): Int32Array {
+  const lo = Math.max(2, Math.round(mReal / 4) + 1);
+  const hi = Math.min(mReal, Math.round(mReal / 2) + 1);
+  const count = Math.min(5, hi - lo + 1);
+  const ranks: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const k = count === 1 ? lo : Math.round(lo + ((hi - lo) * i) / (count - 1));
+    if (!ranks.includes(k)) ranks.push(k);
+  }
+  return Int32Array.from(ranks);
+}
+
+/** Up to this many real columns, every subset is evaluated: bounds would cost more than they save. */
+const EVALUATE_ALL_UP_TO_M = 6;
+
+/** Scratch and search for one (block, group) at a time; buffers are reused across groups. */
+class BlockGroupSearch {
+  private readonly v: number;
+  /** Scores of the block-group, column-major: s[j * v + i] for local column j, row i. */
+  private readonly s: Float64Array;
+  /** Per-row descending sort of s (approximate: only used for thresholds). */
+  private readonly sorted: Float64Array;
+  private readonly networks = new Map<number, Int32Array>();
+  private readonly ranks = new Map<number, Int32Array>();
+  /** Per threshold t: C0[t] = 2 * sum of row thresholds; D[t * 32 + c] = sum_i max(s_ic - thr_i, 0). */
+  private readonly c0 = new Float64Array(5);
+  private readonly d = new Float64Array(5 * 32);
+  /** Per threshold: sum of the 1, 2, 3 largest D over columns >= j (index t * 33 * 3 + j * 3 + (n - 1)). */
+  private readonly suffixTop = new Float64Array(5 * 33 * 3);
+  /** Partial bounds per DFS level and threshold. */
+  private readonly partial = new Float64Array(4 * 5);
+  private readonly colSum: Float64Array;
+  private readonly startChosen = new Int32Array(4);
+  private readonly slotSrc = new Int32Array(4);
+
+  /** Local column index of the all -1 column that padding slots read. */
+  private readonly paddingColumn: number;
+  /** Sum of the scores loaded last. */
+  private loadedTotal = 0;
+
+  constructor(v: number, m: number) {
+    this.v = v;
+    this.paddingColumn = m;
+    this.s = new Float64Array(v * (m + 1));
+    this.s.fill(-1, v * m);
+    this.sorted = new Float64Array(v * m);
+    this.colSum = new Float64Array(m);
+  }
+
+  /** Copies the block-group's scores into column-major scratch; returns their sum. */
+  load(score: Float32Array, K: number, row0: number, nRows: number, c0: number, mReal: number): number {
+    const s = this.s;
+    const v = this.v;
+    let total = 0;
+    for (let i = 0; i < nRows; i++) {
+      const off = (row0 + i) * K + c0;
+      let rowSum = 0;
+      for (let j = 0; j < mReal; j++) {
+        const x = score[off + j]!;
+        s[j * v + i] = x;
+        rowSum += x;
+      }
+      total += rowSum;
+    }
+    this.loadedTotal = total;
+    return total;
+  }
+
+  /** Canonical value of subset {a, b, c, d}: rows in order, each adding the sum of its top two. */
+  private evaluate(nRows: number, a: number, b: number, c: number, d: number): number {
+    const s = this.s;
+    const v = this.v;
+    const oa = a * v;
+    const ob = b * v;
+    const oc = c * v;
+    const od = d * v;
+    let acc = 0;
+    for (let i = 0; i < nRows; i++) {
+      const x = s[oa + i]!;
+      const y = s[ob + i]!;
+      const z = s[oc + i]!;
+      const w = s[od + i]!;
+      // top2 of {x, y, z, w} = max(x + y, z + w, max(x, y) + max(z, w)), with branch-free selects.
+      const kxy = +(x > y);
+      const kzw = +(z > w);
+      const cross = kxy * x + (1 - kxy) * y + (kzw * z + (1 - kzw) * w);
+      const p = x + y;
+      const q = z + w;
+      const kpq = +(p > q);
+      const pq = kpq * p + (1 - kpq) * q;
+      const kc = +(pq > cross);
+      acc += kc * pq + (1 - kc) * cross;
+    }
+    return acc;
+  }
+
+  /** The 4 columns with the largest summed score over the block's rows (ties: lower column). */
+  chooseByColumnSum(nRows: number, mReal: number, chosen: Int32Array): void {
+    const s = this.s;
+    const v = this.v;
+    const colSum = this.colSum;
+    for (let j = 0; j < mReal; j++) {
+      let acc = 0;
+      const o = j * v;
+      for (let i = 0; i < nRows; i++) acc += s[o + i]!;
+      colSum[j] = acc;
+    }
+    topFourColumns(colSum, mReal, chosen);
+  }
+
+  /** The exact VENOM optimum; ties go to the lexicographically lowest subset. */
+  chooseExhaustive(nRows: number, mReal: number, chosen: Int32Array): void {
+    // mReal == 4 has one subset; all-zero scores tie everywhere and the lowest subset wins.
+    if (mReal === 4 || this.loadedTotal === 0) {
+      chosen[0] = 0;
+      chosen[1] = 1;
+      chosen[2] = 2;
+      chosen[3] = 3;
+      return;
+    }
+    let bestKey: number;
+    if (mReal <= EVALUATE_ALL_UP_TO_M) bestKey = this.evaluateAll(nRows, mReal);
+    else bestKey = this.branchAndBound(nRows, mReal);
+    chosen[0] = (bestKey >> 15) & 31;
+    chosen[1] = (bestKey >> 10) & 31;
+    chosen[2] = (bestKey >> 5) & 31;
+    chosen[3] = bestKey & 31;
+  }
+
+  private evaluateAll(nRows: number, mReal: number): number {
+    let best = -1;
+    let bestKey = 0;
+    for (let a = 0; a < mReal - 3; a++) {
+      for (let b = a + 1; b < mReal - 2; b++) {
+        for (let c = b + 1; c < mReal - 1; c++) {
+          for (let d = c + 1; d < mReal; d++) {
+            const value = this.evaluate(nRows, a, b, c, d);
+            // Lexicographic order of visits: only a strictly larger value replaces the best.
+            if (value > best) {
+              best = value;
+              bestKey = subsetKey(a, b, c, d);
+            }
+          }
+        }
+      }
+    }
+    return bestKey;
+  }
+
+  /** Depth-first over a < b < c < d, pruning prefixes whose Lagrangian bound is below the best. */
+  private branchAndBound(nRows: number, mReal: number): number {
+    const nt = this.prepareBounds(nRows, mReal);
+    const c0 = this.c0;
+    const d = this.d;
+    const suffixTop = this.suffixTop;
+    const partial = this.partial;
+    // Rounding allowance for bound comparisons. Every value and partial bound is at most
+    // 4 * (sum of row maxima) <= 4 * total and is a sum of at most 3V + 10 rounded terms, so its
+    // error is below (3V + 10) * 2^-52 * 4 * total; 1e-12 * (V + 10) * total is far above that.
+    const tol = this.loadedTotal * 1e-12 * (nRows + 10);
+
+    // Start from the subset that looks best to the tightest threshold: usually optimal or close,
+    // so most of the tree is pruned from the first node on.
+    const start = this.startingSubset(nt, mReal);
+    let bestKey = start;
+    let best = this.evaluate(nRows, (start >> 15) & 31, (start >> 10) & 31, (start >> 5) & 31, start & 31);
+
+    for (let a = 0; a < mReal - 3; a++) {
+      let bound = Infinity;
+      for (let t = 0; t < nt; t++) {
+        const p = c0[t]! + d[t * 32 + a]!;
+        partial[t] = p;
+        const u = p + suffixTop[t * 99 + (a + 1) * 3 + 2]!;
+        if (u < bound) bound = u;
+      }
+      if (bound < best - tol) continue;
+      for (let b = a + 1; b < mReal - 2; b++) {
+        bound = Infinity;
+        for (let t = 0; t < nt; t++) {
+          const p = partial[t]! + d[t * 32 + b]!;
+          partial[5 + t] = p;
+          const u = p + suffixTop[t * 99 + (b + 1) * 3 + 1]!;
+          if (u < bound) bound = u;
+        }
+        if (bound < best - tol) continue;
+        for (let c = b + 1; c < mReal - 1; c++) {
+          bound = Infinity;
+          for (let t = 0; t < nt; t++) {
+            const p = partial[5 + t]! + d[t * 32 + c]!;
+            partial[10 + t] = p;
+            const u = p + suffixTop[t * 99 + (c + 1) * 3]!;
+            if (u < bound) bound = u;
+          }
+          if (bound < best - tol) continue;
+          for (let e = c + 1; e < mReal; e++) {
+            bound = Infinity;
+            for (let t = 0; t < nt; t++) {
+              const u = partial[10 + t]! + d[t * 32 + e]!;
+              if (u < bound) bound = u;
+            }
+            if (bound < best - tol) continue;
+            const key = subsetKey(a, b, c, e);
+            if (key === start) continue;
+            const value = this.evaluate(nRows, a, b, c, e);
+            if (value > best || (value === best && key < bestKey)) {
+              best = value;
+              bestKey = key;
+            }
+          }
+        }
+      }
+    }
+    return bestKey;
+  }
+
+  /** Thresholds, per-column Lagrangian terms and their suffix maxima; returns the threshold count. */
+  private prepareBounds(nRows: number, mReal: number): number {
+    const v = this.v;
+    const s = this.s;
+    const sorted = this.sorted;
+    sorted.set(s.subarray(0, mReal * v));
+    let network = this.networks.get(mReal);
+    if (network === undefined) {
+      network = sortingNetwork(mReal);
+      this.networks.set(mReal, network);
+    }
+    // Approximate branch-free compare-exchange: max = (x + y + |x - y|) / 2. Thresholds may be inexact.
+    for (let q = 0; q < network.length; q += 2) {
+      const oi = network[q]! * v;
+      const oj = network[q + 1]! * v;
+      for (let i = 0; i < nRows; i++) {
+        const x = sorted[oi + i]!;
+        const y = sorted[oj + i]!;
+        const sum = x + y;
+        const diff = Math.abs(x - y);
+        sorted[oi + i] = (sum + diff) * 0.5;
+        sorted[oj + i] = (sum - diff) * 0.5;
+      }
+    }
+    let ranks = this.ranks.get(mReal);
+    if (ranks === undefined) {
+      ranks = thresholdRanks(mReal);
+      this.ranks.set(mReal, ranks);
+    }
+    const nt = ranks.length;
+    const c0 = this.c0;
+    const d = this.d;
+    const suffixTop = this.suffixTop;
+    for (let t = 0; t < nt; t++) {
+      const ot = (ranks[t]! - 1) * v;
+      let thresholdSum = 0;
+      for (let i = 0; i < nRows; i++) thresholdSum += sorted[ot + i]!;
+      c0[t] = 2 * thresholdSum;
+      for (let j = 0; j < mReal; j++) {
+        const o = j * v;
+        let acc = 0;
+        for (let i = 0; i < nRows; i++) {
+          const gap = s[o + i]! - sorted[ot + i]!;
+          acc += gap + Math.abs(gap); // 2 * max(gap, 0), exact
+        }
+        d[t * 32 + j] = acc * 0.5;
+      }
+      // Suffix sums of the 1, 2, 3 largest terms, for bounding the columns still to choose.
+      let top1 = 0;
+      let top2 = 0;
+      let top3 = 0;
+      const base = t * 99;
+      suffixTop[base + mReal * 3] = 0;
+      suffixTop[base + mReal * 3 + 1] = 0;
+      suffixTop[base + mReal * 3 + 2] = 0;
+      for (let j = mReal - 1; j >= 0; j--) {
+        const x = d[t * 32 + j]!;
+        if (x > top1) {
+          top3 = top2;
+          top2 = top1;
+          top1 = x;
+        } else if (x > top2) {
+          top3 = top2;
+          top2 = x;
+        } else if (x > top3) {
+          top3 = x;
+        }
+        suffixTop[base + j * 3] = top1;
+        suffixTop[base + j * 3 + 1] = top1 + top2;
+        suffixTop[base + j * 3 + 2] = top1 + top2 + top3;
+      }
+    }
+    return nt;
+  }
+
+  /** The top-4 columns of the threshold whose own best bound is smallest (the tightest one). */
+  private startingSubset(nt: number, mReal: number): number {
+    const chosen = this.startChosen;
+    let tightestBound = Infinity;
+    let key = 0;
+    for (let t = 0; t < nt; t++) {
+      const terms = this.d.subarray(t * 32, t * 32 + mReal);
+      topFourColumns(terms, mReal, chosen);
+      const u = this.c0[t]! + terms[chosen[0]!]! + terms[chosen[1]!]! + terms[chosen[2]!]! + terms[chosen[3]!]!;
+      if (u < tightestBound) {
+        tightestBound = u;
+        key = subsetKey(chosen[0]!, chosen[1]!, chosen[2]!, chosen[3]!);
+      }
+    }
+    return key;
+  }
+
+  /**
+   * Per row, the 2 of the block's 4 slots it keeps: the largest two scores, real columns before
+   * padding slots, then the lower position. Writes src and meta; returns the kept score.
+   */
+  assignRows(
+    nRows: number,
+    chosen: Int32Array,
+    slotColumn: Int32Array,
+    row0: number,
+    g: number,
+    G: number,
+    src: Int32Array,
+    meta: Uint8Array,
+    metaBytesPerRow: number,
+  ): number {
+    const s = this.s;
+    const v = this.v;
+    const slotSrc = this.slotSrc;
+    // Padding slots read the all -1 column: below every real score, so real columns always win.
+    const o0 = (chosen[0]! >= 0 ? chosen[0]! : this.paddingColumn) * v;
+    const o1 = (chosen[1]! >= 0 ? chosen[1]! : this.paddingColumn) * v;
+    const o2 = (chosen[2]! >= 0 ? chosen[2]! : this.paddingColumn) * v;
+    const o3 = (chosen[3]! >= 0 ? chosen[3]! : this.paddingColumn) * v;
+    // 1 for a real slot, 0 for padding: a kept padding slot adds nothing to the kept score.
+    const real0 = +(chosen[0]! >= 0);
+    const real1 = +(chosen[1]! >= 0);
+    const real2 = +(chosen[2]! >= 0);
+    const real3 = +(chosen[3]! >= 0);
+    for (let p = 0; p < 4; p++) slotSrc[p] = chosen[p]! >= 0 ? slotColumn[p]! : -1;
+    const shift = (g & 1) << 2;
+    const metaCol = g >> 1;
+    let kept = 0;
+    for (let i = 0; i < nRows; i++) {
+      const x0 = s[o0 + i]!;
+      const x1 = s[o1 + i]!;
+      const x2 = s[o2 + i]!;
+      const x3 = s[o3 + i]!;
+      // Position p is beaten by q when x_q > x_p, or x_q == x_p and q < p; keep the two least beaten.
+      const b01 = +(x0 >= x1); // 0 beats 1
+      const b02 = +(x0 >= x2);
+      const b03 = +(x0 >= x3);
+      const b12 = +(x1 >= x2);
+      const b13 = +(x1 >= x3);
+      const b23 = +(x2 >= x3);
+      const keep0 = +(3 - b01 - b02 - b03 < 2);
+      const keep1 = +(b01 + 2 - b12 - b13 < 2);
+      const keep2 = +(b02 + b12 + 1 - b23 < 2);
+      const keep3 = +(b03 + b13 + b23 < 2);
+      const mask = keep0 | (keep1 << 1) | (keep2 << 2) | (keep3 << 3);
+      const r = row0 + i;
+      const so = r * 2 * G + 2 * g;
+      src[so] = slotSrc[P0_OF_KEEP_MASK[mask]!]!;
+      src[so + 1] = slotSrc[P1_OF_KEEP_MASK[mask]!]!;
+      meta[r * metaBytesPerRow + metaCol]! |= CODE_OF_KEEP_MASK[mask]! << shift;
+      kept += keep0 * real0 * x0 + keep1 * real1 * x1 + (keep2 * real2 * x2 + keep3 * real3 * x3);
+    }
+    return kept;
+  }
+}
+
+/** Lexicographic key of a sorted subset of local columns (each < 32). */
+function subsetKey(a: number, b: number, c: number, d: number): number {
+  return (a << 15) | (b << 10) | (c << 5) | d;
+}
+
+/** The 4 largest of values[0..n) (ties: lower index), written ascending into chosen. */
+function topFourColumns(values: Float64Array, n: number, chosen: Int32Array): void {
+  let taken = 0; // bit mask of picked columns
+  for (let p = 0; p < 4; p++) {
+    let bestJ = -1;
+    let bestValue = -Infinity;
+    for (let j = 0; j < n; j++) {
+      if ((taken >>> j) & 1) continue;
+      const x = values[j]!;
+      if (x > bestValue) {
+        bestValue = x;
+        bestJ = j;
+      }
+    }
+    taken |= 1 << bestJ;
+  }
+  let p = 0;
+  for (let j = 0; j < n && p < 4; j++) if ((taken >>> j) & 1) chosen[p++] = j;
+}
