@@ -83,9 +83,15 @@ function modelBytes(path: string, model: Model): number {
   return fileSize(path) + [...files].reduce((s, f) => s + fileSize(f), 0);
 }
 
+/** Weights stored: every initializer element except the packed index tensors (columns, meta, row_index). */
 function countParameters(model: Model): number {
   let n = 0;
-  for (const g of model.graph.allGraphs()) for (const v of g.initializers) n += elementCount(v.initializer!.dims);
+  for (const g of model.graph.allGraphs()) {
+    for (const v of g.initializers) {
+      const indexOnly = v.uses.length > 0 && v.uses.every((u) => u.node.domain === "com.vnmc" && [2, 3, 5].includes(u.index));
+      if (!indexOnly) n += elementCount(v.initializer!.dims);
+    }
+  }
   return n;
 }
 
