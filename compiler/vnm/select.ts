@@ -7,18 +7,24 @@
  * keeps the 4 columns with the largest score summed over the block's rows.
  *
  * Why the search is exact and fast (see bench/prune-throughput.md for numbers):
- *  - Every subset value is computed the same canonical way (rows in order, each row adding the
- *    float64 sum of its top two), so ties compare bit-for-bit and break towards the lexicographically
+ *  - Every subset value is computed the same canonical way (each row's float64 sum of its top two,
+ *    accumulated in a fixed order), so ties compare bit-for-bit and break towards the lexicographically
  *    lowest subset whatever order subsets are visited in.
  *  - Upper bounds are Lagrangian: for any per-row threshold t, top2(S) <= 2t + sum_{c in S} max(s_c - t, 0).
  *    With t fixed per row this is additive over columns, so partial subsets get cheap exact bounds;
  *    a few thresholds (row order statistics near the typical 2nd/3rd kept score) are combined with min.
  *    The thresholds may be approximate (any t gives a valid bound), only the bound arithmetic needs
  *    a rounding allowance, which `tol` covers with a wide margin.
- *  - Branch-free max (`+(x > y)` selects) in the hot loops: V8 compiles Math.max and ?: on doubles
- *    into branches, which mispredict on random scores and cost several times more.
+ *  - The per-subset and per-threshold loops run as WebAssembly SIMD (select-kernels.ts).
  */
 import { packedShape, validateVnm, type VnmConfig } from './config.js';
+import {
+  createSearchKernels,
+  D_STRIDE,
+  type SearchKernels,
+  SUFFIX_STRIDE,
+  subsetKey,
+} from './select-kernels.js';
 
 export type SelectionRule = 'exhaustive' | 'colsum';
 
@@ -43,6 +49,14 @@ export interface VnmSelection {
   totalScore: number;
 }
 
+export interface SelectOptions {
+  /**
+   * 'auto' (default) runs the search's hot loops as WebAssembly SIMD where available; 'js' forces
+   * the plain JS loops. Both give identical selections (tests compare them).
+   */
+  kernels?: 'auto' | 'js';
+}
+
 /** Nibble of a padding row (p0 = 0, p1 = 1), a valid code whose values are all zero. */
 const PADDING_ROW_CODE = 0 | (1 << 2);
 
@@ -59,12 +73,9 @@ for (let p0 = 0; p0 < 4; p0++) {
   }
 }
 
-/** Largest finite float32; scores above it (inf) or NaN or negative are rejected. */
-const MAX_F32 = 3.4028234663852886e38;
-
 /**
  * Selects the V:N:M mask for `score` ([outFeatures, inFeatures], row-major, non-negative, finite).
- * A pure function of its inputs.
+ * A pure function of its inputs (options change only the speed).
  */
 export function selectVnm(
   score: Float32Array,
@@ -72,6 +83,7 @@ export function selectVnm(
   inFeatures: number,
   cfg: VnmConfig,
   rule: SelectionRule = 'exhaustive',
+  options: SelectOptions = {},
 ): VnmSelection {
   validateVnm(cfg);
   if (score.length !== outFeatures * inFeatures) {
@@ -82,15 +94,14 @@ export function selectVnm(
   if (rule !== 'exhaustive' && rule !== 'colsum') {
     throw new RangeError(`selectVnm: unknown rule "${String(rule)}" (expected 'exhaustive' or 'colsum')`);
   }
-  assertValidScores(score);
 
   const { v, m } = cfg;
   const { R, G, blocks, metaBytesPerRow } = packedShape(outFeatures, inFeatures, cfg);
   const K = inFeatures;
   const columns = new Int32Array(blocks * G * 4);
-  const src = new Int32Array(R * 2 * G).fill(-1);
+  const src = new Int32Array(R * 2 * G); // real rows are written by assignRows, padding rows below
   const meta = new Uint8Array(R * metaBytesPerRow);
-  const search = new BlockGroupSearch(v, m);
+  const search = new BlockGroupSearch(v, m, createSearchKernels(v, m, options.kernels !== 'js'));
   const chosen = new Int32Array(4); // local column (0..M-1) per slot, -1 for a padding slot
   const slotColumn = new Int32Array(4); // absolute column per slot
   let keptScore = 0;
@@ -114,7 +125,8 @@ export function selectVnm(
       columns.set(slotColumn, (b * G + g) * 4);
       keptScore += search.assignRows(nRows, chosen, slotColumn, row0, g, G, src, meta, metaBytesPerRow);
     }
-    // Padding rows: a valid code, zero values (src stays -1).
+    // Padding rows: a valid code, zero values.
+    src.fill(-1, (row0 + nRows) * 2 * G, (row0 + v) * 2 * G);
     for (let r = row0 + nRows; r < row0 + v; r++) {
       for (let g = 0; g < G; g++) {
         meta[r * metaBytesPerRow + (g >> 1)]! |= PADDING_ROW_CODE << ((g & 1) << 2);
@@ -124,13 +136,9 @@ export function selectVnm(
   return { outFeatures, inFeatures, v, m, rows: R, groups: G, columns, src, meta, keptScore, totalScore };
 }
 
-function assertValidScores(score: Float32Array): void {
-  for (let i = 0; i < score.length; i++) {
-    const x = score[i]!;
-    if (!(x >= 0 && x <= MAX_F32)) {
-      throw new RangeError(`selectVnm: scores must be finite and non-negative (element ${i} is ${x})`);
-    }
-  }
+function invalidScore(index: number, x: number): RangeError {
+  const where = index >= 0 ? `element ${index} is ${x}` : 'an element is infinite';
+  return new RangeError(`selectVnm: scores must be finite and non-negative (${where})`);
 }
 
 /**
@@ -195,38 +203,32 @@ const EVALUATE_ALL_UP_TO_M = 6;
 /** Scratch and search for one (block, group) at a time; buffers are reused across groups. */
 class BlockGroupSearch {
   private readonly v: number;
-  /** Scores of the block-group, column-major: s[j * v + i] for local column j, row i. */
+  private readonly kernels: SearchKernels;
+  /** The kernels' scores, column-major: s[j * v + i] for local column j, row i. */
   private readonly s: Float64Array;
-  /** Per-row descending sort of s (approximate: only used for thresholds). */
-  private readonly sorted: Float64Array;
-  private readonly networks = new Map<number, Int32Array>();
-  private readonly ranks = new Map<number, Int32Array>();
-  /** Per threshold t: C0[t] = 2 * sum of row thresholds; D[t * 32 + c] = sum_i max(s_ic - thr_i, 0). */
-  private readonly c0 = new Float64Array(5);
-  private readonly d = new Float64Array(5 * 32);
-  /** Per threshold: sum of the 1, 2, 3 largest D over columns >= j (index t * 33 * 3 + j * 3 + (n - 1)). */
-  private readonly suffixTop = new Float64Array(5 * 33 * 3);
-  /** Partial bounds per DFS level and threshold. */
-  private readonly partial = new Float64Array(4 * 5);
-  private readonly colSum: Float64Array;
-  private readonly startChosen = new Int32Array(4);
-  private readonly slotSrc = new Int32Array(4);
-
   /** Local column index of the all -1 column that padding slots read. */
   private readonly paddingColumn: number;
+  private readonly networks = new Map<number, Int32Array>();
+  private readonly ranks = new Map<number, Int32Array>();
+  private readonly colSum: Float64Array;
+  private readonly slotSrc = new Int32Array(4);
+  /** The starting subset found by prepareBounds. */
+  private startKey = 0;
   /** Sum of the scores loaded last. */
   private loadedTotal = 0;
 
-  constructor(v: number, m: number) {
+  constructor(v: number, m: number, kernels: SearchKernels) {
     this.v = v;
+    this.kernels = kernels;
+    this.s = kernels.s;
     this.paddingColumn = m;
-    this.s = new Float64Array(v * (m + 1));
-    this.s.fill(-1, v * m);
-    this.sorted = new Float64Array(v * m);
     this.colSum = new Float64Array(m);
   }
 
-  /** Copies the block-group's scores into column-major scratch; returns their sum. */
+  /**
+   * Copies the block-group's scores into the kernels' scratch (plus a zero row when nRows is odd:
+   * the kernels work on row pairs) and returns their sum. Rejects negative, NaN and infinite scores.
+   */
   load(score: Float32Array, K: number, row0: number, nRows: number, c0: number, mReal: number): number {
     const s = this.s;
     const v = this.v;
@@ -236,41 +238,17 @@ class BlockGroupSearch {
       let rowSum = 0;
       for (let j = 0; j < mReal; j++) {
         const x = score[off + j]!;
+        if (!(x >= 0)) throw invalidScore(off + j, x);
         s[j * v + i] = x;
         rowSum += x;
       }
       total += rowSum;
     }
+    // Any +inf makes the sum infinite (the sum of finite float32 values cannot overflow a double).
+    if (total === Infinity) throw invalidScore(-1, Infinity);
+    if ((nRows & 1) !== 0) for (let j = 0; j < mReal; j++) s[j * v + nRows] = 0;
     this.loadedTotal = total;
     return total;
-  }
-
-  /** Canonical value of subset {a, b, c, d}: rows in order, each adding the sum of its top two. */
-  private evaluate(nRows: number, a: number, b: number, c: number, d: number): number {
-    const s = this.s;
-    const v = this.v;
-    const oa = a * v;
-    const ob = b * v;
-    const oc = c * v;
-    const od = d * v;
-    let acc = 0;
-    for (let i = 0; i < nRows; i++) {
-      const x = s[oa + i]!;
-      const y = s[ob + i]!;
-      const z = s[oc + i]!;
-      const w = s[od + i]!;
-      // top2 of {x, y, z, w} = max(x + y, z + w, max(x, y) + max(z, w)), with branch-free selects.
-      const kxy = +(x > y);
-      const kzw = +(z > w);
-      const cross = kxy * x + (1 - kxy) * y + (kzw * z + (1 - kzw) * w);
-      const p = x + y;
-      const q = z + w;
-      const kpq = +(p > q);
-      const pq = kpq * p + (1 - kpq) * q;
-      const kc = +(pq > cross);
-      acc += kc * pq + (1 - kc) * cross;
-    }
-    return acc;
   }
 
   /** The 4 columns with the largest summed score over the block's rows (ties: lower column). */
@@ -289,31 +267,28 @@ class BlockGroupSearch {
 
   /** The exact VENOM optimum; ties go to the lexicographically lowest subset. */
   chooseExhaustive(nRows: number, mReal: number, chosen: Int32Array): void {
+    let bestKey = subsetKey(0, 1, 2, 3);
     // mReal == 4 has one subset; all-zero scores tie everywhere and the lowest subset wins.
-    if (mReal === 4 || this.loadedTotal === 0) {
-      chosen[0] = 0;
-      chosen[1] = 1;
-      chosen[2] = 2;
-      chosen[3] = 3;
-      return;
+    if (mReal > 4 && this.loadedTotal !== 0) {
+      const nRowsEven = nRows + (nRows & 1);
+      if (mReal <= EVALUATE_ALL_UP_TO_M) bestKey = this.evaluateAll(nRowsEven, mReal);
+      else bestKey = this.branchAndBound(nRowsEven, mReal);
     }
-    let bestKey: number;
-    if (mReal <= EVALUATE_ALL_UP_TO_M) bestKey = this.evaluateAll(nRows, mReal);
-    else bestKey = this.branchAndBound(nRows, mReal);
     chosen[0] = (bestKey >> 15) & 31;
     chosen[1] = (bestKey >> 10) & 31;
     chosen[2] = (bestKey >> 5) & 31;
     chosen[3] = bestKey & 31;
   }
 
-  private evaluateAll(nRows: number, mReal: number): number {
+  private evaluateAll(nRowsEven: number, mReal: number): number {
+    const kernels = this.kernels;
     let best = -1;
     let bestKey = 0;
     for (let a = 0; a < mReal - 3; a++) {
       for (let b = a + 1; b < mReal - 2; b++) {
         for (let c = b + 1; c < mReal - 1; c++) {
           for (let d = c + 1; d < mReal; d++) {
-            const value = this.evaluate(nRows, a, b, c, d);
+            const value = kernels.evaluate(a, b, c, d, nRowsEven);
             // Lexicographic order of visits: only a strictly larger value replaces the best.
             if (value > best) {
               best = value;
@@ -326,162 +301,94 @@ class BlockGroupSearch {
     return bestKey;
   }
 
-  /** Depth-first over a < b < c < d, pruning prefixes whose Lagrangian bound is below the best. */
-  private branchAndBound(nRows: number, mReal: number): number {
-    const nt = this.prepareBounds(nRows, mReal);
-    const c0 = this.c0;
-    const d = this.d;
-    const suffixTop = this.suffixTop;
-    const partial = this.partial;
+  /** Branch and bound over a < b < c < e (see the kernels), pruning with Lagrangian bounds. */
+  private branchAndBound(nRowsEven: number, mReal: number): number {
+    const nt = this.prepareBounds(nRowsEven, mReal);
     // Rounding allowance for bound comparisons. Every value and partial bound is at most
     // 4 * (sum of row maxima) <= 4 * total and is a sum of at most 3V + 10 rounded terms, so its
     // error is below (3V + 10) * 2^-52 * 4 * total; 1e-12 * (V + 10) * total is far above that.
-    const tol = this.loadedTotal * 1e-12 * (nRows + 10);
-
-    // Start from the subset that looks best to the tightest threshold: usually optimal or close,
-    // so most of the tree is pruned from the first node on.
-    const start = this.startingSubset(nt, mReal);
-    let bestKey = start;
-    let best = this.evaluate(nRows, (start >> 15) & 31, (start >> 10) & 31, (start >> 5) & 31, start & 31);
-
-    for (let a = 0; a < mReal - 3; a++) {
-      let bound = Infinity;
-      for (let t = 0; t < nt; t++) {
-        const p = c0[t]! + d[t * 32 + a]!;
-        partial[t] = p;
-        const u = p + suffixTop[t * 99 + (a + 1) * 3 + 2]!;
-        if (u < bound) bound = u;
-      }
-      if (bound < best - tol) continue;
-      for (let b = a + 1; b < mReal - 2; b++) {
-        bound = Infinity;
-        for (let t = 0; t < nt; t++) {
-          const p = partial[t]! + d[t * 32 + b]!;
-          partial[5 + t] = p;
-          const u = p + suffixTop[t * 99 + (b + 1) * 3 + 1]!;
-          if (u < bound) bound = u;
-        }
-        if (bound < best - tol) continue;
-        for (let c = b + 1; c < mReal - 1; c++) {
-          bound = Infinity;
-          for (let t = 0; t < nt; t++) {
-            const p = partial[5 + t]! + d[t * 32 + c]!;
-            partial[10 + t] = p;
-            const u = p + suffixTop[t * 99 + (c + 1) * 3]!;
-            if (u < bound) bound = u;
-          }
-          if (bound < best - tol) continue;
-          for (let e = c + 1; e < mReal; e++) {
-            bound = Infinity;
-            for (let t = 0; t < nt; t++) {
-              const u = partial[10 + t]! + d[t * 32 + e]!;
-              if (u < bound) bound = u;
-            }
-            if (bound < best - tol) continue;
-            const key = subsetKey(a, b, c, e);
-            if (key === start) continue;
-            const value = this.evaluate(nRows, a, b, c, e);
-            if (value > best || (value === best && key < bestKey)) {
-              best = value;
-              bestKey = key;
-            }
-          }
-        }
-      }
-    }
-    return bestKey;
+    const tol = this.loadedTotal * 1e-12 * (nRowsEven + 10);
+    const start = this.startKey;
+    const best = this.kernels.evaluate((start >> 15) & 31, (start >> 10) & 31, (start >> 5) & 31, start & 31, nRowsEven);
+    return this.kernels.branchAndBound(mReal, nRowsEven, nt, tol, best, start);
   }
 
-  /** Thresholds, per-column Lagrangian terms and their suffix maxima; returns the threshold count. */
-  private prepareBounds(nRows: number, mReal: number): number {
-    const v = this.v;
-    const s = this.s;
-    const sorted = this.sorted;
-    sorted.set(s.subarray(0, mReal * v));
+  /**
+   * Thresholds and per-column Lagrangian terms (kernels), then per threshold the suffix sums of
+   * the 1, 2, 3 largest terms (bounds for the columns still to choose) and a starting subset: the
+   * top-4 columns of the threshold whose own best bound is smallest, usually optimal or close, so
+   * most of the tree is pruned from the first node on. Returns the threshold count.
+   */
+  private prepareBounds(nRowsEven: number, mReal: number): number {
     let network = this.networks.get(mReal);
     if (network === undefined) {
       network = sortingNetwork(mReal);
       this.networks.set(mReal, network);
-    }
-    // Approximate branch-free compare-exchange: max = (x + y + |x - y|) / 2. Thresholds may be inexact.
-    for (let q = 0; q < network.length; q += 2) {
-      const oi = network[q]! * v;
-      const oj = network[q + 1]! * v;
-      for (let i = 0; i < nRows; i++) {
-        const x = sorted[oi + i]!;
-        const y = sorted[oj + i]!;
-        const sum = x + y;
-        const diff = Math.abs(x - y);
-        sorted[oi + i] = (sum + diff) * 0.5;
-        sorted[oj + i] = (sum - diff) * 0.5;
-      }
     }
     let ranks = this.ranks.get(mReal);
     if (ranks === undefined) {
       ranks = thresholdRanks(mReal);
       this.ranks.set(mReal, ranks);
     }
+    const kernels = this.kernels;
+    kernels.prepareBounds(mReal, nRowsEven, network, ranks);
+    const d = kernels.d;
+    const suffixTop = kernels.suffixTop;
     const nt = ranks.length;
-    const c0 = this.c0;
-    const d = this.d;
-    const suffixTop = this.suffixTop;
+    let tightest = Infinity;
     for (let t = 0; t < nt; t++) {
-      const ot = (ranks[t]! - 1) * v;
-      let thresholdSum = 0;
-      for (let i = 0; i < nRows; i++) thresholdSum += sorted[ot + i]!;
-      c0[t] = 2 * thresholdSum;
-      for (let j = 0; j < mReal; j++) {
-        const o = j * v;
-        let acc = 0;
-        for (let i = 0; i < nRows; i++) {
-          const gap = s[o + i]! - sorted[ot + i]!;
-          acc += gap + Math.abs(gap); // 2 * max(gap, 0), exact
-        }
-        d[t * 32 + j] = acc * 0.5;
-      }
-      // Suffix sums of the 1, 2, 3 largest terms, for bounding the columns still to choose.
+      // Top four terms (with their columns) of the suffix j.., walking j down.
       let top1 = 0;
       let top2 = 0;
       let top3 = 0;
-      const base = t * 99;
+      let top4 = 0;
+      let j1 = 0;
+      let j2 = 1;
+      let j3 = 2;
+      let j4 = 3;
+      const base = t * SUFFIX_STRIDE;
       suffixTop[base + mReal * 3] = 0;
       suffixTop[base + mReal * 3 + 1] = 0;
       suffixTop[base + mReal * 3 + 2] = 0;
       for (let j = mReal - 1; j >= 0; j--) {
-        const x = d[t * 32 + j]!;
-        if (x > top1) {
-          top3 = top2;
-          top2 = top1;
-          top1 = x;
-        } else if (x > top2) {
-          top3 = top2;
-          top2 = x;
-        } else if (x > top3) {
-          top3 = x;
+        const x = d[t * D_STRIDE + j]!;
+        // >= so that among equal terms the lower column ranks first.
+        if (x >= top4) {
+          if (x >= top3) {
+            top4 = top3;
+            j4 = j3;
+            if (x >= top2) {
+              top3 = top2;
+              j3 = j2;
+              if (x >= top1) {
+                top2 = top1;
+                j2 = j1;
+                top1 = x;
+                j1 = j;
+              } else {
+                top2 = x;
+                j2 = j;
+              }
+            } else {
+              top3 = x;
+              j3 = j;
+            }
+          } else {
+            top4 = x;
+            j4 = j;
+          }
         }
         suffixTop[base + j * 3] = top1;
         suffixTop[base + j * 3 + 1] = top1 + top2;
         suffixTop[base + j * 3 + 2] = top1 + top2 + top3;
       }
-    }
-    return nt;
-  }
-
-  /** The top-4 columns of the threshold whose own best bound is smallest (the tightest one). */
-  private startingSubset(nt: number, mReal: number): number {
-    const chosen = this.startChosen;
-    let tightestBound = Infinity;
-    let key = 0;
-    for (let t = 0; t < nt; t++) {
-      const terms = this.d.subarray(t * 32, t * 32 + mReal);
-      topFourColumns(terms, mReal, chosen);
-      const u = this.c0[t]! + terms[chosen[0]!]! + terms[chosen[1]!]! + terms[chosen[2]!]! + terms[chosen[3]!]!;
-      if (u < tightestBound) {
-        tightestBound = u;
-        key = subsetKey(chosen[0]!, chosen[1]!, chosen[2]!, chosen[3]!);
+      const bound = kernels.c0[t]! + top1 + top2 + top3 + top4;
+      if (bound < tightest) {
+        tightest = bound;
+        this.startKey = sortedSubsetKey(j1, j2, j3, j4);
       }
     }
-    return key;
+    return nt;
   }
 
   /**
@@ -544,9 +451,16 @@ class BlockGroupSearch {
   }
 }
 
-/** Lexicographic key of a sorted subset of local columns (each < 32). */
-function subsetKey(a: number, b: number, c: number, d: number): number {
-  return (a << 15) | (b << 10) | (c << 5) | d;
+/** Key of four distinct local columns given in any order. */
+function sortedSubsetKey(j1: number, j2: number, j3: number, j4: number): number {
+  let mask = (1 << j1) | (1 << j2) | (1 << j3) | (1 << j4);
+  let key = 0;
+  for (let p = 0; p < 4; p++) {
+    const lowest = 31 - Math.clz32(mask & -mask);
+    key = (key << 5) | lowest;
+    mask &= mask - 1;
+  }
+  return key;
 }
 
 /** The 4 largest of values[0..n) (ties: lower index), written ascending into chosen. */
