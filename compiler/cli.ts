@@ -22,6 +22,7 @@ Compile options:
   --external-data         write weights to <output>.data (automatic above 2 GB)
   --shape <name=AxBxC>    input shape for verification when the model has dynamic dims (repeatable)
   --no-verify             skip running the models in onnxruntime to check the result
+  --threads <n>           worker threads for pruning (default: all cores; 0 = main thread only)
   --report <file.json>    write the full report as JSON
   --json                  print the report as JSON instead of the table
   -q, --quiet             print nothing but errors
@@ -66,6 +67,7 @@ async function compileCommand(args: string[]): Promise<number> {
         "external-data": { type: "boolean" },
         shape: { type: "string", multiple: true },
         "no-verify": { type: "boolean" },
+        threads: { type: "string" },
         report: { type: "string" },
         json: { type: "boolean" },
         quiet: { type: "boolean", short: "q" },
@@ -90,6 +92,7 @@ async function compileCommand(args: string[]): Promise<number> {
     minSize: parseIntOption("--min-size", o["min-size"]),
     externalData: o["external-data"],
     verify: !o["no-verify"],
+    threads: parseIntOption("--threads", o.threads),
     shapes: parseShapes(o.shape ?? []),
     onProgress: bar,
   };

@@ -3,6 +3,7 @@ import type { Node } from "./ir/node.js";
 import type { TensorData } from "./ir/tensor.js";
 import type { Value } from "./ir/value.js";
 import type { VnmConfig } from "./vnm/config.js";
+import type { PrunePool } from "./weights/prune-pool.js";
 import type { SparseWeight } from "./weights/sparse-weight.js";
 import type { WeightRecipe } from "./weights/weight-recipe.js";
 
@@ -17,6 +18,8 @@ export interface PassOptions {
   emit: "sparse" | "pruned-dense";
   /** Keep packed weights in memory after writing (verification re-reads them). */
   retainPacked: boolean;
+  /** Worker threads that prune weights in parallel while the writer streams; none prunes in-thread. */
+  pool?: PrunePool;
 }
 
 /** A MatMul/Gemm that will be rewritten. */

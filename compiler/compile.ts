@@ -8,7 +8,8 @@ import { PassManager, type PassTiming } from "./pass/manager.js";
 import type { Pass } from "./pass/pass.js";
 import { buildReport, type CompileReport } from "./report.js";
 import { readModelFile } from "./serde/read.js";
-import { encodeModel, PROTOBUF_LIMIT, writeModelFile } from "./serde/write.js";
+import { encodeModel, PROTOBUF_LIMIT, writeModelFile, writeModelFileAsync } from "./serde/write.js";
+import { PrunePool } from "./weights/prune-pool.js";
 import { VERSION } from "./version.js";
 import { verifyModels, type VerificationResult } from "./verify/verify.js";
 import { type VnmConfig, VnmConfigError, formatVnm, parseVnm } from "./vnm/config.js";
@@ -38,6 +39,8 @@ export interface CompileOptions {
   verify?: boolean;
   /** Concrete sizes for inputs with dynamic dims, for verification. */
   shapes?: Record<string, number[]>;
+  /** Worker threads for pruning (default: the available cores); 0 prunes on the main thread. */
+  threads?: number;
   onProgress?: (event: ProgressEvent) => void;
 }
 
@@ -135,7 +138,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
   const paramsBefore = countParameters(model);
 
   const options: PassOptions = {
-    vnm, include: opts.include ?? [], exclude: opts.exclude ?? [], minSize, emit: "sparse", retainPacked: verify,
+    vnm, include: opts.include ?? [], exclude: opts.exclude ?? [], minSize, emit: "sparse", retainPacked: verify, pool: opts.threads === 0 ? undefined : new PrunePool(opts.threads),
   };
   const diagnostics = new DiagnosticSink();
   const state: CompileState = { options, candidates: [], skipped: [], weights: new Map(), initiallyUnused: deadOnInput(model) };
@@ -157,7 +160,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     let written = 0;
     const t1 = performance.now();
     progress({ phase: "write", done: 0, total: totalTensors });
-    const result = writeModelFile(model, staged, {
+    const result = await writeModelFileAsync(model, staged, {
       externalData: opts.externalData,
       onTensor: () => progress({ phase: "write", done: ++written, total: totalTensors }),
     });
@@ -193,6 +196,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     return { outputPath, report };
   } finally {
     rmSync(workDir, { recursive: true, force: true });
+    await options.pool?.close();
   }
 }
 

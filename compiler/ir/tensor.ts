@@ -12,6 +12,13 @@ export interface TensorData {
   readonly byteLength: number;
   /** The raw little-endian bytes. May allocate; callers drop the result when done. */
   read(): Uint8Array;
+  /**
+   * Optional: start computing the data in the background (e.g. pruning on a worker thread); `read()`
+   * after the promise resolves is cheap. Idempotent.
+   */
+  prepare?(): Promise<void>;
+  /** Tensors prepared by one shared job (e.g. the four packed parts of a weight) share this key. */
+  readonly prepareGroup?: unknown;
 }
 
 export function elementCount(dims: readonly number[]): number {
@@ -50,7 +57,12 @@ export class ExternalFileTensor implements TensorData {
     this.byteLength = length;
   }
   read(): Uint8Array {
-    const out = new Uint8Array(this.byteLength);
+    return this.readInto(new Uint8Array(this.byteLength));
+  }
+
+  /** Read into a caller's buffer (of at least byteLength bytes); returns the filled view. */
+  readInto(buffer: Uint8Array): Uint8Array {
+    const out = buffer.subarray(0, this.byteLength);
     const fd = openSync(this.path, "r");
     try {
       let done = 0;
@@ -69,8 +81,16 @@ export class ExternalFileTensor implements TensorData {
 /** Data computed on demand by a thunk (e.g. packed weights), so it exists only while it is written. */
 export class LazyTensor implements TensorData {
   readonly byteLength: number;
-  constructor(readonly dataType: DataType, readonly dims: readonly number[], private readonly compute: () => Uint8Array) {
+  readonly prepare?: () => Promise<void>;
+  constructor(
+    readonly dataType: DataType,
+    readonly dims: readonly number[],
+    private readonly compute: () => Uint8Array,
+    prepare?: () => Promise<void>,
+    readonly prepareGroup?: unknown,
+  ) {
     this.byteLength = expectedBytes(dataType, dims);
+    if (prepare) this.prepare = prepare;
   }
   read(): Uint8Array {
     const bytes = this.compute();

@@ -76,6 +76,17 @@ class DataFileWriter {
   close(): void {
     fsyncSync(this.fd);
     closeSync(this.fd);
+    this.closed = true;
+  }
+  private closed = false;
+  closeQuietly(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      closeSync(this.fd);
+    } catch {
+      // already failing: the original error is what matters
+    }
   }
 }
 
@@ -91,6 +102,20 @@ function initializerBytes(model: Model): number {
  * complete, so an error never leaves a partial output. Tensors are read and written one at a time.
  */
 export function writeModelFile(model: Model, path: string, opts: WriteOptions = {}): WriteResult {
+  return writeStaged(model, path, opts, (enc) => enc.fillSync());
+}
+
+/**
+ * Like writeModelFile, but lazy tensors that can be prepared in the background (pruning on worker
+ * threads) are started a few tensors ahead of the one being written, so the cores stay busy while the
+ * number of weights in memory stays bounded.
+ */
+export async function writeModelFileAsync(model: Model, path: string, opts: WriteOptions & { lookahead?: number } = {}): Promise<WriteResult> {
+  return writeStaged(model, path, opts, (enc) => enc.fill(opts.lookahead ?? 3));
+}
+
+function writeStaged<R extends void | Promise<void>>(model: Model, path: string, opts: WriteOptions, fill: (enc: ModelEncoder) => R): R extends Promise<void> ? Promise<WriteResult> : WriteResult;
+function writeStaged(model: Model, path: string, opts: WriteOptions, fill: (enc: ModelEncoder) => void | Promise<void>): WriteResult | Promise<WriteResult> {
   const abs = resolve(path);
   const forced = !opts.externalData && initializerBytes(model) > PROTOBUF_LIMIT - (64 << 20);
   const external = opts.externalData || forced;
@@ -99,8 +124,13 @@ export function writeModelFile(model: Model, path: string, opts: WriteOptions = 
   const suffix = `.tmp-${process.pid}`;
   const data = external ? new DataFileWriter(dataPath + suffix, dataName) : undefined;
   const tmpModel = abs + suffix;
-  try {
-    const proto = new ModelEncoder(data, opts).model(model);
+  const fail = (e: unknown): never => {
+    data?.closeQuietly();
+    for (const p of [tmpModel, data?.tmpPath]) if (p && existsSync(p)) unlinkSync(p);
+    if (e instanceof VnmcError) throw e;
+    throw new VnmcError(Codes.WRITE_FAILED, `Could not write '${path}': ${(e as Error).message}.`);
+  };
+  const finish = (enc: ModelEncoder, proto: ModelProto): WriteResult => {
     const bytes = toBinary(ModelProtoSchema, proto);
     const fd = openSync(tmpModel, "w");
     try {
@@ -117,11 +147,17 @@ export function writeModelFile(model: Model, path: string, opts: WriteOptions = 
       unlinkSync(dataPath);
     }
     renameSync(tmpModel, abs);
+    void enc;
     return { path: abs, bytes: bytes.byteLength, dataPath: data ? dataPath : undefined, dataBytes: data?.size ?? 0, externalForced: forced };
+  };
+  try {
+    const enc = new ModelEncoder(data, opts);
+    const proto = enc.model(model);
+    const filled = fill(enc);
+    if (filled instanceof Promise) return filled.then(() => finish(enc, proto)).catch(fail);
+    return finish(enc, proto);
   } catch (e) {
-    for (const p of [tmpModel, data?.tmpPath]) if (p && existsSync(p)) unlinkSync(p);
-    if (e instanceof VnmcError) throw e;
-    throw new VnmcError(Codes.WRITE_FAILED, `Could not write '${path}': ${(e as Error).message}.`);
+    return fail(e);
   }
 }
 
@@ -130,7 +166,16 @@ export function encodeModel(model: Model): Uint8Array {
   if (initializerBytes(model) > PROTOBUF_LIMIT - (64 << 20)) {
     throw new VnmcError(Codes.WRITE_FAILED, "The model is over 2 GB and cannot be held in one protobuf; write it with external data.");
   }
-  return toBinary(ModelProtoSchema, new ModelEncoder(undefined, {}).model(model));
+  const enc = new ModelEncoder(undefined, {});
+  const proto = enc.model(model);
+  enc.fillSync();
+  return toBinary(ModelProtoSchema, proto);
+}
+
+interface PendingTensor {
+  proto: TensorProto;
+  data: TensorData;
+  mayBeExternal: boolean;
 }
 
 class ModelEncoder {
@@ -221,6 +266,42 @@ class ModelEncoder {
     }
     const base = (extras as TensorProto | undefined) ?? create(TensorProtoSchema);
     const out = copyMessage(base, { ...PAYLOAD_FIELDS, name, dims: data.dims.map(BigInt), dataType: data.dataType });
+    // The payload is filled in afterwards, in file order, so large data is read one tensor at a time.
+    this.pending.push({ proto: out, data, mayBeExternal });
+    return out;
+  }
+
+  readonly pending: PendingTensor[] = [];
+
+  fillSync(): void {
+    for (const p of this.pending) this.fillOne(p);
+  }
+
+  async fill(lookahead: number): Promise<void> {
+    const started = new Set<number>();
+    const start = (i: number) => {
+      const p = this.pending[i];
+      if (!p || started.has(i)) return;
+      started.add(i);
+      // Errors surface when the tensor itself is awaited; this only starts the work.
+      p.data.prepare?.().catch(() => {});
+    };
+    for (let i = 0; i < this.pending.length; i++) {
+      // Keep `lookahead` jobs beyond the current one going; tensors of one group share a job.
+      const groups = new Set<unknown>();
+      for (let j = i; j < this.pending.length && groups.size <= lookahead; j++) {
+        const d = this.pending[j]!.data;
+        if (!d.prepare) continue;
+        groups.add(d.prepareGroup ?? d);
+        if (groups.size <= lookahead) start(j);
+      }
+      await this.pending[i]!.data.prepare?.();
+      this.fillOne(this.pending[i]!);
+    }
+  }
+
+  private fillOne({ proto: out, data, mayBeExternal }: PendingTensor): void {
+    const name = out.name;
     const threshold = this.opts.externalThreshold ?? 1024;
     const bytes = data.read();
     if (this.data && mayBeExternal && bytes.byteLength >= threshold) {
@@ -236,7 +317,6 @@ class ModelEncoder {
       out.rawData = bytes.slice() as Uint8Array<ArrayBuffer>;
     }
     this.opts.onTensor?.(name, bytes.byteLength);
-    return out;
   }
 }
 

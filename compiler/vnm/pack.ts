@@ -8,10 +8,11 @@ export type ElementBytes = 1 | 2 | 4 | 8;
 
 /**
  * values [R, 2G] as raw little-endian elements: values[r, j] = W[r, src[r, j]], or zero where
- * src is -1 (padding rows and slots). `weight` holds W [outFeatures, inFeatures] row-major.
+ * src is -1 (padding rows and slots). `weight` holds W [outFeatures, inFeatures] row-major, or with
+ * `layout: 'in-out'` its transpose [inFeatures, outFeatures] (MatMul's B as stored, saving a transpose).
  */
-export function gatherValues(sel: VnmSelection, weight: Uint8Array, elementBytes: ElementBytes): Uint8Array {
-  const { outFeatures, inFeatures: K, rows: R, groups: G, src } = sel;
+export function gatherValues(sel: VnmSelection, weight: Uint8Array, elementBytes: ElementBytes, layout: 'out-in' | 'in-out' = 'out-in'): Uint8Array {
+  const { outFeatures, inFeatures: K, rows: R, groups: G } = sel;
   if (elementBytes !== 1 && elementBytes !== 2 && elementBytes !== 4 && elementBytes !== 8) {
     throw new RangeError(`gatherValues: element size must be 1, 2, 4 or 8 bytes (got ${String(elementBytes)})`);
   }
@@ -20,41 +21,67 @@ export function gatherValues(sel: VnmSelection, weight: Uint8Array, elementBytes
       `gatherValues: weight has ${weight.byteLength} bytes, expected ${outFeatures} x ${K} x ${elementBytes}`,
     );
   }
-  const twoG = 2 * G;
-  const out = new Uint8Array(R * twoG * elementBytes);
-  // Copy whole elements through an integer view of the element's width (8-byte elements as two
-  // 32-bit words); a weight that is not aligned for that view is copied once to an aligned buffer.
+  const out = new Uint8Array(R * 2 * G * elementBytes);
+  // Whole elements are copied through an integer view of their width (8-byte ones as two 32-bit
+  // words), with one loop per view type so that each stays monomorphic for the JIT. A weight that
+  // is not aligned for its view is copied once to an aligned buffer.
   const wordBytes = elementBytes === 8 ? 4 : elementBytes;
-  const words = elementBytes === 8 ? 2 : 1;
   const aligned = weight.byteOffset % wordBytes === 0 ? weight : weight.slice();
-  const from = wordView(aligned, wordBytes);
-  const to = wordView(out, wordBytes);
-  for (let r = 0; r < outFeatures; r++) {
-    const rowFrom = r * K;
-    const rowTo = r * twoG;
-    if (words === 1) {
-      for (let j = 0; j < twoG; j++) {
-        const col = src[rowTo + j]!;
-        if (col >= 0) to[rowTo + j] = from[rowFrom + col]!;
-      }
-    } else {
-      for (let j = 0; j < twoG; j++) {
-        const col = src[rowTo + j]!;
-        if (col >= 0) {
-          to[2 * (rowTo + j)] = from[2 * (rowFrom + col)]!;
-          to[2 * (rowTo + j) + 1] = from[2 * (rowFrom + col) + 1]!;
-        }
-      }
-    }
+  const { buffer, byteOffset, byteLength } = aligned;
+  // Element (r, col) of W sits at r * rowStride + col * colStride.
+  const [rowStride, colStride] = layout === 'out-in' ? [K, 1] : [1, outFeatures];
+  if (elementBytes === 1) {
+    gatherBytes(sel, aligned, out, rowStride, colStride);
+  } else if (elementBytes === 2) {
+    gatherHalfWords(sel, new Uint16Array(buffer, byteOffset, byteLength / 2), new Uint16Array(out.buffer), rowStride, colStride);
+  } else {
+    gatherWords(sel, new Uint32Array(buffer, byteOffset, byteLength / 4), new Uint32Array(out.buffer), elementBytes / 4, rowStride, colStride);
   }
   return out;
 }
 
-function wordView(bytes: Uint8Array, wordBytes: 1 | 2 | 4): Uint8Array | Uint16Array | Uint32Array {
-  const { buffer, byteOffset, byteLength } = bytes;
-  if (wordBytes === 1) return bytes;
-  if (wordBytes === 2) return new Uint16Array(buffer, byteOffset, byteLength / 2);
-  return new Uint32Array(buffer, byteOffset, byteLength / 4);
+function gatherBytes(sel: VnmSelection, from: Uint8Array, to: Uint8Array, rowStride: number, colStride: number): void {
+  const { outFeatures, inFeatures: K, groups: G, src } = sel;
+  const twoG = 2 * G;
+  for (let r = 0; r < outFeatures; r++) {
+    const rowFrom = r * rowStride;
+    const rowTo = r * twoG;
+    for (let j = 0; j < twoG; j++) {
+      const col = src[rowTo + j]!;
+      if (col >= 0) to[rowTo + j] = from[rowFrom + col * colStride]!;
+    }
+  }
+}
+
+function gatherHalfWords(sel: VnmSelection, from: Uint16Array, to: Uint16Array, rowStride: number, colStride: number): void {
+  const { outFeatures, inFeatures: K, groups: G, src } = sel;
+  const twoG = 2 * G;
+  for (let r = 0; r < outFeatures; r++) {
+    const rowFrom = r * rowStride;
+    const rowTo = r * twoG;
+    for (let j = 0; j < twoG; j++) {
+      const col = src[rowTo + j]!;
+      if (col >= 0) to[rowTo + j] = from[rowFrom + col * colStride]!;
+    }
+  }
+}
+
+/** `words` 32-bit words per element (1 or 2). */
+function gatherWords(sel: VnmSelection, from: Uint32Array, to: Uint32Array, words: number, rowStride: number, colStride: number): void {
+  const { outFeatures, inFeatures: K, groups: G, src } = sel;
+  const twoG = 2 * G;
+  for (let r = 0; r < outFeatures; r++) {
+    const rowFrom = r * rowStride;
+    const rowTo = r * twoG;
+    for (let j = 0; j < twoG; j++) {
+      const col = src[rowTo + j]!;
+      if (col < 0) continue;
+      const at = (rowTo + j) * words;
+      const atFrom = (rowFrom + col * colStride) * words;
+      to[at] = from[atFrom]!;
+      if (words === 2) to[at + 1] = from[atFrom + 1]!;
+    }
+  }
 }
 
 /** row_index [R] without output permutation: r for real rows, -1 for padding rows. */
@@ -69,10 +96,8 @@ export function identityRowIndex(outFeatures: number, R: number): Int32Array {
  * which lets kernels take a faster path. `columns` is [blocks, groups, 4].
  */
 export function isWindowed(columns: Int32Array, groups: number, m: number): boolean {
-  if (groups === 0) return true;
-  const perBlock = groups * 4;
   for (let i = 0; i < columns.length; i++) {
-    const g = Math.floor((i % perBlock) / 4);
+    const g = Math.floor(i / 4) % groups;
     const c = columns[i]!;
     if (c < g * m || c >= g * m + m) return false;
   }

@@ -16,12 +16,25 @@ export const D_STRIDE = 32;
 
 export interface SearchKernels {
   readonly kind: 'wasm' | 'js';
-  /** Scores s[j * v + i] (local column j, row i), columns 0..m; column m is all -1 (padding slots). */
+  /**
+   * Scores s[j * v + i] (local column j, row i), columns 0..m+1: column m is all -1 (how padding
+   * slots rank), column m + 1 all 0 (what they are worth).
+   */
   readonly s: Float64Array;
   /** After prepareBounds: c0[t] = 2 * sum of row thresholds t. */
   readonly c0: Float64Array;
+  /**
+   * After prepareBounds: rowSpread[0] = sum over rows of (max - min) of the row's scores; 0 exactly
+   * when every row is constant, so that every subset ties.
+   */
+  readonly rowSpread: Float64Array;
   /** After prepareBounds: d[t * D_STRIDE + j] = sum over rows of max(s[j] - threshold_t, 0). */
   readonly d: Float64Array;
+  /**
+   * suffixTop[t * SUFFIX_STRIDE + j * 3 + (n - 1)]: sum of the n largest d[t][j'] over j' >= j
+   * (n = 1, 2, 3), filled by the caller after prepareBounds, for branchAndBound.
+   */
+  readonly suffixTop: Float64Array;
   /**
    * Sum over rows 0..nRowsEven-1 of the sum of each row's top two among columns a, b, c, d.
    * nRowsEven is even and >= 2; rows past the real ones must be zero.
@@ -32,11 +45,6 @@ export interface SearchKernels {
    * sorted columns `ranks[t] - 1` as per-row thresholds and fills c0 and d.
    */
   prepareBounds(mReal: number, nRowsEven: number, network: Int32Array, ranks: Int32Array): void;
-  /**
-   * suffixTop[t * SUFFIX_STRIDE + j * 3 + (n - 1)]: sum of the n largest d[t][j'] over j' >= j
-   * (n = 1, 2, 3), filled by the caller after prepareBounds, for branchAndBound.
-   */
-  readonly suffixTop: Float64Array;
   /**
    * Depth-first search over subsets a < b < c < e of mReal columns with thresholds 0..nt-1:
    * skips every prefix whose bound (c0 + d terms chosen + suffixTop of the rest, min over
@@ -58,7 +66,13 @@ export function subsetKey(a: number, b: number, c: number, d: number): number {
 export function createSearchKernels(v: number, m: number, preferWasm = true): SearchKernels {
   if (preferWasm) {
     const module = wasmModule();
-    if (module !== null) return new WasmKernels(wasmApi!, module, v, m);
+    if (module !== null) {
+      try {
+        return new WasmKernels(wasmApi!, module, v, m);
+      } catch {
+        // e.g. a runtime that refuses to allocate wasm memory: the JS loops give the same result
+      }
+    }
   }
   return new JsKernels(v, m);
 }
@@ -70,6 +84,7 @@ class JsKernels implements SearchKernels {
   readonly kind = 'js' as const;
   readonly s: Float64Array;
   readonly c0 = new Float64Array(MAX_THRESHOLDS);
+  readonly rowSpread = new Float64Array(1);
   readonly d = new Float64Array(MAX_THRESHOLDS * D_STRIDE);
   readonly suffixTop = new Float64Array(MAX_THRESHOLDS * SUFFIX_STRIDE);
   /** Partial bounds per DFS level (1..3) and threshold, at (level - 1) * MAX_THRESHOLDS + t. */
@@ -79,8 +94,8 @@ class JsKernels implements SearchKernels {
 
   constructor(v: number, m: number) {
     this.v = v;
-    this.s = new Float64Array((m + 1) * v);
-    this.s.fill(-1, m * v);
+    this.s = new Float64Array((m + 2) * v);
+    this.s.fill(-1, m * v, (m + 1) * v);
     this.sorted = new Float64Array(m * v);
   }
 
@@ -115,6 +130,10 @@ class JsKernels implements SearchKernels {
         sorted[oj + i] = min(x, y);
       }
     }
+    const last = (mReal - 1) * v;
+    let spread = 0;
+    for (let i = 0; i < nRowsEven; i++) spread += sorted[i]! - sorted[last + i]!;
+    this.rowSpread[0] = spread;
     for (let t = 0; t < ranks.length; t++) {
       const ot = (ranks[t]! - 1) * v;
       let thresholdSum = 0;
@@ -244,9 +263,12 @@ class WasmKernels implements SearchKernels {
   readonly kind = 'wasm' as const;
   readonly s: Float64Array;
   readonly c0: Float64Array;
+  readonly rowSpread: Float64Array;
   readonly d: Float64Array;
   readonly suffixTop: Float64Array;
   private readonly exports: WasmExports;
+  /** search1 .. search5, by threshold count. */
+  private readonly searches: Array<WasmExports[`search${number}`]>;
   private readonly suffixOff: number;
   private readonly i32: Int32Array;
   private readonly columnBytes: number;
@@ -260,21 +282,24 @@ class WasmKernels implements SearchKernels {
 
   constructor(api: WasmApi, module: WasmModule, v: number, m: number) {
     this.columnBytes = v * 8;
-    // Layout: s (m + 1 columns), sorted (m columns), d, c0, network pairs, ranks.
-    this.sortedOff = (m + 1) * this.columnBytes;
+    // Layout: s (m + 2 columns), sorted (m columns), d, c0, suffix sums, network pairs, ranks.
+    this.sortedOff = (m + 2) * this.columnBytes;
     this.dOff = this.sortedOff + m * this.columnBytes;
     this.c0Off = this.dOff + MAX_THRESHOLDS * D_STRIDE * 8;
-    this.suffixOff = this.c0Off + MAX_THRESHOLDS * 8;
+    this.suffixOff = this.c0Off + (MAX_THRESHOLDS + 1) * 8; // c0, then rowSpread
     this.netOff = this.suffixOff + MAX_THRESHOLDS * SUFFIX_STRIDE * 8;
     this.ranksOff = this.netOff + 2 * 4 * maxNetworkPairs(m);
     const bytes = this.ranksOff + 4 * MAX_THRESHOLDS;
     const memory = new api.Memory({ initial: Math.ceil(bytes / 65536) });
     const instance = new api.Instance(module, { env: { memory } });
     this.exports = instance.exports as unknown as WasmExports;
+    this.searches = [];
+    for (let nt = 1; nt <= MAX_THRESHOLDS; nt++) this.searches[nt] = this.exports[`search${nt}`];
     const buffer = memory.buffer;
-    this.s = new Float64Array(buffer, 0, (m + 1) * v);
-    this.s.fill(-1, m * v);
+    this.s = new Float64Array(buffer, 0, (m + 2) * v);
+    this.s.fill(-1, m * v, (m + 1) * v);
     this.c0 = new Float64Array(buffer, this.c0Off, MAX_THRESHOLDS);
+    this.rowSpread = new Float64Array(buffer, this.c0Off + MAX_THRESHOLDS * 8, 1);
     this.d = new Float64Array(buffer, this.dOff, MAX_THRESHOLDS * D_STRIDE);
     this.suffixTop = new Float64Array(buffer, this.suffixOff, MAX_THRESHOLDS * SUFFIX_STRIDE);
     this.i32 = new Int32Array(buffer);
@@ -310,7 +335,7 @@ class WasmKernels implements SearchKernels {
   }
 
   branchAndBound(mReal: number, nRowsEven: number, nt: number, tol: number, best: number, startKey: number): number {
-    const search = this.exports[`search${nt}`];
+    const search = this.searches[nt]!;
     return search(mReal, nRowsEven * 8, this.columnBytes, this.dOff, this.suffixOff, this.c0Off, tol, best, startKey);
   }
 }
@@ -335,7 +360,7 @@ function wasmModule(): WasmModule | null {
   return compiledModule;
 }
 
-// A tiny WebAssembly assembler: just the encodings the two kernels use.
+// A tiny WebAssembly assembler: just the encodings the kernels use.
 
 function uleb(n: number): number[] {
   const out: number[] = [];
@@ -390,7 +415,7 @@ const op = {
   },
   i32Load: [0x28, 2, 0],
   f64Load: (offset: number) => [0x2b, 3, ...uleb(offset)],
-  f64Store: [0x39, 3, 0],
+  f64Store: (offset = 0) => [0x39, 3, ...uleb(offset)],
   i32Add: [0x6a],
   i32Sub: [0x6b],
   i32Mul: [0x6c],
@@ -516,6 +541,10 @@ function prepareFunction(): FunctionDef {
       ]),
       op.get(q), op.i32(1), op.i32Add, op.set(q), op.br(0),
       op.end, op.end,
+      // rowSpread = sum of (sorted column 0 - sorted column mReal - 1)
+      op.get(sortedOff), op.get(mReal), op.i32(1), op.i32Sub, op.get(colBytes), op.i32Mul, op.i32Add, op.set(oc),
+      ...rowLoop([op.get(acc), at(sortedOff), op.v128Load, at(oc), op.v128Load, op.sub, op.add, op.set(acc)]),
+      op.get(c0Off), ...laneSum, op.f64Store(MAX_THRESHOLDS * 8),
       // for t < nt: thresholds = sorted column ranks[t] - 1
       op.i32(0), op.set(t),
       op.block, op.loop,
@@ -523,7 +552,7 @@ function prepareFunction(): FunctionDef {
       op.get(sortedOff), op.get(ranksOff), op.get(t), op.i32(4), op.i32Mul, op.i32Add, op.i32Load, op.i32(1), op.i32Sub,
       op.get(colBytes), op.i32Mul, op.i32Add, op.set(ot),
       ...rowLoop([op.get(acc), at(ot), op.v128Load, op.add, op.set(acc)]),
-      op.get(c0Off), op.get(t), op.i32(8), op.i32Mul, op.i32Add, ...laneSum, op.f64(2), op.f64Mul, op.f64Store,
+      op.get(c0Off), op.get(t), op.i32(8), op.i32Mul, op.i32Add, ...laneSum, op.f64(2), op.f64Mul, op.f64Store(),
       // for j < mReal: d[t][j] = sum of max(s[j] - threshold, 0)
       op.i32(0), op.set(j),
       op.block, op.loop,
@@ -535,7 +564,7 @@ function prepareFunction(): FunctionDef {
         op.add, op.set(acc),
       ]),
       op.get(dOff), op.get(t), op.i32(D_STRIDE), op.i32Mul, op.get(j), op.i32Add, op.i32(8), op.i32Mul, op.i32Add,
-      ...laneSum, op.f64Store,
+      ...laneSum, op.f64Store(),
       op.get(j), op.i32(1), op.i32Add, op.set(j), op.br(0),
       op.end, op.end,
       op.get(t), op.i32(1), op.i32Add, op.set(t), op.br(0),

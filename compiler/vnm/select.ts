@@ -60,16 +60,23 @@ export interface SelectOptions {
 /** Nibble of a padding row (p0 = 0, p1 = 1), a valid code whose values are all zero. */
 const PADDING_ROW_CODE = 0 | (1 << 2);
 
-/** Meta nibble for a 4-bit mask of kept positions (exactly two bits set). */
-const CODE_OF_KEEP_MASK = new Uint8Array(16);
-const P0_OF_KEEP_MASK = new Uint8Array(16);
-const P1_OF_KEEP_MASK = new Uint8Array(16);
-for (let p0 = 0; p0 < 4; p0++) {
-  for (let p1 = p0 + 1; p1 < 4; p1++) {
-    const mask = (1 << p0) | (1 << p1);
-    CODE_OF_KEEP_MASK[mask] = p0 | (p1 << 2);
-    P0_OF_KEEP_MASK[mask] = p0;
-    P1_OF_KEEP_MASK[mask] = p1;
+/**
+ * Meta nibble (p0 | p1 << 2) of the two positions a row keeps, indexed by the six comparisons
+ * x_p >= x_q (p < q) of its four slot scores, bits in the order 01, 02, 03, 12, 13, 23. A position
+ * beaten by fewer than two others is kept: the two largest, ties going to the lower position.
+ */
+const CODE_OF_BEATS = new Uint8Array(64);
+{
+  const pairs = [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]] as const;
+  for (let bits = 0; bits < 64; bits++) {
+    const beaten = [0, 0, 0, 0];
+    pairs.forEach(([p, q], k) => {
+      if ((bits >> k) & 1) beaten[q]!++;
+      else beaten[p]!++;
+    });
+    const kept = [0, 1, 2, 3].filter((p) => beaten[p]! < 2);
+    // Patterns that no real scores produce (cycles) keep any valid code.
+    CODE_OF_BEATS[bits] = kept.length === 2 ? kept[0]! | (kept[1]! << 2) : 0 | (1 << 2);
   }
 }
 
@@ -122,7 +129,8 @@ export function selectVnm(
       } else {
         paddedGroupSlots(K, c0, mReal, chosen, slotColumn);
       }
-      columns.set(slotColumn, (b * G + g) * 4);
+      const at = (b * G + g) * 4;
+      for (let p = 0; p < 4; p++) columns[at + p] = slotColumn[p]!;
       keptScore += search.assignRows(nRows, chosen, slotColumn, row0, g, G, src, meta, metaBytesPerRow);
     }
     // Padding rows: a valid code, zero values.
@@ -206,12 +214,14 @@ class BlockGroupSearch {
   private readonly kernels: SearchKernels;
   /** The kernels' scores, column-major: s[j * v + i] for local column j, row i. */
   private readonly s: Float64Array;
-  /** Local column index of the all -1 column that padding slots read. */
+  /** Local column index of the all -1 column that padding slots rank by (the next one is all 0). */
   private readonly paddingColumn: number;
   private readonly networks = new Map<number, Int32Array>();
   private readonly ranks = new Map<number, Int32Array>();
   private readonly colSum: Float64Array;
   private readonly slotSrc = new Int32Array(4);
+  private readonly slotOffset = new Int32Array(4);
+  private readonly slotWorth = new Int32Array(4);
   /** The starting subset found by prepareBounds. */
   private startKey = 0;
   /** Sum of the scores loaded last. */
@@ -304,6 +314,9 @@ class BlockGroupSearch {
   /** Branch and bound over a < b < c < e (see the kernels), pruning with Lagrangian bounds. */
   private branchAndBound(nRowsEven: number, mReal: number): number {
     const nt = this.prepareBounds(nRowsEven, mReal);
+    // Every row constant (quantised or degenerate scores): all subsets tie, the lowest wins. Without
+    // this shortcut such ties defeat the bounds and every subset would be evaluated.
+    if (this.kernels.rowSpread[0] === 0) return subsetKey(0, 1, 2, 3);
     // Rounding allowance for bound comparisons. Every value and partial bound is at most
     // 4 * (sum of row maxima) <= 4 * total and is a sum of at most 3V + 10 rounded terms, so its
     // error is below (3V + 10) * 2^-52 * 4 * total; 1e-12 * (V + 10) * total is far above that.
@@ -408,18 +421,19 @@ class BlockGroupSearch {
   ): number {
     const s = this.s;
     const v = this.v;
-    const slotSrc = this.slotSrc;
-    // Padding slots read the all -1 column: below every real score, so real columns always win.
-    const o0 = (chosen[0]! >= 0 ? chosen[0]! : this.paddingColumn) * v;
-    const o1 = (chosen[1]! >= 0 ? chosen[1]! : this.paddingColumn) * v;
-    const o2 = (chosen[2]! >= 0 ? chosen[2]! : this.paddingColumn) * v;
-    const o3 = (chosen[3]! >= 0 ? chosen[3]! : this.paddingColumn) * v;
-    // 1 for a real slot, 0 for padding: a kept padding slot adds nothing to the kept score.
-    const real0 = +(chosen[0]! >= 0);
-    const real1 = +(chosen[1]! >= 0);
-    const real2 = +(chosen[2]! >= 0);
-    const real3 = +(chosen[3]! >= 0);
-    for (let p = 0; p < 4; p++) slotSrc[p] = chosen[p]! >= 0 ? slotColumn[p]! : -1;
+    const { slotSrc, slotOffset, slotWorth } = this;
+    for (let p = 0; p < 4; p++) {
+      const real = chosen[p]! >= 0;
+      slotSrc[p] = real ? slotColumn[p]! : -1;
+      // Padding slots rank by the all -1 column (below every real score, so real columns win)
+      // and are worth the all 0 column.
+      slotOffset[p] = (real ? chosen[p]! : this.paddingColumn) * v;
+      slotWorth[p] = (real ? chosen[p]! : this.paddingColumn + 1) * v;
+    }
+    const o0 = slotOffset[0]!;
+    const o1 = slotOffset[1]!;
+    const o2 = slotOffset[2]!;
+    const o3 = slotOffset[3]!;
     const shift = (g & 1) << 2;
     const metaCol = g >> 1;
     let kept = 0;
@@ -428,24 +442,17 @@ class BlockGroupSearch {
       const x1 = s[o1 + i]!;
       const x2 = s[o2 + i]!;
       const x3 = s[o3 + i]!;
-      // Position p is beaten by q when x_q > x_p, or x_q == x_p and q < p; keep the two least beaten.
-      const b01 = +(x0 >= x1); // 0 beats 1
-      const b02 = +(x0 >= x2);
-      const b03 = +(x0 >= x3);
-      const b12 = +(x1 >= x2);
-      const b13 = +(x1 >= x3);
-      const b23 = +(x2 >= x3);
-      const keep0 = +(3 - b01 - b02 - b03 < 2);
-      const keep1 = +(b01 + 2 - b12 - b13 < 2);
-      const keep2 = +(b02 + b12 + 1 - b23 < 2);
-      const keep3 = +(b03 + b13 + b23 < 2);
-      const mask = keep0 | (keep1 << 1) | (keep2 << 2) | (keep3 << 3);
+      // Branch-free comparisons (p beats q when x_p >= x_q, p < q) pick the nibble from a table.
+      const beats = +(x0 >= x1) | (+(x0 >= x2) << 1) | (+(x0 >= x3) << 2) | (+(x1 >= x2) << 3) | (+(x1 >= x3) << 4) | (+(x2 >= x3) << 5);
+      const code = CODE_OF_BEATS[beats]!;
+      const p0 = code & 3;
+      const p1 = code >> 2;
       const r = row0 + i;
       const so = r * 2 * G + 2 * g;
-      src[so] = slotSrc[P0_OF_KEEP_MASK[mask]!]!;
-      src[so + 1] = slotSrc[P1_OF_KEEP_MASK[mask]!]!;
-      meta[r * metaBytesPerRow + metaCol]! |= CODE_OF_KEEP_MASK[mask]! << shift;
-      kept += keep0 * real0 * x0 + keep1 * real1 * x1 + (keep2 * real2 * x2 + keep3 * real3 * x3);
+      src[so] = slotSrc[p0]!;
+      src[so + 1] = slotSrc[p1]!;
+      meta[r * metaBytesPerRow + metaCol]! |= code << shift;
+      kept += s[slotWorth[p0]! + i]! + s[slotWorth[p1]! + i]!;
     }
     return kept;
   }

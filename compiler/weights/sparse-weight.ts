@@ -1,9 +1,11 @@
 import { DataType } from "../ir/dtype.js";
 import { LazyTensor, type TensorData } from "../ir/tensor.js";
 import { type VnmConfig, packedShape } from "../vnm/config.js";
-import { gatherValues, identityRowIndex } from "../vnm/pack.js";
-import { type VnmSelection, selectVnm } from "../vnm/select.js";
-import { elementSize, toFloat32 } from "./float-view.js";
+import { identityRowIndex } from "../vnm/pack.js";
+import { elementSize } from "./float-view.js";
+import { jobFor, type PruneOutput, runPruneJob } from "./prune-job.js";
+import type { PrunePool } from "./prune-pool.js";
+import { Scratch } from "./scratch.js";
 import { materializeWeight, type WeightRecipe } from "./weight-recipe.js";
 
 export interface PruneStats {
@@ -14,24 +16,23 @@ export interface PruneStats {
   ms: number;
 }
 
-interface Packed {
-  selection: VnmSelection;
-  values: Uint8Array;
-}
-
 const PARTS = ["values", "columns", "meta", "row_index"] as const;
+/** Buffers reused by pruning on the main thread (no pool). */
+const mainThreadScratch = new Scratch();
 type Part = (typeof PARTS)[number];
 
 /**
- * One weight, pruned to V:N:M and packed. The work happens lazily when the writer first asks for one
- * of the packed tensors, and the result is dropped once all four were read, so only one weight's
- * worth of packed data is alive at a time however large the model.
+ * One weight, pruned to V:N:M and packed. The work happens lazily, on a worker thread when a pool is
+ * given (`prepare`), else on the calling thread when the writer first reads a packed tensor. The
+ * result is dropped once all four packed tensors were read, so only a few weights' worth of packed
+ * data is alive at a time however large the model.
  */
 export class SparseWeight {
   readonly R: number;
   readonly G: number;
   stats: PruneStats | undefined;
-  private cache: Packed | undefined;
+  private cache: PruneOutput | undefined;
+  private inFlight: Promise<void> | undefined;
   private readonly pending = new Set<Part>();
 
   constructor(
@@ -39,41 +40,46 @@ export class SparseWeight {
     readonly config: VnmConfig,
     /** Keep the packed result after it was written (verification reads it again). */
     private readonly retain: boolean,
+    private readonly pool?: PrunePool,
   ) {
     const s = packedShape(recipe.outFeatures, recipe.inFeatures, config);
     this.R = s.R;
     this.G = s.G;
   }
 
-  private compute(): Packed {
-    if (this.cache) return this.cache;
-    const t0 = performance.now();
-    const r = this.recipe;
-    const raw = materializeWeight(r);
-    const f = toFloat32(raw, r.dataType);
-    const score = new Float32Array(f.length);
-    let nnz = 0;
-    for (let i = 0; i < f.length; i++) {
-      const a = Math.abs(f[i]!);
-      score[i] = a;
-      if (a !== 0) nnz++;
-    }
-    const selection = selectVnm(score, r.outFeatures, r.inFeatures, this.config, "exhaustive");
-    const values = gatherValues(selection, raw, elementSize(r.dataType));
-    let nnzAfter = 0;
-    for (const s of selection.src) if (s >= 0) nnzAfter++;
+  private accept(out: PruneOutput): PruneOutput {
     this.stats = {
-      keptFraction: selection.totalScore > 0 ? selection.keptScore / selection.totalScore : 1,
-      nonzerosBefore: nnz,
-      nonzerosAfter: Math.min(nnzAfter, nnz),
-      ms: performance.now() - t0,
+      keptFraction: out.totalScore > 0 ? out.keptScore / out.totalScore : 1,
+      nonzerosBefore: out.nonzerosBefore,
+      nonzerosAfter: out.nonzerosAfter,
+      ms: out.ms,
     };
-    this.cache = { selection, values };
+    this.cache = out;
     for (const p of PARTS) this.pending.add(p);
-    return this.cache;
+    return out;
   }
 
-  private take(part: Part): Packed {
+  /** Start pruning on the pool (idempotent). */
+  prepare(): Promise<void> {
+    if (this.cache || !this.pool) return Promise.resolve();
+    this.inFlight ??= this.pool.run(jobFor(this.recipe, this.config)).then(
+      (out) => {
+        this.inFlight = undefined;
+        if (!this.cache) this.accept(out);
+      },
+      (e) => {
+        this.inFlight = undefined;
+        throw e;
+      },
+    );
+    return this.inFlight;
+  }
+
+  private compute(): PruneOutput {
+    return this.cache ?? this.accept(runPruneJob(jobFor(this.recipe, this.config), mainThreadScratch));
+  }
+
+  private take(part: Part): PruneOutput {
     const c = this.compute();
     this.pending.delete(part);
     if (this.pending.size === 0 && !this.retain) this.cache = undefined;
@@ -82,12 +88,11 @@ export class SparseWeight {
 
   /** The dense W ⊙ mask [out, in] in the weight's type, for the pruned-dense reference model. */
   prunedDense(): Uint8Array {
-    const c = this.compute();
+    const { src } = this.compute();
     const r = this.recipe;
     const size = elementSize(r.dataType);
     const raw = materializeWeight(r);
     const out = new Uint8Array(raw.byteLength);
-    const { src } = c.selection;
     const twoG = 2 * this.G;
     for (let row = 0; row < r.outFeatures; row++) {
       for (let j = 0; j < twoG; j++) {
@@ -102,14 +107,15 @@ export class SparseWeight {
 
   tensors(): Record<Part, TensorData> {
     const vdt = this.recipe.dataType;
+    const prepare = this.pool ? () => this.prepare() : undefined;
     return {
-      values: new LazyTensor(vdt, [this.R, 2 * this.G], () => this.take("values").values),
-      columns: new LazyTensor(DataType.INT32, [this.R / this.config.v, this.G, 4], () => asBytes(this.take("columns").selection.columns)),
-      meta: new LazyTensor(DataType.UINT8, [this.R, Math.ceil(this.G / 2)], () => this.take("meta").selection.meta),
+      values: new LazyTensor(vdt, [this.R, 2 * this.G], () => this.take("values").values, prepare, this),
+      columns: new LazyTensor(DataType.INT32, [this.R / this.config.v, this.G, 4], () => asBytes(this.take("columns").columns), prepare, this),
+      meta: new LazyTensor(DataType.UINT8, [this.R, Math.ceil(this.G / 2)], () => this.take("meta").meta, prepare, this),
       row_index: new LazyTensor(DataType.INT32, [this.R], () => {
         this.take("row_index");
         return asBytes(identityRowIndex(this.recipe.outFeatures, this.R));
-      }),
+      }, prepare, this),
     };
   }
 }

@@ -1,4 +1,5 @@
-import type { TensorData } from "../ir/tensor.js";
+import { ExternalFileTensor, type TensorData } from "../ir/tensor.js";
+import type { Scratch } from "./scratch.js";
 import { elementSize, fromFloat32, toFloat32, transposeBytes } from "./float-view.js";
 
 /**
@@ -25,14 +26,22 @@ export function recipeKey(r: WeightRecipe, config: string): string {
   return JSON.stringify([r.baseName, r.transposed, r.dataType, r.scale, config]);
 }
 
-/** W [out, in] as raw bytes of `dataType`, row-major. */
-export function materializeWeight(r: WeightRecipe): Uint8Array {
-  let bytes = r.base.read();
+/** W [out, in] as raw bytes of `dataType`, row-major. With `scratch`, the result may live in it. */
+export function materializeWeight(r: WeightRecipe, scratch?: Scratch): Uint8Array {
+  const bytes = storedWeight(r, scratch);
+  return r.transposed ? transposeBytes(bytes, r.inFeatures, r.outFeatures, elementSize(r.dataType), scratch?.bytes("transposed", bytes.byteLength)) : bytes;
+}
+
+/**
+ * The weight converted to `dataType` and scaled, but in its stored orientation ([in, out] when
+ * `transposed`): the pruner reads it transposed on the fly instead of transposing it first.
+ */
+export function storedWeight(r: WeightRecipe, scratch?: Scratch): Uint8Array {
+  let bytes = scratch && r.base instanceof ExternalFileTensor ? r.base.readInto(scratch.bytes("read", r.base.byteLength)) : r.base.read();
   if (r.base.dataType !== r.dataType || r.scale !== 1) {
     const f = toFloat32(bytes, r.base.dataType);
     const scaled = r.scale === 1 ? f : f.map((x) => x * r.scale);
     bytes = fromFloat32(scaled, r.dataType);
   }
-  if (r.transposed) bytes = transposeBytes(bytes, r.inFeatures, r.outFeatures, elementSize(r.dataType));
   return bytes;
 }

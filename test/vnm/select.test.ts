@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { VnmConfig } from '../../compiler/vnm/config.js';
 import { selectVnm, type SelectionRule, type VnmSelection } from '../../compiler/vnm/select.js';
+import { createSearchKernels, D_STRIDE } from '../../compiler/vnm/select-kernels.js';
 import { bruteForceBest, bruteForceGroups, seededRandom } from '../support/vnm-reference.js';
 
 const cfg = (v: number, m: number): VnmConfig => ({ v, n: 2, m });
@@ -179,6 +180,39 @@ describe('vnm/select', () => {
     }
   });
 
+  it('runs the WebAssembly kernels here, bit-identical to the JS ones', () => {
+    const v = 16;
+    const m = 9;
+    const wasm = createSearchKernels(v, m);
+    const js = createSearchKernels(v, m, false);
+    expect(wasm.kind).to.equal('wasm');
+    expect(js.kind).to.equal('js');
+    const random = seededRandom(31);
+    for (let trial = 0; trial < 20; trial++) {
+      const nRowsEven = 2 + 2 * Math.floor(random() * (v / 2));
+      for (let j = 0; j < m; j++) {
+        for (let i = 0; i < v; i++) {
+          const x = i < nRowsEven ? (trial % 2 ? Math.floor(random() * 5) : random() * 2 ** (20 * random() - 10)) : 0;
+          wasm.s[j * v + i] = x;
+          js.s[j * v + i] = x;
+        }
+      }
+      for (let k = 0; k < 10; k++) {
+        const cols = [0, 1, 2, 3, 4, 5, 6, 7, 8].sort(() => random() - 0.5).slice(0, 4).sort((x, y) => x - y) as [number, number, number, number];
+        expect(wasm.evaluate(...cols, nRowsEven)).to.equal(js.evaluate(...cols, nRowsEven));
+      }
+      const network = Int32Array.from([0, 1, 2, 3, 0, 2, 1, 3, 1, 2]); // sorts columns 0..3
+      const ranks = Int32Array.from([2, 3]);
+      wasm.prepareBounds(4, nRowsEven, network, ranks);
+      js.prepareBounds(4, nRowsEven, network, ranks);
+      for (let t = 0; t < 2; t++) {
+        expect(wasm.c0[t]).to.be.closeTo(js.c0[t]!, 1e-9 * js.c0[t]!);
+        for (let j = 0; j < 4; j++) expect(wasm.d[t * D_STRIDE + j]).to.be.closeTo(js.d[t * D_STRIDE + j]!, 1e-9 * (1 + js.d[t * D_STRIDE + j]!));
+      }
+      expect(wasm.rowSpread[0]).to.be.closeTo(js.rowSpread[0]!, 1e-9 * js.rowSpread[0]!);
+    }
+  });
+
   it('gives identical selections with the WebAssembly and the JS kernels', () => {
     let seed = 900;
     for (const [v, m, out, inF] of [...shapes, [16, 32, 33, 70] as const, [8, 13, 9, 40] as const]) {
@@ -245,6 +279,20 @@ describe('vnm/select', () => {
     const sel = selectVnm(new Float32Array(8 * 6), 8, 6, cfg(8, 4), 'exhaustive');
     expect([...sel.columns.subarray(4, 8)]).to.deep.equal([2, 3, 4, 5]);
     expect([...sel.src.subarray(2, 4)]).to.deep.equal([4, 5]);
+  });
+
+  it('takes the lowest subset when every row is constant (all subsets tie)', () => {
+    for (const m of [8, 16, 32]) {
+      const out = 16;
+      const inF = m;
+      const score = new Float32Array(out * inF);
+      for (let r = 0; r < out; r++) score.fill(r % 3, r * inF, (r + 1) * inF);
+      for (const kernels of ['auto', 'js'] as const) {
+        const sel = selectVnm(score, out, inF, cfg(8, m), 'exhaustive', { kernels });
+        expect([...sel.columns], `M=${m}`).to.deep.equal([0, 1, 2, 3, 0, 1, 2, 3]);
+        expect(sel.keptScore).to.equal(bruteForceBest(score, out, inF, 8, m));
+      }
+    }
   });
 
   it('is a pure function of its inputs', () => {
