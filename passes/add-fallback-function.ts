@@ -36,7 +36,7 @@ export class AddFallbackFunction implements Pass<CompileState> {
         `The model mixes activation types in rewritten layers at opset ${opset}; the fallback function needs opset 15 (CastLike) for that; convert the model to opset 15 or newer.`,
       );
     }
-    if (!model.functions.some((f) => f.domain === VNM_DOMAIN && f.name === VNM_OP)) model.functions.push(buildFallbackFunction(opset, [...types][0]));
+    if (!model.functions.some((f) => f.domain === VNM_DOMAIN && f.name === VNM_OP)) model.functions.push(buildFallbackFunction(opset, types.size === 1 ? [...types][0] : MIXED));
     return { modified: true };
   }
 }
@@ -64,6 +64,9 @@ class BodyBuilder {
   }
 }
 
+/** activationType for models whose rewritten layers differ in activation type (needs opset 15). */
+export const MIXED = -1;
+
 /** The function body, written against the model's own ai.onnx opset (onnxruntime inlines it with that). */
 export function buildFallbackFunction(opset: number, activationType: number = DataType.FLOAT): FunctionDef {
   const g = new Graph(VNM_OP, new NameScope());
@@ -80,56 +83,63 @@ export function buildFallbackFunction(opset: number, activationType: number = Da
   const two1 = b.ints([2], "two");
   const four1 = b.ints([4], "four");
   const minus1 = b.ints([-1], "minus_one");
+  const scalar = (v: Value) => b.op("Squeeze", [v, zero1], [], "scalar");
+  const range = (n: Value) => b.op("Range", [scalar(zero1), scalar(n), scalar(one1)], [], "range");
+  const axis0 = [intAttr("axis", 0)];
 
-  // Sizes from the packed shapes: values is [R, 2G], columns [R/V, G, 4].
+  // onnxruntime folds this rebuild when the session is created, and folding costs ~10 ns per byte of
+  // every intermediate, so the body is laid out to keep large intermediates few: everything is put in
+  // output-row order while it is still small, and the dense weight is made by one scatter.
+
+  // Sizes: values is [R, 2G], columns [R/V, G, 4].
   const vShape = b.op("Shape", [values], [], "values_shape");
   const R = b.op("Gather", [vShape, zero1], [], "R");
-  const G = b.op("Div", [b.op("Gather", [vShape, one1]), two1], [], "G");
-  const B = b.op("Gather", [b.op("Shape", [columns]), zero1], [], "blocks");
-
-  // meta nibbles → (p0, p1) per row and group. Low nibble first; bits 0-1 = p0, bits 2-3 = p1.
-  const metaI = b.op("Cast", [meta], [intAttr("to", DataType.INT32)], "meta_i32");
-  const sixteen = b.op("Cast", [b.ints([16])], [intAttr("to", DataType.INT32)], "sixteen");
-  const fourI = b.op("Cast", [four1], [intAttr("to", DataType.INT32)], "four_i32");
-  const lo = b.op("Unsqueeze", [b.op("Mod", [metaI, sixteen]), b.ints([2])], [], "lo");
-  const hi = b.op("Unsqueeze", [b.op("Div", [metaI, sixteen]), b.ints([2])], [], "hi");
-  const nibbles = b.op("Reshape", [b.op("Concat", [lo, hi], [intAttr("axis", 2)]), b.op("Concat", [R, minus1], [intAttr("axis", 0)])], [], "nibbles");
-  const codes = b.op("Slice", [nibbles, zero1, G, one1], [], "codes");
-  const p0 = b.op("Unsqueeze", [b.op("Mod", [codes, fourI]), b.ints([2])], [], "p0");
-  const p1 = b.op("Unsqueeze", [b.op("Div", [codes, fourI]), b.ints([2])], [], "p1");
-  const pos = b.op("Cast", [b.op("Concat", [p0, p1], [intAttr("axis", 2)])], [intAttr("to", DataType.INT64)], "positions");
-
-  // The block's 4 columns, repeated for each of its V rows → absolute input channel of each value.
-  const colsBlock = b.op("Unsqueeze", [columns, one1], [], "columns_4d");
-  const colsExpanded = b.op("Expand", [colsBlock, b.op("Concat", [B, V, G, four1], [intAttr("axis", 0)])], [], "columns_rows");
-  const colsRows = b.op("Reshape", [colsExpanded, b.op("Concat", [R, G, four1], [intAttr("axis", 0)])], [], "columns_per_row");
-  const gathered = b.op("GatherElements", [colsRows, pos], [intAttr("axis", 2)], "abs_columns");
-  const absIdx = b.op("Cast", [b.op("Reshape", [gathered, b.op("Concat", [R, minus1], [intAttr("axis", 0)])])], [intAttr("to", DataType.INT64)], "abs_index");
-
-  // Dense packed rows [R, K], rebuilt in float32 (onnxruntime's CPU kernels lack float16 for some of these
-  // ops, and constant folding needs CPU kernels). Zero values (padding) are sent to a spare column K, so a
-  // padding slot that repeats a real index can never overwrite a weight, whatever the opset.
-  const valuesF = b.op("Cast", [values], [intAttr("to", DataType.FLOAT)], "values_f32");
-  const isZero = b.op("Equal", [valuesF, b.floats([0])], [], "is_zero");
-  const target = b.op("Where", [isZero, K, absIdx], [], "scatter_index");
-  const zeros = b.op("ConstantOfShape", [b.op("Concat", [R, b.op("Add", [K, one1])], [intAttr("axis", 0)])], [], "zeros");
-  // Since opset 16 duplicates add up, as the contract's reference semantics say.
-  const reduction = opset >= 16 ? [stringAttr("reduction", "add")] : [];
-  const scattered = b.op("ScatterElements", [zeros, target, valuesF], [intAttr("axis", 1), ...reduction], "scattered");
-  const packedRows = b.op("Slice", [scattered, zero1, K, one1], [], "packed_dense");
+  const twoG = b.op("Gather", [vShape, one1], [], "two_G");
+  const G = b.op("Div", [twoG, two1], [], "G");
 
   // Output channel o takes the packed row r with row_index[r] = o; padding rows (-1) go to a spare slot N.
   const ri = b.op("Cast", [rowIndex], [intAttr("to", DataType.INT64)], "row_index_i64");
-  const isPad = b.op("Less", [ri, b.ints([0])], [], "is_padding");
-  const targetRow = b.op("Where", [isPad, N, ri], [], "target_row");
-  const scalar = (v: Value) => b.op("Squeeze", [v, zero1], [], "scalar");
-  const rows = b.op("Range", [scalar(zero1), scalar(R), scalar(one1)], [], "packed_row_ids");
+  const targetRow = b.op("Where", [b.op("Less", [ri, b.ints([0])], [], "is_padding"), N, ri], [], "target_row");
   const inverse0 = b.op("ConstantOfShape", [b.op("Add", [N, one1])], [tensorAttr("value", tensorFromTyped(DataType.INT64, [1], new BigInt64Array([0n])))], "inverse0");
-  const inverse = b.op("ScatterElements", [inverse0, targetRow, rows], [intAttr("axis", 0)], "inverse_full");
+  const inverse = b.op("ScatterElements", [inverse0, targetRow, range(R)], axis0, "inverse_full");
   const source = b.op("Slice", [inverse, zero1, N, zero1], [], "source_row");
-  const rebuilt = b.op("Gather", [packedRows, source], [intAttr("axis", 0)], "W_f32");
-  // Back to the activations' type: CastLike since opset 15; before it, the one type all nodes use.
-  const W = opset >= 15 ? b.op("CastLike", [rebuilt, A], [], "W") : b.op("Cast", [rebuilt], [intAttr("to", activationType)], "W");
+
+  // Per output row: its meta bytes and the offset of its block in the flattened columns.
+  // Index arithmetic in int32 from here: half the bytes to fold of int64.
+  const i32 = (v: Value, hint: string) => b.op("Cast", [v], [intAttr("to", DataType.INT32)], hint);
+  const metaN = i32(b.op("Gather", [meta, source], axis0, "meta_rows"), "meta_i32");
+  const blockBase = i32(b.op("Mul", [b.op("Div", [source, V], [], "block"), b.op("Mul", [G, four1], [], "block_stride")], [], "block_base64"), "block_base");
+  // A meta byte holds two nibbles (low = even group); each nibble is p0 | p1 << 2. One table lookup
+  // gives the 4 positions (p0, p1 of the even group, p0, p1 of the odd group) of a byte.
+  const table = new Int32Array(256 * 4);
+  for (let byte = 0; byte < 256; byte++) {
+    const lo = byte & 15, hi = byte >> 4;
+    table.set([lo & 3, lo >> 2, hi & 3, hi >> 2], byte * 4);
+  }
+  const positions = b.op("Gather", [b.op("Constant", [], [tensorAttr("value", tensorFromTyped(DataType.INT32, [256, 4], table))], "meta_table"), metaN], axis0, "positions4");
+  const pos = b.op("Slice", [b.op("Reshape", [positions, b.op("Concat", [N, minus1], axis0)], [], "positions_flat"), zero1, twoG, one1], [], "positions");
+  // Value j of a row belongs to group j / 2: flat index into columns = block_base + (j / 2) * 4 + position.
+  const groupBase = i32(b.op("Mul", [b.op("Div", [range(twoG), two1], [], "group"), four1], [], "group_base64"), "group_base");
+  const flatIndex = b.op("Add", [b.op("Add", [b.op("Unsqueeze", [blockBase, one1], [], "block_base_col"), groupBase], [], "slot_base"), pos], [], "column_slot");
+  const absCol = b.op("Gather", [b.op("Reshape", [columns, minus1], [], "columns_flat"), flatIndex], axis0, "abs_col");
+  const valuesF = b.op("Cast", [b.op("Gather", [values, source], axis0, "values_rows")], [intAttr("to", DataType.FLOAT)], "values_f32");
+
+  // The dense weight [N, K] in float32 (onnxruntime's CPU kernels lack float16 for scatter with
+  // reduction). Since opset 16 duplicate indices add up, as the contract says; before it, zero values
+  // (padding) go to a spare column K so a repeated index can never overwrite a weight.
+  let rebuilt: Value;
+  if (opset >= 16) {
+    const zeros = b.op("ConstantOfShape", [b.op("Concat", [N, K], axis0)], [], "zeros");
+    rebuilt = b.op("ScatterElements", [zeros, absCol, valuesF], [intAttr("axis", 1), stringAttr("reduction", "add")], "W_f32");
+  } else {
+    const target = b.op("Where", [b.op("Equal", [valuesF, b.floats([0])], [], "is_zero"), i32(K, "K_i32"), absCol], [], "scatter_index");
+    const zeros = b.op("ConstantOfShape", [b.op("Concat", [N, b.op("Add", [K, one1])], axis0)], [], "zeros");
+    const scattered = b.op("ScatterElements", [zeros, target, valuesF], [intAttr("axis", 1)], "scattered");
+    rebuilt = b.op("Slice", [scattered, zero1, K, one1], [], "W_f32");
+  }
+  // Back to the activations' type. A Cast to the one type all nodes use (onnxruntime drops a float→float
+  // Cast); CastLike only when layers differ in type.
+  const W = activationType === MIXED ? b.op("CastLike", [rebuilt, A], [], "W") : b.op("Cast", [rebuilt], [intAttr("to", activationType)], "W");
 
   // Y = A · Wᵀ + bias over any leading batch dims (Gemm takes the optional bias as C).
   const A2 = b.op("Reshape", [A, b.op("Concat", [minus1, K], [intAttr("axis", 0)])], [], "A_2d");
