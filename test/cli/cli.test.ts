@@ -60,7 +60,8 @@ describe("vnmc CLI", function () {
   });
 
   it("--help, --version and usage errors", () => {
-    expect(runCli(["--help"]).stdout).to.match(/vnmc compile <model.onnx>/);
+    expect(runCli(["--help"]).stdout).to.match(/compile +compile an ONNX model/);
+    expect(runCli(["compile", "--help"]).stdout).to.match(/vnmc compile <model.onnx>/);
     expect(runCli(["--version"]).stdout.trim()).to.match(/^\d+\.\d+\.\d+$/);
     expect(runCli([]).code).to.equal(2);
     expect(runCli(["frobnicate"]).code).to.equal(2);

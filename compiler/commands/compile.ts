@@ -1,0 +1,105 @@
+import { renameSync, writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { type CompileOptions, compileFile, DEFAULT_MIN_SIZE, DEFAULT_VNM } from "../compile.js";
+import { progressBar } from "../progress.js";
+import { renderReport } from "../report.js";
+import { UsageError } from "./usage-error.js";
+
+export const COMPILE_HELP = `Usage: vnmc compile <model.onnx> [options]
+
+Options:
+  -o, --output <file>     output model (default: <model>.vnm.onnx next to the input)
+  --vnm <V:N:M>           sparsity pattern, V in 8..256 (powers of 2), N = 2, M in 4..32 (default ${DEFAULT_VNM})
+  --include <glob>        only rewrite MatMul/Gemm nodes whose name matches (repeatable)
+  --exclude <glob>        never rewrite nodes whose name matches, e.g. "*lm_head*" (repeatable)
+  --min-size <n>          leave weights with fewer than n elements dense (default ${DEFAULT_MIN_SIZE})
+  --external-data         write weights to <output>.data (automatic above 2 GB)
+  --shape <name=AxBxC>    input shape for verification when the model has dynamic dims (repeatable)
+  --no-verify             skip running the models in onnxruntime to check the result
+  --threads <n>           worker threads for pruning (default: all cores; 0 = main thread only)
+  --report <file.json>    write the full report as JSON
+  --json                  print the report as JSON instead of the table
+  -q, --quiet             print nothing but errors
+  -h, --help              show this help`;
+
+function parseShapes(list: string[]): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const s of list) {
+    const m = /^(.+)=(\d+(?:x\d+)*)$/.exec(s);
+    if (!m) throw new UsageError(`--shape '${s}' is not of the form name=1x128.`);
+    out[m[1]!] = m[2]!.split("x").map(Number);
+  }
+  return out;
+}
+
+export function parseIntOption(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`${name} needs a non-negative integer (got '${v}').`);
+  return Number(v);
+}
+
+/** `vnmc compile`: the CLI is a thin layer over compileFile. */
+export async function compileCommand(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        output: { type: "string", short: "o" },
+        vnm: { type: "string" },
+        include: { type: "string", multiple: true },
+        exclude: { type: "string", multiple: true },
+        "min-size": { type: "string" },
+        "external-data": { type: "boolean" },
+        shape: { type: "string", multiple: true },
+        "no-verify": { type: "boolean" },
+        threads: { type: "string" },
+        report: { type: "string" },
+        json: { type: "boolean" },
+        quiet: { type: "boolean", short: "q" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message.split("\n")[0]} (see vnmc compile --help).`);
+  }
+  const { values: o, positionals } = parsed;
+  if (o.help) {
+    process.stdout.write(COMPILE_HELP + "\n");
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageError("vnmc compile needs exactly one input model, e.g. vnmc compile model.onnx.");
+  const bar = o.quiet || o.json ? undefined : progressBar(process.stderr);
+  const opts: CompileOptions = {
+    vnm: o.vnm,
+    output: o.output,
+    include: o.include,
+    exclude: o.exclude,
+    minSize: parseIntOption("--min-size", o["min-size"]),
+    externalData: o["external-data"],
+    verify: !o["no-verify"],
+    threads: parseIntOption("--threads", o.threads),
+    shapes: parseShapes(o.shape ?? []),
+    onProgress: bar,
+  };
+  let result;
+  try {
+    result = await compileFile(positionals[0]!, opts);
+  } finally {
+    bar?.clear();
+  }
+  const { report } = result;
+  if (o.report) {
+    const tmp = `${o.report}.tmp-${process.pid}`;
+    writeFileSync(tmp, JSON.stringify(report, null, 2) + "\n");
+    renameSync(tmp, o.report);
+  }
+  if (o.json) process.stdout.write(JSON.stringify(report, null, 2) + "\n");
+  else if (!o.quiet) {
+    process.stdout.write(renderReport(report) + "\n");
+    for (const d of report.diagnostics.filter((x) => x.severity === "warning")) process.stderr.write(`warning [${d.code}]: ${d.message}\n`);
+  }
+  return 0;
+}
+
