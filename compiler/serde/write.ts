@@ -40,6 +40,11 @@ export interface WriteOptions {
   externalData?: boolean;
   /** Tensors smaller than this stay embedded even with external data (default 1024 bytes). */
   externalThreshold?: number;
+  /**
+   * Largest total of weight bytes embedded in the .onnx file; above it external data is forced.
+   * Default: protobuf's 2 GB limit less a margin for the graph. (Lowered in tests.)
+   */
+  embedLimit?: number;
   /** Called after each tensor is written (for progress). */
   onTensor?: (name: string, bytes: number) => void;
 }
@@ -117,7 +122,7 @@ export async function writeModelFileAsync(model: Model, path: string, opts: Writ
 function writeStaged<R extends void | Promise<void>>(model: Model, path: string, opts: WriteOptions, fill: (enc: ModelEncoder) => R): R extends Promise<void> ? Promise<WriteResult> : WriteResult;
 function writeStaged(model: Model, path: string, opts: WriteOptions, fill: (enc: ModelEncoder) => void | Promise<void>): WriteResult | Promise<WriteResult> {
   const abs = resolve(path);
-  const forced = !opts.externalData && initializerBytes(model) > PROTOBUF_LIMIT - (64 << 20);
+  const forced = !opts.externalData && initializerBytes(model) > (opts.embedLimit ?? PROTOBUF_LIMIT - (64 << 20));
   const external = opts.externalData || forced;
   const dataName = `${basename(abs)}.data`;
   const dataPath = resolve(dirname(abs), dataName);

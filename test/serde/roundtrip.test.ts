@@ -143,6 +143,15 @@ describe("ONNX reader/writer", () => {
       expect(Array.from(new Float32Array(data.read().slice().buffer))).to.deep.equal(new Array(12).fill(0.5));
     });
 
+    it("forces external data when the weights would not fit in one protobuf", () => {
+      const model = decodeModel(toBinary(ModelProtoSchema, richModel()), "rich", { modelDir: undefined });
+      const path = join(t.dir, "big.onnx");
+      const res = writeModelFile(model, path, { embedLimit: 16, externalThreshold: 16 });
+      expect(res.externalForced).to.equal(true);
+      expect(res.dataPath).to.equal(path + ".data");
+      expect(readModelFile(path).model.graph.local("W")!.initializer!.constructor.name).to.equal("ExternalFileTensor");
+    });
+
     const bad: Array<[string, (dir: string) => Uint8Array, RegExp]> = [
       ["an absolute path", () => externalModel("/etc/passwd"), /outside the model's folder/],
       ["a .. path", () => externalModel("../w.bin"), /outside the model's folder/],
