@@ -107,7 +107,7 @@ function initializerBytes(model: Model): number {
  * complete, so an error never leaves a partial output. Tensors are read and written one at a time.
  */
 export function writeModelFile(model: Model, path: string, opts: WriteOptions = {}): WriteResult {
-  return writeStaged(model, path, opts, (enc) => enc.fillSync());
+  return writeStaged(model, path, opts, (enc) => enc.fillSync()) as WriteResult;
 }
 
 /**
@@ -119,7 +119,7 @@ export async function writeModelFileAsync(model: Model, path: string, opts: Writ
   return writeStaged(model, path, opts, (enc) => enc.fill(opts.lookahead ?? 3));
 }
 
-function writeStaged<R extends void | Promise<void>>(model: Model, path: string, opts: WriteOptions, fill: (enc: ModelEncoder) => R): R extends Promise<void> ? Promise<WriteResult> : WriteResult;
+/** Shared by both writers: the payload fill is synchronous or asynchronous, the rest is the same. */
 function writeStaged(model: Model, path: string, opts: WriteOptions, fill: (enc: ModelEncoder) => void | Promise<void>): WriteResult | Promise<WriteResult> {
   const abs = resolve(path);
   const forced = !opts.externalData && initializerBytes(model) > (opts.embedLimit ?? PROTOBUF_LIMIT - (64 << 20));
@@ -135,7 +135,7 @@ function writeStaged(model: Model, path: string, opts: WriteOptions, fill: (enc:
     if (e instanceof VnmcError) throw e;
     throw new VnmcError(Codes.WRITE_FAILED, `Could not write '${path}': ${(e as Error).message}.`);
   };
-  const finish = (enc: ModelEncoder, proto: ModelProto): WriteResult => {
+  const finish = (proto: ModelProto): WriteResult => {
     const bytes = toBinary(ModelProtoSchema, proto);
     const fd = openSync(tmpModel, "w");
     try {
@@ -152,15 +152,14 @@ function writeStaged(model: Model, path: string, opts: WriteOptions, fill: (enc:
       unlinkSync(dataPath);
     }
     renameSync(tmpModel, abs);
-    void enc;
     return { path: abs, bytes: bytes.byteLength, dataPath: data ? dataPath : undefined, dataBytes: data?.size ?? 0, externalForced: forced };
   };
   try {
     const enc = new ModelEncoder(data, opts);
     const proto = enc.model(model);
     const filled = fill(enc);
-    if (filled instanceof Promise) return filled.then(() => finish(enc, proto)).catch(fail);
-    return finish(enc, proto);
+    if (filled instanceof Promise) return filled.then(() => finish(proto)).catch(fail);
+    return finish(proto);
   } catch (e) {
     return fail(e);
   }
