@@ -1,5 +1,8 @@
 #!/usr/bin/env node
+import { benchCommand } from "./commands/bench.js";
 import { compileCommand } from "./commands/compile.js";
+import { libPathCommand } from "./commands/lib-path.js";
+import { runCommand } from "./commands/run.js";
 import { UsageError } from "./commands/usage-error.js";
 import { VnmcError } from "./diagnostics.js";
 import { VERSION } from "./version.js";
@@ -7,6 +10,9 @@ import { VERSION } from "./version.js";
 /** Subcommands: each lives in commands/<name>.ts and returns its exit status. */
 const COMMANDS: Record<string, { summary: string; run: (args: string[]) => Promise<number> }> = {
   compile: { summary: "compile an ONNX model to V:N:M sparsity (vnmc compile --help)", run: compileCommand },
+  run: { summary: "run a model once on generated inputs, on vnmc's kernels when built (vnmc run --help)", run: runCommand },
+  bench: { summary: "time dense vs vnmc kernels vs fallback on the same inputs (vnmc bench --help)", run: benchCommand },
+  "lib-path": { summary: "print the path of libvnmc_ort.so, the onnxruntime custom-op library", run: libPathCommand },
 };
 
 const HELP = () => `vnmc ${VERSION} — compile ONNX models to V:N:M structured sparsity

@@ -61,6 +61,10 @@ export const Codes = {
   VERIFY_FAILED: "VNMC-E009",
   VERIFY_RUNTIME: "VNMC-E010",
   OPSET_TOO_OLD: "VNMC-E011",
+  // running models: vnmc run / bench, vnmc/runtime (exit 1)
+  NATIVE_UNAVAILABLE: "VNMC-R001",
+  RUNTIME_LOAD: "VNMC-R002",
+  RUNTIME_RUN: "VNMC-R003",
   // warnings and notes
   NO_CANDIDATES: "VNMC-W001",
   EXTERNAL_DATA_FORCED: "VNMC-W002",

@@ -1,10 +1,15 @@
-import type { ProgressEvent } from "./compile.js";
+/** Any phase/done/total event (compile's ProgressEvent, the benchmark's iterations, ...). */
+export interface ProgressLike {
+  phase: string;
+  done: number;
+  total: number;
+}
 
 /** A one-line progress bar on a TTY (stderr); silent elsewhere so logs and pipes stay clean. */
-export function progressBar(stream: NodeJS.WriteStream): ((e: ProgressEvent) => void) & { clear(): void } {
+export function progressBar(stream: NodeJS.WriteStream): ((e: ProgressLike) => void) & { clear(): void } {
   let last = 0;
   let shown = false;
-  const fn = (e: ProgressEvent) => {
+  const fn = (e: ProgressLike) => {
     if (!stream.isTTY) return;
     const now = Date.now();
     if (e.phase === "done") return fn.clear();
