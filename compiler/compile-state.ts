@@ -4,6 +4,7 @@ import type { TensorData } from "./ir/tensor.js";
 import type { Value } from "./ir/value.js";
 import type { VnmConfig } from "./vnm/config.js";
 import type { PrunePool } from "./weights/prune-pool.js";
+import type { ScoreKind, WeightScoring } from "./weights/scores.js";
 import type { SparseWeight } from "./weights/sparse-weight.js";
 import type { WeightRecipe } from "./weights/weight-recipe.js";
 
@@ -20,6 +21,8 @@ export interface PassOptions {
   retainPacked: boolean;
   /** Worker threads that prune weights in parallel while the writer streams; none prunes in-thread. */
   pool?: PrunePool;
+  /** The importance score asked for (default magnitude; layers without activation statistics fall back to it). */
+  score?: ScoreKind;
 }
 
 /** A MatMul/Gemm that will be rewritten. */
@@ -56,6 +59,11 @@ export interface CompileState {
   weights: Map<string, SparseWeight>;
   /** Initializers and nodes already dead before compiling (kept: dropping them is not vnmc's business). */
   initiallyUnused: Set<unknown>;
+  /**
+   * Per weight (by recipe key, as `weights`): the score and calibration data its prune job gets.
+   * Filled by calibration before the rewrite; a weight without an entry is pruned by magnitude.
+   */
+  scoring?: Map<string, WeightScoring>;
 }
 
 export function nodeLabel(node: Node, index: number): string {

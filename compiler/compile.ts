@@ -1,5 +1,7 @@
 import { existsSync, mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
+import { calibrate, type CalibrationSummary } from "./calibration/calibrate.js";
+import { type CalibrationSource, openCalibration } from "./calibration/samples.js";
 import type { CompileState, PassOptions } from "./compile-state.js";
 import { Codes, DiagnosticSink, VnmcError } from "./diagnostics.js";
 import { elementCount } from "./ir/tensor.js";
@@ -10,6 +12,7 @@ import { buildReport, type CompileReport } from "./report.js";
 import { readModelFile } from "./serde/read.js";
 import { encodeModel, PROTOBUF_LIMIT, writeModelFile, writeModelFileAsync } from "./serde/write.js";
 import { PrunePool } from "./weights/prune-pool.js";
+import { needsActivations, SCORE_KINDS, type ScoreKind } from "./weights/scores.js";
 import { VERSION } from "./version.js";
 import { verifyModels, type VerificationResult } from "./verify/verify.js";
 import { type VnmConfig, VnmConfigError, formatVnm, parseVnm } from "./vnm/config.js";
@@ -21,6 +24,8 @@ import { RewriteToVnm } from "../passes/rewrite-to-vnm.js";
 
 export const DEFAULT_VNM = "64:2:8";
 export const DEFAULT_MIN_SIZE = 4096;
+/** The score used when calibration data is given and no --score (see docs/quality.md for why). */
+export const DEFAULT_CALIBRATED_SCORE: ScoreKind = "wanda";
 
 export interface CompileOptions {
   /** V:N:M pattern, e.g. "64:2:8" (default). */
@@ -41,11 +46,18 @@ export interface CompileOptions {
   shapes?: Record<string, number[]>;
   /** Worker threads for pruning (default: the available cores); 0 prunes on the main thread. */
   threads?: number;
+  /**
+   * Calibration samples: a folder (ONNX test-data layout, .npy or .npz files), one such file, or
+   * "random:N" for N generated samples (data-free). Dynamic dims of random samples come from `shapes`.
+   */
+  calib?: string;
+  /** Importance score (default: DEFAULT_CALIBRATED_SCORE with calibration data, magnitude without). */
+  score?: ScoreKind;
   onProgress?: (event: ProgressEvent) => void;
 }
 
 export interface ProgressEvent {
-  phase: "load" | "compile" | "write" | "verify" | "done";
+  phase: "load" | "calibrate" | "compile" | "write" | "verify" | "done";
   done: number;
   total: number;
 }
@@ -98,13 +110,28 @@ function countParameters(model: Model): number {
   return n;
 }
 
-function passes(): Pass<CompileState>[] {
-  return [new FindCandidates(), new RewriteToVnm(), new AddFallbackFunction(), new RemoveUnused()];
+/** Passes after candidates are found (and calibration statistics gathered for them). */
+function rewritePasses(): Pass<CompileState>[] {
+  return [new RewriteToVnm(), new AddFallbackFunction(), new RemoveUnused()];
 }
 
 /** The options as recorded in the output model: everything that changes the result, nothing else. */
-function recordedOptions(o: PassOptions): Record<string, unknown> {
-  return { vnm: formatVnm(o.vnm), include: o.include, exclude: o.exclude, minSize: o.minSize, score: "magnitude", selection: "exhaustive" };
+function recordedOptions(o: PassOptions, calibration: CalibrationSummary | undefined): Record<string, unknown> {
+  const recorded: Record<string, unknown> = { vnm: formatVnm(o.vnm), include: o.include, exclude: o.exclude, minSize: o.minSize, score: o.score, selection: "exhaustive" };
+  if (calibration) recorded.calibration = { source: calibration.source, samples: calibration.samples, sha256: calibration.digest };
+  return recorded;
+}
+
+function resolveScore(score: string | undefined, calib: string | undefined): ScoreKind {
+  if (score === undefined) return calib ? DEFAULT_CALIBRATED_SCORE : "magnitude";
+  if (!(SCORE_KINDS as readonly string[]).includes(score)) {
+    throw new VnmcError(Codes.BAD_SCORE, `--score must be one of ${SCORE_KINDS.join(", ")} (got '${score}').`, "usage");
+  }
+  const kind = score as ScoreKind;
+  if (needsActivations(kind) && !calib) {
+    throw new VnmcError(Codes.SCORE_NEEDS_CALIB, `--score ${kind} needs --calib (a folder of samples, or random:N for data-free statistics).`, "usage");
+  }
+  return kind;
 }
 
 /**
@@ -124,6 +151,10 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     throw new VnmcError(Codes.OUTPUT_IS_INPUT, "The output path is the input model; choose another output with -o.", "usage");
   }
   const verify = opts.verify ?? true;
+  const score = resolveScore(opts.score, opts.calib);
+  if (opts.calib !== undefined && opts.calib.trim() === "") {
+    throw new VnmcError(Codes.BAD_CALIB_OPTION, "--calib needs a folder, an .npz/.npy/.pb file, or random:N.", "usage");
+  }
   progress({ phase: "load", done: 0, total: 1 });
   const loaded = readModelFile(input);
   const model = loaded.model;
@@ -134,16 +165,37 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
       `The model uses ai.onnx opset ${opset}, but vnmc's fallback function needs opset ${MIN_FALLBACK_OPSET} or newer; convert the model first (onnx.version_converter.convert_version(model, 17)).`,
     );
   }
+  const calibSource: CalibrationSource | undefined = opts.calib !== undefined ? openCalibration(opts.calib, model, opts.shapes ?? {}) : undefined;
   const bytesBefore = modelBytes(loaded.path!, model);
   const paramsBefore = countParameters(model);
 
   const options: PassOptions = {
-    vnm, include: opts.include ?? [], exclude: opts.exclude ?? [], minSize, emit: "sparse", retainPacked: verify, pool: opts.threads === 0 ? undefined : new PrunePool(opts.threads),
+    vnm, include: opts.include ?? [], exclude: opts.exclude ?? [], minSize, emit: "sparse", retainPacked: verify,
+    pool: opts.threads === 0 ? undefined : new PrunePool(opts.threads), score,
   };
   const diagnostics = new DiagnosticSink();
   const state: CompileState = { options, candidates: [], skipped: [], weights: new Map(), initiallyUnused: deadOnInput(model) };
-  const manager = new PassManager<CompileState>([...passes(), new RecordMetadata(VERSION, recordedOptions(options))]);
-  manager.run(model, { diagnostics, state });
+  const ctx = { diagnostics, state };
+  const find = new PassManager<CompileState>([new FindCandidates()]);
+  find.run(model, ctx);
+  // Calibration runs the original model, so it comes before any rewrite.
+  let calibration: CalibrationSummary | undefined;
+  const calibTiming: PassTiming[] = [];
+  if (calibSource) {
+    if (calibSource.dataFree) {
+      diagnostics.report({
+        code: Codes.CALIB_DATA_FREE, severity: "warning",
+        message: `The calibration statistics come from ${calibSource.description}: the result is data-free; give real samples with --calib DIR for a data-aware result.`,
+      });
+    }
+    if (state.candidates.length > 0) {
+      progress({ phase: "calibrate", done: 0, total: calibSource.count });
+      calibration = await calibrate(loaded.path!, model, state, calibSource, score, diagnostics, (done, total) => progress({ phase: "calibrate", done, total }));
+      calibTiming.push({ pass: "calibrate", ms: calibration.ms, modified: false });
+    }
+  }
+  const manager = new PassManager<CompileState>([...rewritePasses(), new RecordMetadata(VERSION, recordedOptions(options, calibration))]);
+  manager.run(model, ctx);
   if (state.candidates.length === 0) {
     diagnostics.report({
       code: Codes.NO_CANDIDATES, severity: "warning",
@@ -173,7 +225,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     }
     if (verify) {
       progress({ phase: "verify", done: 0, total: 3 });
-      verification = await runVerification(input, state, staged, opts.shapes ?? {});
+      verification = await runVerification(input, state, staged, opts.shapes ?? {}, calibSource);
       if (!verification.passed) {
         const worst = verification.packing.reduce((a, b) => (a.maxRelError > b.maxRelError ? a : b));
         throw new VnmcError(
@@ -190,8 +242,8 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
       input: resolve(input), output: outputPath, vnm, state, diagnostics: diagnostics.items,
       paramsBefore, paramsAfter: countParameters(model),
       bytesBefore, bytesAfter: fileSize(outputPath) + fileSize(result.dataPath ? `${outputPath}.data` : undefined),
-      timings: [...manager.timings, { pass: "write", ms: writeMs, modified: false } satisfies PassTiming],
-      totalMs: performance.now() - t0, verification,
+      timings: [...find.timings, ...calibTiming, ...manager.timings, { pass: "write", ms: writeMs, modified: false } satisfies PassTiming],
+      totalMs: performance.now() - t0, verification, calibration, score,
     });
     return { outputPath, report };
   } finally {
@@ -201,7 +253,9 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
 }
 
 /** Builds the pruned-dense reference from a fresh load of the input, reusing the pruning results. */
-async function runVerification(input: string, state: CompileState, compiledPath: string, shapes: Record<string, number[]>): Promise<VerificationResult> {
+async function runVerification(
+  input: string, state: CompileState, compiledPath: string, shapes: Record<string, number[]>, calibration?: CalibrationSource,
+): Promise<VerificationResult> {
   const fresh = readModelFile(input).model;
   const refState: CompileState = {
     options: { ...state.options, emit: "pruned-dense" }, candidates: [], skipped: [], weights: state.weights, initiallyUnused: deadOnInput(fresh),
@@ -216,5 +270,5 @@ async function runVerification(input: string, state: CompileState, compiledPath:
   } else {
     prunedDense = { label: "pruned-dense", bytes: encodeModel(fresh) };
   }
-  return verifyModels(fresh, shapes, { label: "original", path: resolve(input) }, prunedDense, { label: "compiled", path: compiledPath });
+  return verifyModels(fresh, shapes, { label: "original", path: resolve(input) }, prunedDense, { label: "compiled", path: compiledPath }, calibration);
 }

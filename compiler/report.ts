@@ -1,9 +1,12 @@
+import type { CalibrationSummary } from "./calibration/calibrate.js";
 import type { CompileState } from "./compile-state.js";
 import type { Diagnostic } from "./diagnostics.js";
 import type { PassTiming } from "./pass/manager.js";
+import type { OutputComparison } from "./verify/compare.js";
 import type { VerificationResult } from "./verify/verify.js";
 import { VERSION } from "./version.js";
 import { type VnmConfig, formatVnm } from "./vnm/config.js";
+import type { ScoreKind } from "./weights/scores.js";
 
 export interface LayerRow {
   node: string;
@@ -12,8 +15,17 @@ export interface LayerRow {
   weightShape: number[] | null;
   vnm: string | null;
   sparsity: number | null;
+  /** Σ|W| kept / Σ|W|. */
   keptMagnitude: number | null;
-  status: "sparse" | "dense";
+  /** The score the layer's mask maximised (magnitude where no activation statistics exist). */
+  score?: ScoreKind;
+  /** Σ score kept / Σ score, for that score. */
+  keptScore?: number | null;
+  /** ‖X·Wᵀ − X·(W⊙mask)ᵀ‖ / ‖X·Wᵀ‖ on `outputErrorRows` calibration rows (calibration only). */
+  outputError?: number;
+  outputErrorRows?: number;
+  /** "already sparse": the weight had the V:N:M pattern and was packed exactly, nothing pruned. */
+  status: "sparse" | "already sparse" | "dense";
   /** Reason code when left dense. */
   code?: string;
   reason?: string;
@@ -27,6 +39,10 @@ export interface CompileReport {
   input: string;
   output: string;
   vnm: string;
+  /** The score asked for. */
+  score: ScoreKind;
+  /** Present when compiled with --calib. */
+  calibration?: CalibrationSummary;
   layers: LayerRow[];
   totals: {
     rewritten: number;
@@ -55,6 +71,8 @@ export interface ReportInput {
   timings: PassTiming[];
   totalMs: number;
   verification?: VerificationResult;
+  calibration?: CalibrationSummary;
+  score: ScoreKind;
 }
 
 
@@ -67,8 +85,13 @@ export function buildReport(r: ReportInput): CompileReport {
     const row: LayerRow = {
       node: c.label, op: c.node.opType, weightShape: [c.recipe.outFeatures, c.recipe.inFeatures], vnm: formatVnm(c.config),
       sparsity: stats ? 1 - stats.nonzerosAfter / (c.recipe.outFeatures * c.recipe.inFeatures) : 1 - 2 / c.config.m,
-      keptMagnitude: stats?.keptFraction ?? null, status: "sparse", weight: c.recipe.baseName,
+      keptMagnitude: stats?.keptMagnitude ?? null, score: stats?.score ?? c.sparse?.scoring?.kind ?? "magnitude", keptScore: stats?.keptScore ?? null,
+      status: stats?.alreadySparse ? "already sparse" : "sparse", weight: c.recipe.baseName,
     };
+    if (stats?.outputError) {
+      row.outputError = stats.outputError.relError;
+      row.outputErrorRows = stats.outputError.rows;
+    }
     if (shared.length) row.sharedWith = shared;
     return row;
   });
@@ -83,6 +106,8 @@ export function buildReport(r: ReportInput): CompileReport {
     input: r.input,
     output: r.output,
     vnm: formatVnm(r.vnm),
+    score: r.score,
+    ...(r.calibration ? { calibration: { ...r.calibration, ms: Math.round(r.calibration.ms) } } : {}),
     layers,
     totals: {
       rewritten: r.state.candidates.length,
@@ -109,35 +134,67 @@ export function formatBytes(n: number): string {
   return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
 }
 
+/** Columns named here are numbers, right-aligned. */
+const NUMERIC = new Set(["V:N:M", "sparsity", "kept |W|", "kept score", "out err"]);
+
 function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i >= 2 && i <= 4 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  const line = (cells: string[]) => cells.map((c, i) => (NUMERIC.has(headers[i]!) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
   return [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+const sci = (x: number | undefined) => (x === undefined ? "-" : x.toExponential(2));
+
+function statusText(l: LayerRow): string {
+  if (l.status === "dense") return `dense: ${l.reason} [${l.code}]`;
+  const shared = l.sharedWith ? ` (shares weight with ${l.sharedWith.join(", ")})` : "";
+  return `${l.status}${shared}`;
 }
 
 /** The human-readable report: a per-layer table, totals and verification. */
 export function renderReport(rep: CompileReport): string {
-  const rows = rep.layers.map((l) => [
-    l.node,
-    l.weightShape ? l.weightShape.join("x") : "-",
-    l.vnm ?? "-",
-    pct(l.sparsity),
-    pct(l.keptMagnitude),
-    l.status === "sparse" ? (l.sharedWith ? `sparse (shares weight with ${l.sharedWith.join(", ")})` : "sparse") : `dense: ${l.reason} [${l.code}]`,
-  ]);
+  const scored = rep.score !== "magnitude" || rep.layers.some((l) => l.score !== undefined && l.score !== "magnitude");
+  const calibrated = rep.calibration !== undefined;
+  const headers = ["node", "weight", "V:N:M", "sparsity", "kept |W|"];
+  if (scored) headers.push("score", "kept score");
+  if (calibrated) headers.push("out err");
+  headers.push("status");
+  const rows = rep.layers.map((l) => {
+    const cells = [l.node, l.weightShape ? l.weightShape.join("x") : "-", l.vnm ?? "-", pct(l.sparsity), pct(l.keptMagnitude)];
+    if (scored) cells.push(l.status === "dense" ? "-" : (l.score ?? "-"), pct(l.keptScore ?? null));
+    if (calibrated) cells.push(sci(l.outputError));
+    cells.push(statusText(l));
+    return cells;
+  });
   const t = rep.totals;
-  const out = [table(["node", "weight", "V:N:M", "sparsity", "kept |W|", "status"], rows), ""];
+  const out = [table(headers, rows), ""];
   out.push(`layers: ${t.rewritten} rewritten, ${t.leftDense} left dense`);
+  const already = rep.layers.filter((l) => l.status === "already sparse").length;
+  if (already > 0) out.push(`  ${already} already had the ${rep.vnm} pattern and were packed exactly, nothing pruned`);
   out.push(`parameters: ${t.parametersBefore.toLocaleString("en-US")} -> ${t.parametersAfter.toLocaleString("en-US")}`);
   out.push(`file size: ${formatBytes(t.bytesBefore)} -> ${formatBytes(t.bytesAfter)}`);
+  const c = rep.calibration;
+  if (c) {
+    const unobserved = c.unobservedLayers.length ? `; ${c.unobservedLayers.length} layer(s) pruned by magnitude, their inputs unobservable` : "";
+    out.push(`calibration: ${c.description}${c.dataFree ? " -- DATA-FREE: scores and errors reflect random inputs, not real data" : ""}; score ${rep.score}; ${(c.ms / 1000).toFixed(2)} s${unobserved}`);
+  } else {
+    out.push(`score: ${rep.score} (no calibration data)`);
+  }
   const v = rep.verification;
   if (v) {
     const shapes = v.inputs.map((i) => `${i.name}=${i.dims.join("x")}`).join(" ");
     const worst = v.packing.reduce((m, c) => Math.max(m, c.maxRelError), 0);
     out.push(`verified on onnxruntime (${shapes}): compiled vs pruned-dense max rel. error ${worst.toExponential(2)} (${v.passed ? "exact to float rounding" : "MISMATCH"})`);
-    for (const c of v.pruning) {
+    const line = (c: OutputComparison) => {
       const top1 = c.top1Agreement === undefined ? "" : `, top-1 agreement ${pct(c.top1Agreement)}`;
-      out.push(`  output '${c.name}' vs original: cosine ${c.cosine.toFixed(4)}, rel. L2 error ${c.relL2Error.toExponential(2)}, max abs error ${c.maxAbsError.toExponential(2)}${top1}`);
+      return `  output '${c.name}' vs original: cosine ${c.cosine.toFixed(4)}, rel. L2 error ${c.relL2Error.toExponential(2)}, max abs error ${c.maxAbsError.toExponential(2)}${top1}`;
+    };
+    if (v.calibration) {
+      out.push(`quality on the ${v.calibration.samples} calibration sample(s)${v.calibration.dataFree ? " (random, data-free)" : ""}:`);
+      for (const o of v.calibration.outputs) out.push(line(o));
+    } else {
+      out.push("quality on random inputs (give --calib for data):");
+      for (const o of v.pruning) out.push(line(o));
     }
   }
   out.push(`wrote ${rep.output} in ${(t.compileMs / 1000).toFixed(2)} s`);

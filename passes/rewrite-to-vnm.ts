@@ -35,7 +35,7 @@ export class RewriteToVnm implements Pass<CompileState> {
       const key = recipeKey(c.recipe, formatVnm(c.config));
       let sparse = state.weights.get(key);
       if (!sparse) {
-        sparse = new SparseWeight(c.recipe, c.config, state.options.retainPacked, state.options.pool);
+        sparse = new SparseWeight(c.recipe, c.config, state.options.retainPacked, state.options.pool, state.scoring?.get(key));
         state.weights.set(key, sparse);
       }
       c.sparse = sparse;

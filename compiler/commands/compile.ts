@@ -1,6 +1,6 @@
 import { renameSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { type CompileOptions, compileFile, DEFAULT_MIN_SIZE, DEFAULT_VNM } from "../compile.js";
+import { type CompileOptions, compileFile, DEFAULT_CALIBRATED_SCORE, DEFAULT_MIN_SIZE, DEFAULT_VNM } from "../compile.js";
 import { progressBar } from "../progress.js";
 import { renderReport } from "../report.js";
 import { UsageError } from "./usage-error.js";
@@ -14,7 +14,12 @@ Options:
   --exclude <glob>        never rewrite nodes whose name matches, e.g. "*lm_head*" (repeatable)
   --min-size <n>          leave weights with fewer than n elements dense (default ${DEFAULT_MIN_SIZE})
   --external-data         write weights to <output>.data (automatic above 2 GB)
-  --shape <name=AxBxC>    input shape for verification when the model has dynamic dims (repeatable)
+  --calib <DIR|random:N>  calibration samples: a folder of sample folders (input_0.pb, ... as in ONNX
+                          test data, or <input>.npy files), .npz/.npy files, or one such file;
+                          random:N generates N samples (data-free; dynamic dims from --shape)
+  --score <s>             importance score: magnitude, wanda or ria (default: ${DEFAULT_CALIBRATED_SCORE} with --calib,
+                          magnitude without; wanda and ria need --calib)
+  --shape <name=AxBxC>    input shape for verification and random:N when the model has dynamic dims (repeatable)
   --no-verify             skip running the models in onnxruntime to check the result
   --threads <n>           worker threads for pruning (default: all cores; 0 = main thread only)
   --report <file.json>    write the full report as JSON
@@ -53,6 +58,8 @@ export async function compileCommand(args: string[]): Promise<number> {
         "min-size": { type: "string" },
         "external-data": { type: "boolean" },
         shape: { type: "string", multiple: true },
+        calib: { type: "string" },
+        score: { type: "string" },
         "no-verify": { type: "boolean" },
         threads: { type: "string" },
         report: { type: "string" },
@@ -81,6 +88,8 @@ export async function compileCommand(args: string[]): Promise<number> {
     verify: !o["no-verify"],
     threads: parseIntOption("--threads", o.threads),
     shapes: parseShapes(o.shape ?? []),
+    calib: o.calib,
+    score: o.score as CompileOptions["score"],
     onProgress: bar,
   };
   let result;

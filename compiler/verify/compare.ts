@@ -31,36 +31,75 @@ export function asFloat(type: string, data: unknown): Float64Array | undefined {
   }
 }
 
-export function compareOutputs(name: string, got: Float64Array, ref: Float64Array, dims: readonly number[]): OutputComparison {
-  let maxAbs = 0, maxRef = 0, diff2 = 0, ref2 = 0, got2 = 0, dot = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const a = got[i]!, b = ref[i]!;
-    const d = Math.abs(a - b);
-    if (d > maxAbs || Number.isNaN(d)) maxAbs = Number.isNaN(d) ? Infinity : d;
-    maxRef = Math.max(maxRef, Math.abs(b));
-    diff2 += (a - b) ** 2;
-    ref2 += b * b;
-    got2 += a * a;
-    dot += a * b;
+/** Largest last axis still treated as class scores for top-1 agreement. */
+const MAX_CLASSES = 100_000;
+
+/**
+ * Compares one output across several runs (e.g. calibration samples) without keeping them: sums
+ * and maxima are accumulated run by run.
+ */
+export class OutputAccumulator {
+  private maxAbs = 0;
+  private maxRef = 0;
+  private diff2 = 0;
+  private ref2 = 0;
+  private got2 = 0;
+  private dot = 0;
+  private rows = 0;
+  private same = 0;
+  private classLike = true;
+
+  constructor(readonly name: string) {}
+
+  add(got: ArrayLike<number>, ref: ArrayLike<number>, dims: readonly number[]): void {
+    let { maxAbs, maxRef, diff2, ref2, got2, dot } = this;
+    for (let i = 0; i < ref.length; i++) {
+      const a = got[i]!, b = ref[i]!;
+      const d = Math.abs(a - b);
+      if (d > maxAbs || Number.isNaN(d)) maxAbs = Number.isNaN(d) ? Infinity : d;
+      maxRef = Math.max(maxRef, Math.abs(b));
+      diff2 += (a - b) ** 2;
+      ref2 += b * b;
+      got2 += a * a;
+      dot += a * b;
+    }
+    this.maxAbs = maxAbs;
+    this.maxRef = maxRef;
+    this.diff2 = diff2;
+    this.ref2 = ref2;
+    this.got2 = got2;
+    this.dot = dot;
+    const classes = dims[dims.length - 1] ?? 0;
+    if (dims.length >= 2 && classes >= 2 && classes <= MAX_CLASSES) {
+      const rows = ref.length / classes;
+      for (let r = 0; r < rows; r++) if (argmax(got, r * classes, classes) === argmax(ref, r * classes, classes)) this.same++;
+      this.rows += rows;
+    } else {
+      this.classLike = false;
+    }
   }
-  const c: OutputComparison = {
-    name,
-    maxAbsError: maxAbs,
-    maxRelError: maxRef > 0 ? maxAbs / maxRef : maxAbs,
-    relL2Error: ref2 > 0 ? Math.sqrt(diff2 / ref2) : Math.sqrt(diff2),
-    cosine: ref2 > 0 && got2 > 0 ? dot / Math.sqrt(ref2 * got2) : ref2 === got2 ? 1 : 0,
-  };
-  const classes = dims[dims.length - 1] ?? 0;
-  if (dims.length >= 2 && classes >= 2 && classes <= 100_000) {
-    const rows = ref.length / classes;
-    let same = 0;
-    for (let r = 0; r < rows; r++) if (argmax(got, r * classes, classes) === argmax(ref, r * classes, classes)) same++;
-    c.top1Agreement = same / rows;
+
+  result(): OutputComparison {
+    const { maxAbs, maxRef, diff2, ref2, got2, dot } = this;
+    const c: OutputComparison = {
+      name: this.name,
+      maxAbsError: maxAbs,
+      maxRelError: maxRef > 0 ? maxAbs / maxRef : maxAbs,
+      relL2Error: ref2 > 0 ? Math.sqrt(diff2 / ref2) : Math.sqrt(diff2),
+      cosine: ref2 > 0 && got2 > 0 ? dot / Math.sqrt(ref2 * got2) : ref2 === got2 ? 1 : 0,
+    };
+    if (this.classLike && this.rows > 0) c.top1Agreement = this.same / this.rows;
+    return c;
   }
-  return c;
 }
 
-function argmax(a: Float64Array, start: number, n: number): number {
+export function compareOutputs(name: string, got: Float64Array, ref: Float64Array, dims: readonly number[]): OutputComparison {
+  const acc = new OutputAccumulator(name);
+  acc.add(got, ref, dims);
+  return acc.result();
+}
+
+function argmax(a: ArrayLike<number>, start: number, n: number): number {
   let best = 0;
   for (let i = 1; i < n; i++) if (a[start + i]! > a[start + best]!) best = i;
   return best;

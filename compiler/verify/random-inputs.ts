@@ -48,23 +48,36 @@ function rng(seed: number): () => number {
 
 export type TensorCtor = new (type: string, data: unknown, dims: readonly number[]) => OrtTensor;
 
-/** Random feeds for the given specs: normal floats, small non-negative integers (safe as indices). */
-export function randomFeeds(specs: InputSpec[], Tensor: TensorCtor, seed = 1234): Record<string, OrtTensor> {
+/** Typed data of one generated input, as onnxruntime takes it. */
+export interface GeneratedInput {
+  spec: InputSpec;
+  /** onnxruntime's name of the element type ("float32", "int64", ...). */
+  type: string;
+  data: Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array;
+}
+
+/** Random data for the given specs: normal floats, small non-negative integers (safe as indices). */
+export function randomInputs(specs: InputSpec[], seed = 1234): GeneratedInput[] {
   const next = rng(seed);
   const normal = () => Math.sqrt(-2 * Math.log(next() + 1e-12)) * Math.cos(2 * Math.PI * next());
-  const feeds: Record<string, OrtTensor> = {};
-  for (const s of specs) {
+  return specs.map((s) => {
     const n = s.dims.reduce((a, b) => a * b, 1);
     switch (s.dataType) {
-      case DataType.FLOAT: feeds[s.name] = new Tensor("float32", Float32Array.from({ length: n }, normal), s.dims); break;
-      case DataType.FLOAT16: feeds[s.name] = new Tensor("float16", encodeF16(Float32Array.from({ length: n }, normal)), s.dims); break;
-      case DataType.DOUBLE: feeds[s.name] = new Tensor("float64", Float64Array.from({ length: n }, normal), s.dims); break;
-      case DataType.INT64: feeds[s.name] = new Tensor("int64", BigInt64Array.from({ length: n }, () => BigInt(Math.floor(next() * 8))), s.dims); break;
-      case DataType.INT32: feeds[s.name] = new Tensor("int32", Int32Array.from({ length: n }, () => Math.floor(next() * 8)), s.dims); break;
-      case DataType.BOOL: feeds[s.name] = new Tensor("bool", Uint8Array.from({ length: n }, () => (next() < 0.5 ? 1 : 0)), s.dims); break;
+      case DataType.FLOAT: return { spec: s, type: "float32", data: Float32Array.from({ length: n }, normal) };
+      case DataType.FLOAT16: return { spec: s, type: "float16", data: encodeF16(Float32Array.from({ length: n }, normal)) };
+      case DataType.DOUBLE: return { spec: s, type: "float64", data: Float64Array.from({ length: n }, normal) };
+      case DataType.INT64: return { spec: s, type: "int64", data: BigInt64Array.from({ length: n }, () => BigInt(Math.floor(next() * 8))) };
+      case DataType.INT32: return { spec: s, type: "int32", data: Int32Array.from({ length: n }, () => Math.floor(next() * 8)) };
+      case DataType.BOOL: return { spec: s, type: "bool", data: Uint8Array.from({ length: n }, () => (next() < 0.5 ? 1 : 0)) };
       default:
-        throw new VnmcError(Codes.VERIFY_RUNTIME, `Cannot generate verification inputs of type ${dataTypeName(s.dataType)} for '${s.name}'; use --no-verify.`);
+        throw new VnmcError(Codes.VERIFY_RUNTIME, `Cannot generate inputs of type ${dataTypeName(s.dataType)} for '${s.name}'; use --no-verify (and real calibration data).`);
     }
-  }
+  });
+}
+
+/** Random feeds for the given specs (see randomInputs). */
+export function randomFeeds(specs: InputSpec[], Tensor: TensorCtor, seed = 1234): Record<string, OrtTensor> {
+  const feeds: Record<string, OrtTensor> = {};
+  for (const g of randomInputs(specs, seed)) feeds[g.spec.name] = new Tensor(g.type, g.data, g.spec.dims);
   return feeds;
 }

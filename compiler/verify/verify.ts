@@ -1,7 +1,9 @@
 import * as ort from "onnxruntime-node";
 import { Codes, VnmcError } from "../diagnostics.js";
 import type { Model } from "../ir/model.js";
-import { asFloat, compareOutputs, type OutputComparison } from "./compare.js";
+import type { CalibrationSource } from "../calibration/samples.js";
+import { feedsOf } from "../calibration/collect.js";
+import { asFloat, compareOutputs, OutputAccumulator, type OutputComparison } from "./compare.js";
 import { inputSpecs, randomFeeds, type InputSpec, type TensorCtor } from "./random-inputs.js";
 
 export interface ModelSource {
@@ -20,17 +22,29 @@ export interface VerificationResult {
   /** The largest packing error allowed for the outputs' precision. */
   tolerance: number;
   passed: boolean;
+  /** Compiled vs original on the calibration samples, accumulated over all of them. */
+  calibration?: CalibrationQuality;
 }
 
-async function runModel(src: ModelSource, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-  let session: ort.InferenceSession;
+export interface CalibrationQuality {
+  samples: number;
+  /** True when the samples were generated (random:N), not data. */
+  dataFree: boolean;
+  outputs: OutputComparison[];
+}
+
+async function openSession(src: ModelSource): Promise<ort.InferenceSession> {
   try {
     // Errors only: onnxruntime's warnings (e.g. about constant folding) are not the user's concern here.
     const options: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3 };
-    session = src.path ? await ort.InferenceSession.create(src.path, options) : await ort.InferenceSession.create(src.bytes!, options);
+    return src.path ? await ort.InferenceSession.create(src.path, options) : await ort.InferenceSession.create(src.bytes!, options);
   } catch (e) {
     throw new VnmcError(Codes.VERIFY_RUNTIME, `onnxruntime could not load the ${src.label} model: ${firstLine(e)}. Use --no-verify to skip verification.`);
   }
+}
+
+async function runModel(src: ModelSource, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+  const session = await openSession(src);
   try {
     return await session.run(feeds);
   } catch (e) {
@@ -69,6 +83,7 @@ export async function verifyModels(
   original: ModelSource,
   prunedDense: ModelSource,
   compiled: ModelSource,
+  calibration?: CalibrationSource,
 ): Promise<VerificationResult> {
   const inputs = inputSpecs(model, shapes);
   const feeds = randomFeeds(inputs, ort.Tensor as unknown as TensorCtor);
@@ -78,11 +93,48 @@ export async function verifyModels(
   const packing = comparisons(yCompiled, yPruned);
   const halfPrecision = Object.values(yPruned).some((t) => t.type === "float16" || (t.type as string) === "bfloat16");
   const tolerance = halfPrecision ? 2e-2 : 1e-4;
-  return {
+  const result: VerificationResult = {
     inputs,
     packing,
     pruning: comparisons(yCompiled, yOriginal),
     tolerance,
     passed: packing.every((c) => c.maxRelError <= tolerance),
   };
+  if (calibration) result.calibration = await compareOnSamples(original, compiled, calibration);
+  return result;
+}
+
+/**
+ * Runs the original and the compiled model on every calibration sample, one at a time, and compares
+ * their float outputs (accumulated over the samples, nothing kept).
+ */
+export async function compareOnSamples(original: ModelSource, compiled: ModelSource, source: CalibrationSource): Promise<CalibrationQuality> {
+  const [a, b] = [await openSession(original), await openSession(compiled)];
+  const acc = new Map<string, OutputAccumulator>();
+  try {
+    for (let s = 0; s < source.count; s++) {
+      const sample = source.sample(s);
+      const feeds = feedsOf(sample.inputs);
+      let ref, got;
+      try {
+        ref = await a.run(feeds);
+        got = await b.run(feeds);
+      } catch (e) {
+        throw new VnmcError(Codes.VERIFY_RUNTIME, `onnxruntime could not run the models on calibration sample '${sample.label}': ${firstLine(e)}. Use --no-verify to skip verification.`);
+      }
+      for (const name of Object.keys(ref).sort()) {
+        const r = ref[name]!, g = got[name];
+        if (!g) continue;
+        const rf = asFloat(r.type, r.data), gf = asFloat(g.type, g.data);
+        if (!rf || !gf || rf.length !== gf.length) continue;
+        let x = acc.get(name);
+        if (!x) acc.set(name, (x = new OutputAccumulator(name)));
+        x.add(gf, rf, r.dims);
+      }
+    }
+  } finally {
+    await a.release();
+    await b.release();
+  }
+  return { samples: source.count, dataFree: source.dataFree, outputs: [...acc.values()].map((x) => x.result()) };
 }

@@ -1,10 +1,12 @@
 import type { TensorData } from "../ir/tensor.js";
 import { ExternalFileTensor, InMemoryTensor } from "../ir/tensor.js";
 import type { VnmConfig } from "../vnm/config.js";
+import { detectExistingVnm } from "../vnm/detect.js";
 import { gatherValues } from "../vnm/pack.js";
 import { selectVnm } from "../vnm/select.js";
-import { absScores, elementSize } from "./float-view.js";
+import { absScores, elementSize, toFloat32 } from "./float-view.js";
 import type { Scratch } from "./scratch.js";
+import { computeScores, layerOutputError, outputErrorRows, type ScoreKind, type WeightScoring } from "./scores.js";
 import { storedWeight, type WeightRecipe } from "./weight-recipe.js";
 
 /** Where a weight's bytes come from, in a form that can be sent to a worker thread. */
@@ -19,6 +21,8 @@ export interface PruneJob {
   baseDims: number[];
   recipe: Omit<WeightRecipe, "base">;
   config: VnmConfig;
+  /** How to score (default magnitude), and calibration rows for the layer output error. */
+  scoring?: WeightScoring;
 }
 
 export interface PruneOutput {
@@ -27,20 +31,32 @@ export interface PruneOutput {
   meta: Uint8Array;
   /** [R, 2G]: source column of each value, -1 for zeros (kept for the pruned-dense reference). */
   src: Int32Array;
+  /** The score the mask was chosen by. */
+  score: ScoreKind;
+  /** Σ score kept and Σ score, for that score. */
   keptScore: number;
   totalScore: number;
+  /** Σ |W| kept and Σ |W|. */
+  keptMagnitude: number;
+  totalMagnitude: number;
+  /** The weight already had the V:N:M pattern: every nonzero was kept, nothing was pruned. */
+  alreadySparse: boolean;
   nonzerosBefore: number;
   nonzerosAfter: number;
+  /** ‖X·Wᵀ − X·(W⊙mask)ᵀ‖ / ‖X·Wᵀ‖ on `rows` calibration rows, when rows were given. */
+  outputError?: { relError: number; rows: number };
   ms: number;
 }
 
-export function jobFor(recipe: WeightRecipe, config: VnmConfig): PruneJob {
+export function jobFor(recipe: WeightRecipe, config: VnmConfig, scoring?: WeightScoring): PruneJob {
   const { base, ...rest } = recipe;
   const source: WeightSource =
     base instanceof ExternalFileTensor
       ? { kind: "file", path: base.path, offset: base.offset, length: base.byteLength }
       : { kind: "bytes", bytes: base.read() };
-  return { source, baseType: base.dataType, baseDims: [...base.dims], recipe: rest, config };
+  const job: PruneJob = { source, baseType: base.dataType, baseDims: [...base.dims], recipe: rest, config };
+  if (scoring) job.scoring = scoring;
+  return job;
 }
 
 function sourceTensor(job: PruneJob): TensorData {
@@ -51,36 +67,83 @@ function sourceTensor(job: PruneJob): TensorData {
 }
 
 /**
- * Magnitude V:N:M pruning and packing of one weight: the work a worker thread does. With `scratch`,
- * the large intermediate buffers are reused from the previous weight.
+ * V:N:M pruning and packing of one weight: the work a worker thread does. The mask maximises the
+ * kept score (magnitude, Wanda or RIA); kept values are copied bit-exactly from the raw weight. A
+ * weight that already has the pattern is packed as it is. With `scratch`, the large intermediate
+ * buffers are reused from the previous weight.
  */
 export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
   const t0 = performance.now();
   const recipe: WeightRecipe = { ...job.recipe, base: sourceTensor(job) };
   const { outFeatures: out, inFeatures: inF, transposed } = recipe;
+  const kind = job.scoring?.kind ?? "magnitude";
   const raw = storedWeight(recipe, scratch);
-  const { score, nonzeros: nnz, rawOutIn } = absScores(
-    raw, recipe.dataType, out, inF, transposed, scratch?.bytes("score", out * inF * 4), scratch?.bytes("transposed", raw.byteLength),
+  const n = out * inF;
+  const { score: absW, nonzeros: nnz, rawOutIn } = absScores(
+    raw, recipe.dataType, out, inF, transposed, scratch?.bytes("score", n * 4), scratch?.bytes("transposed", raw.byteLength),
   );
-  const sel = selectVnm(score, recipe.outFeatures, recipe.inFeatures, job.config, "exhaustive");
+  const floatScratch = (name: string) => (scratch ? new Float32Array(scratch.bytes(name, n * 4).buffer, 0, n) : undefined);
+  const score = kind === "magnitude" ? absW : computeScores(absW, out, inF, kind, job.scoring?.norms, floatScratch("score2"));
+  // An already V:N:M weight is selected by an indicator of its nonzeros: the optimum then keeps
+  // exactly all of them (integer sums, no rounding), whatever its values or activation norms.
+  const alreadySparse = detectExistingVnm(absW, out, inF, job.config);
+  const selectBy = alreadySparse ? indicator(absW, floatScratch("indicator")) : score;
+  const sel = selectVnm(selectBy, out, inF, job.config, "exhaustive");
   const values = gatherValues(sel, rawOutIn, elementSize(recipe.dataType));
-  const nnzAfter = countKeptNonzero(sel.src, score, recipe.outFeatures, recipe.inFeatures, 2 * sel.groups);
-  return {
-    values, columns: sel.columns, meta: sel.meta, src: sel.src,
-    keptScore: sel.keptScore, totalScore: sel.totalScore, nonzerosBefore: nnz, nonzerosAfter: nnzAfter, ms: performance.now() - t0,
+  const twoG = 2 * sel.groups;
+  const kept = new Float64Array(3);
+  keptSums(sel.src, absW, score, out, inF, twoG, kept);
+  const [keptMagnitude, keptScore, nnzAfter] = [kept[0]!, kept[1]!, kept[2]!];
+  if (alreadySparse && nnzAfter !== nnz) {
+    throw new Error(`internal: '${recipe.baseName}' already has the ${job.config.v}:${job.config.n}:${job.config.m} pattern, but packing kept ${nnzAfter} of its ${nnz} nonzeros`);
+  }
+  const result: PruneOutput = {
+    values, columns: sel.columns, meta: sel.meta, src: sel.src, score: kind,
+    keptScore, totalScore: selectBy === score ? sel.totalScore : sum(score),
+    keptMagnitude, totalMagnitude: selectBy === absW ? sel.totalScore : sum(absW),
+    alreadySparse, nonzerosBefore: nnz, nonzerosAfter: nnzAfter, ms: 0,
   };
+  const rows = job.scoring?.rows;
+  if (rows && job.scoring!.rowCount) {
+    const r = outputErrorRows(job.scoring!.rowCount, out, inF);
+    const W = toFloat32(rawOutIn, recipe.dataType);
+    result.outputError = { relError: layerOutputError(W, out, inF, sel.src, twoG, rows, r), rows: r };
+  }
+  result.ms = performance.now() - t0;
+  return result;
 }
 
 // Hot loops live in small functions of their own so V8 optimises them on the first large weight
 // (inside runPruneJob they ran 10x slower, as on-stack replacement kept bailing out).
-function countKeptNonzero(src: Int32Array, score: Float32Array, rows: number, cols: number, twoG: number): number {
-  let n = 0;
+
+/** Σ|W| kept, Σ score kept and the number of kept nonzeros, into acc[0..2]. */
+function keptSums(src: Int32Array, absW: Float32Array, score: Float32Array, rows: number, cols: number, twoG: number, acc: Float64Array): void {
+  let mag = 0, sc = 0, nz = 0;
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
     for (let j = r * twoG, end = j + twoG; j < end; j++) {
       const col = src[j]!;
-      if (col >= 0 && score[base + col] !== 0) n++;
+      if (col < 0) continue;
+      const a = absW[base + col]!;
+      mag += a;
+      sc += score[base + col]!;
+      if (a !== 0) nz++;
     }
   }
-  return n;
+  acc[0] = mag;
+  acc[1] = sc;
+  acc[2] = nz;
+}
+
+function sum(a: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]!;
+  return s;
+}
+
+/** 1 where |W| is nonzero (NaN included), 0 elsewhere. */
+function indicator(absW: Float32Array, into?: Float32Array): Float32Array {
+  const out = into ?? new Float32Array(absW.length);
+  for (let i = 0; i < absW.length; i++) out[i] = absW[i] !== 0 ? 1 : 0;
+  return out;
 }

@@ -4,15 +4,24 @@ import { type VnmConfig, packedShape } from "../vnm/config.js";
 import { identityRowIndex } from "../vnm/pack.js";
 import { elementSize } from "./float-view.js";
 import { jobFor, type PruneOutput, runPruneJob } from "./prune-job.js";
+import type { ScoreKind, WeightScoring } from "./scores.js";
 import type { PrunePool } from "./prune-pool.js";
 import { Scratch } from "./scratch.js";
 import { materializeWeight, type WeightRecipe } from "./weight-recipe.js";
 
 export interface PruneStats {
+  /** The score the mask was chosen by. */
+  score: ScoreKind;
   /** Σ|W| kept / Σ|W| (the kept-magnitude fraction). */
-  keptFraction: number;
+  keptMagnitude: number;
+  /** Σ score kept / Σ score, for the chosen score (equal to keptMagnitude for magnitude). */
+  keptScore: number;
+  /** The weight already had the V:N:M pattern and was packed exactly, nothing pruned. */
+  alreadySparse: boolean;
   nonzerosBefore: number;
   nonzerosAfter: number;
+  /** Relative output error of the layer on calibration rows, when there were any. */
+  outputError?: { relError: number; rows: number };
   ms: number;
 }
 
@@ -41,6 +50,8 @@ export class SparseWeight {
     /** Keep the packed result after it was written (verification reads it again). */
     private readonly retain: boolean,
     private readonly pool?: PrunePool,
+    /** Score and calibration data; magnitude without. */
+    readonly scoring?: WeightScoring,
   ) {
     const s = packedShape(recipe.outFeatures, recipe.inFeatures, config);
     this.R = s.R;
@@ -48,12 +59,17 @@ export class SparseWeight {
   }
 
   private accept(out: PruneOutput): PruneOutput {
+    const fraction = (kept: number, total: number) => (total > 0 ? Math.min(1, kept / total) : 1);
     this.stats = {
-      keptFraction: out.totalScore > 0 ? out.keptScore / out.totalScore : 1,
+      score: out.score,
+      keptMagnitude: fraction(out.keptMagnitude, out.totalMagnitude),
+      keptScore: fraction(out.keptScore, out.totalScore),
+      alreadySparse: out.alreadySparse,
       nonzerosBefore: out.nonzerosBefore,
       nonzerosAfter: out.nonzerosAfter,
       ms: out.ms,
     };
+    if (out.outputError) this.stats.outputError = out.outputError;
     this.cache = out;
     for (const p of PARTS) this.pending.add(p);
     return out;
@@ -62,7 +78,7 @@ export class SparseWeight {
   /** Start pruning on the pool (idempotent). */
   prepare(): Promise<void> {
     if (this.cache || !this.pool) return Promise.resolve();
-    this.inFlight ??= this.pool.run(jobFor(this.recipe, this.config)).then(
+    this.inFlight ??= this.pool.run(jobFor(this.recipe, this.config, this.scoring)).then(
       (out) => {
         this.inFlight = undefined;
         if (!this.cache) this.accept(out);
@@ -76,7 +92,7 @@ export class SparseWeight {
   }
 
   private compute(): PruneOutput {
-    return this.cache ?? this.accept(runPruneJob(jobFor(this.recipe, this.config), mainThreadScratch));
+    return this.cache ?? this.accept(runPruneJob(jobFor(this.recipe, this.config, this.scoring), mainThreadScratch));
   }
 
   private take(part: Part): PruneOutput {

@@ -1,0 +1,216 @@
+/**
+ * Runs the original model in onnxruntime-node on the calibration samples, one at a time, and streams
+ * the inputs of the layers to be pruned into ActivationStats.
+ *
+ * The layers' inputs become extra graph outputs without decoding the model: a serialized ModelProto
+ * followed by a serialized ModelProto that holds only `graph.output` entries parses as their merge
+ * (protobuf merges embedded messages and appends repeated fields), i.e. the original model with more
+ * outputs. External data is resolved against the model's folder.
+ */
+import { create, toBinary } from "@bufbuild/protobuf";
+import { readFileSync } from "node:fs";
+import { dirname } from "node:path";
+import * as ort from "onnxruntime-node";
+import { GraphProtoSchema, ModelProtoSchema, TypeProtoSchema, ValueInfoProtoSchema } from "onnx-buf";
+import { Codes, VnmcError } from "../diagnostics.js";
+import { DataType, dataTypeName } from "../ir/dtype.js";
+import { decodeBf16, decodeF16 } from "../numeric/half.js";
+import { ActivationStats, hash32 } from "./activation-stats.js";
+import type { CalibInput, CalibrationSource } from "./samples.js";
+
+/** One activation to observe. */
+export interface ActivationRequest {
+  /** The value's name in the model. */
+  name: string;
+  /** Input channels (the layer's in_features). */
+  K: number;
+  /** The value is [K, tokens] (Gemm with transA) rather than [..., K]. */
+  channelsFirst: boolean;
+  /** Element type of the value (its graph output entry needs one). */
+  elemType: number;
+  /** A graph input (read from the sample), an existing graph output, or a value to expose. */
+  origin: "input" | "output" | "internal";
+}
+
+export const requestKey = (r: Pick<ActivationRequest, "name" | "channelsFirst">) => `${r.name}${r.channelsFirst ? "^T" : ""}`;
+
+export interface CollectOptions {
+  /** Rows each activation keeps for layer output errors. */
+  rowsPerActivation: number;
+  /** Soft cap on the bytes of activations fetched by one run (more runs per sample beyond it). */
+  fetchBudgetBytes?: number;
+  onSample?: (done: number, total: number) => void;
+}
+
+export interface CollectResult {
+  stats: Map<string, ActivationStats>;
+  samples: number;
+  /** Model runs (more than samples when the activations of one sample exceed the fetch budget). */
+  runs: number;
+}
+
+const ORT_TYPE: Record<number, string> = {
+  [DataType.FLOAT]: "float32", [DataType.FLOAT16]: "float16", [DataType.DOUBLE]: "float64", [DataType.INT64]: "int64",
+  [DataType.INT32]: "int32", [DataType.INT16]: "int16", [DataType.INT8]: "int8", [DataType.UINT8]: "uint8",
+  [DataType.UINT16]: "uint16", [DataType.UINT32]: "uint32", [DataType.UINT64]: "uint64", [DataType.BOOL]: "bool",
+};
+
+/** onnxruntime tensors for a sample's inputs (data copied, so it is aligned for its typed view). */
+export function feedsOf(inputs: CalibInput[]): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const i of inputs) {
+    const type = ORT_TYPE[i.dataType];
+    if (!type) {
+      throw new VnmcError(Codes.CALIB_DTYPE, `Calibration input '${i.name}' is ${dataTypeName(i.dataType)}, which onnxruntime-node cannot take as an input.`);
+    }
+    const buf = i.data.slice().buffer;
+    const data =
+      type === "float32" ? new Float32Array(buf) : type === "float64" ? new Float64Array(buf) : type === "float16" || type === "uint16" ? new Uint16Array(buf)
+      : type === "int64" ? new BigInt64Array(buf) : type === "uint64" ? new BigUint64Array(buf) : type === "int32" ? new Int32Array(buf)
+      : type === "uint32" ? new Uint32Array(buf) : type === "int16" ? new Int16Array(buf) : type === "int8" ? new Int8Array(buf) : new Uint8Array(buf);
+    feeds[i.name] = new ort.Tensor(type as "float32", data as Float32Array, i.dims);
+  }
+  return feeds;
+}
+
+/** Float values of an onnxruntime tensor or raw input, or undefined for non-float types. */
+export function floatData(type: string, data: unknown): Float32Array | Float64Array | undefined {
+  switch (type) {
+    case "float32": return data as Float32Array;
+    case "float64": return data as Float64Array;
+    case "float16": {
+      const d = data as Uint16Array;
+      return decodeF16(new Uint16Array(d.buffer, d.byteOffset, d.length));
+    }
+    case "bfloat16": {
+      const d = data as Uint16Array;
+      return decodeBf16(new Uint16Array(d.buffer, d.byteOffset, d.length));
+    }
+    default: return undefined;
+  }
+}
+
+/** The model file's bytes followed by graph outputs for `names` (see the file comment). */
+export function withExtraOutputs(modelBytes: Uint8Array, outputs: Array<{ name: string; elemType: number }>): Uint8Array {
+  if (outputs.length === 0) return modelBytes;
+  const tail = toBinary(ModelProtoSchema, create(ModelProtoSchema, {
+    graph: create(GraphProtoSchema, {
+      output: outputs.map((o) => create(ValueInfoProtoSchema, {
+        name: o.name,
+        type: create(TypeProtoSchema, { value: { case: "tensorType", value: { elemType: o.elemType } } }),
+      })),
+    }),
+  }));
+  const all = new Uint8Array(modelBytes.byteLength + tail.byteLength);
+  all.set(modelBytes, 0);
+  all.set(tail, modelBytes.byteLength);
+  return all;
+}
+
+function firstLine(e: unknown): string {
+  return String((e as Error)?.message ?? e).split("\n")[0]!.replace(/\.$/, "");
+}
+
+export async function createSession(bytesOrPath: Uint8Array | string, modelDir: string, what: string): Promise<ort.InferenceSession> {
+  const options: ort.InferenceSession.SessionOptions = {
+    logSeverityLevel: 3,
+    extra: { session: { model_external_initializers_file_folder_path: modelDir } },
+  };
+  try {
+    return typeof bytesOrPath === "string"
+      ? await ort.InferenceSession.create(bytesOrPath, options)
+      : await ort.InferenceSession.create(bytesOrPath, options);
+  } catch (e) {
+    throw new VnmcError(Codes.CALIB_RUNTIME, `onnxruntime could not load the ${what}: ${firstLine(e)}.`);
+  }
+}
+
+/**
+ * Observes `requests` on every calibration sample of `source`, running the model at `modelPath`.
+ * Samples are read, run and dropped one at a time.
+ */
+export async function collectActivationStats(
+  modelPath: string, requests: ActivationRequest[], source: CalibrationSource, opts: CollectOptions,
+): Promise<CollectResult> {
+  const budget = opts.fetchBudgetBytes ?? 512 << 20;
+  const stats = new Map<string, ActivationStats>();
+  for (const r of requests) {
+    const key = requestKey(r);
+    if (!stats.has(key)) stats.set(key, new ActivationStats(r.K, opts.rowsPerActivation, hash32(key)));
+  }
+  const fetched = dedupe(requests.filter((r) => r.origin !== "input"));
+  const fromInputs = requests.filter((r) => r.origin === "input");
+  const file = readFileSync(modelPath);
+  const bytes = withExtraOutputs(new Uint8Array(file.buffer, file.byteOffset, file.byteLength),
+    dedupeNames(fetched.filter((r) => r.origin === "internal")).map((r) => ({ name: r.name, elemType: r.elemType })));
+  const session = await createSession(bytes, dirname(modelPath), "model to gather calibration statistics");
+  // Tokens per input element, learnt from the first fetch: sizes the groups of outputs fetched per run.
+  let tokensPerInputElement: number | undefined;
+  let runs = 0;
+  try {
+    for (let s = 0; s < source.count; s++) {
+      const sample = source.sample(s);
+      const feeds = feedsOf(sample.inputs);
+      const inputElements = sample.inputs.reduce((n, i) => n + i.dims.reduce((a, b) => a * b, 1), 0);
+      for (const r of fromInputs) {
+        const input = sample.inputs.find((i) => i.name === r.name)!;
+        const x = floatData(feeds[r.name]!.type, feeds[r.name]!.data);
+        if (!x) throw new Error(`internal: input '${r.name}' of a pruned layer is not a float tensor`);
+        addChecked(stats.get(requestKey(r))!, x, r, sample.label, input.dims);
+      }
+      let next = 0;
+      while (next < fetched.length) {
+        // Group outputs while their estimated size fits the budget (one at a time until estimated).
+        const group: ActivationRequest[] = [fetched[next++]!];
+        if (tokensPerInputElement !== undefined) {
+          const tokens = tokensPerInputElement * inputElements;
+          let bytesInGroup = tokens * group[0]!.K * 4;
+          while (next < fetched.length && bytesInGroup + tokens * fetched[next]!.K * 4 <= budget) {
+            bytesInGroup += tokens * fetched[next]!.K * 4;
+            group.push(fetched[next++]!);
+          }
+        }
+        let out: ort.InferenceSession.OnnxValueMapType;
+        try {
+          out = await session.run(feeds, [...new Set(group.map((r) => r.name))]);
+        } catch (e) {
+          throw new VnmcError(Codes.CALIB_RUNTIME, `onnxruntime could not run the model on calibration sample '${sample.label}': ${firstLine(e)}.`);
+        }
+        runs++;
+        for (const r of group) {
+          const t = out[r.name]!;
+          const x = floatData(t.type, t.data);
+          if (!x) throw new Error(`internal: activation '${r.name}' came back as ${t.type}`);
+          addChecked(stats.get(requestKey(r))!, x, r, sample.label, t.dims);
+          const tokens = x.length / r.K;
+          tokensPerInputElement = Math.max(tokensPerInputElement ?? 0, tokens / Math.max(1, inputElements));
+        }
+      }
+      opts.onSample?.(s + 1, source.count);
+    }
+  } finally {
+    await session.release();
+  }
+  return { stats, samples: source.count, runs };
+}
+
+function addChecked(st: ActivationStats, x: Float32Array | Float64Array, r: ActivationRequest, label: string, dims: readonly number[]): void {
+  const channels = r.channelsFirst ? dims[0] : dims[dims.length - 1];
+  if (channels !== r.K) {
+    throw new VnmcError(Codes.CALIB_SHAPE, `On calibration sample '${label}', the input '${r.name}' of a pruned layer has shape [${dims.join(", ")}], which does not have ${r.K} channels as its weight needs; check the sample's shapes.`);
+  }
+  st.add(x, r.channelsFirst);
+  if (!st.finite()) {
+    throw new VnmcError(Codes.CALIB_NONFINITE, `On calibration sample '${label}', the activation '${r.name}' holds NaN or infinite values; check the sample (or the model's numerics).`);
+  }
+}
+
+function dedupe(list: ActivationRequest[]): ActivationRequest[] {
+  const seen = new Set<string>();
+  return list.filter((r) => (seen.has(requestKey(r)) ? false : (seen.add(requestKey(r)), true)));
+}
+
+function dedupeNames(list: ActivationRequest[]): ActivationRequest[] {
+  const seen = new Set<string>();
+  return list.filter((r) => (seen.has(r.name) ? false : (seen.add(r.name), true)));
+}

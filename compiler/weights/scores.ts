@@ -1,0 +1,153 @@
+/**
+ * Importance scores for pruning W [out, in] (o output channel, k input channel), and the layer output
+ * error of a mask. See shared/design/background.md ("The method"):
+ *   magnitude  |W[o,k]|
+ *   wanda      |W[o,k]| · ‖X[:,k]‖₂
+ *   ria        (|W[o,k]| / Σ_j |W[j,k]| + |W[o,k]| / Σ_j |W[o,j]|) · ‖X[:,k]‖₂^0.5
+ * Only the selection reads the scores; kept weights are always copied from the raw weight.
+ */
+
+export type ScoreKind = "magnitude" | "wanda" | "ria";
+export const SCORE_KINDS: readonly ScoreKind[] = ["magnitude", "wanda", "ria"];
+/** The exponent a of ‖X_k‖₂ in RIA (the paper's choice). */
+export const RIA_EXPONENT = 0.5;
+
+export function needsActivations(kind: ScoreKind): boolean {
+  return kind !== "magnitude";
+}
+
+/**
+ * What a prune job needs besides the weight to score it and to measure the result: structured-
+ * cloneable, so it travels to a worker thread with the job.
+ */
+export interface WeightScoring {
+  kind: ScoreKind;
+  /** ‖X[:,k]‖₂ per input channel over all calibration tokens (wanda, ria). */
+  norms?: Float32Array;
+  /** Calibration rows X [rowCount, in], a uniform sample of tokens, for the layer output error. */
+  rows?: Float32Array;
+  rowCount?: number;
+}
+
+/**
+ * Norms scaled so the largest is 1 (the selection is invariant to a common factor; this keeps every
+ * score finite and at most |W|). All-zero norms become all ones (the activations say nothing).
+ */
+export function normalizedNorms(norms: Float32Array): Float64Array {
+  let max = 0;
+  for (let k = 0; k < norms.length; k++) {
+    const n = norms[k]!;
+    if (!(n >= 0) || n === Infinity) throw new RangeError(`activation norm ${k} is ${n}; norms must be finite and non-negative`);
+    if (n > max) max = n;
+  }
+  const out = new Float64Array(norms.length);
+  if (max === 0) return out.fill(1);
+  for (let k = 0; k < norms.length; k++) out[k] = norms[k]! / max;
+  return out;
+}
+
+/**
+ * Scores [out, in] for `kind` from |W| [out, in] (as absScores returns it). For magnitude the result
+ * is `absW` itself; otherwise it is written to `into` (or a new array), leaving `absW` unchanged.
+ */
+export function computeScores(absW: Float32Array, out: number, inF: number, kind: ScoreKind, norms?: Float32Array, into?: Float32Array): Float32Array {
+  if (kind === "magnitude") return absW;
+  if (!norms || norms.length !== inF) {
+    throw new RangeError(`the ${kind} score needs ${inF} activation norms (got ${norms ? norms.length : "none"})`);
+  }
+  const n = out * inF;
+  const score = into && into.length >= n ? into.subarray(0, n) : new Float32Array(n);
+  const nn = normalizedNorms(norms);
+  if (kind === "wanda") {
+    wanda(absW, score, nn, out, inF);
+  } else if (kind === "ria") {
+    const colInv = new Float64Array(inF);
+    const rowInv = new Float64Array(out);
+    sums(absW, colInv, rowInv, out, inF);
+    for (let k = 0; k < inF; k++) colInv[k] = colInv[k]! > 0 ? 1 / colInv[k]! : 0;
+    for (let o = 0; o < out; o++) rowInv[o] = rowInv[o]! > 0 ? 1 / rowInv[o]! : 0;
+    const act = nn.map((x) => Math.pow(x, RIA_EXPONENT));
+    ria(absW, score, colInv, rowInv, act, out, inF);
+  } else {
+    throw new RangeError(`unknown score '${String(kind)}'`);
+  }
+  return score;
+}
+
+// Hot loops in functions of their own, so V8 optimises them on the first call.
+function wanda(a: Float32Array, s: Float32Array, nn: Float64Array, out: number, inF: number): void {
+  for (let o = 0; o < out; o++) {
+    const base = o * inF;
+    for (let k = 0; k < inF; k++) s[base + k] = a[base + k]! * nn[k]!;
+  }
+}
+
+function sums(a: Float32Array, col: Float64Array, row: Float64Array, out: number, inF: number): void {
+  for (let o = 0; o < out; o++) {
+    const base = o * inF;
+    let r = 0;
+    for (let k = 0; k < inF; k++) {
+      const x = a[base + k]!;
+      r += x;
+      col[k] = col[k]! + x;
+    }
+    row[o] = r;
+  }
+}
+
+function ria(a: Float32Array, s: Float32Array, colInv: Float64Array, rowInv: Float64Array, act: Float64Array, out: number, inF: number): void {
+  for (let o = 0; o < out; o++) {
+    const base = o * inF;
+    const ri = rowInv[o]!;
+    for (let k = 0; k < inF; k++) s[base + k] = a[base + k]! * (colInv[k]! + ri) * act[k]!;
+  }
+}
+
+/** Multiply-adds the layer output error may spend per weight (bounds the rows it uses). */
+export const OUTPUT_ERROR_BUDGET = 1 << 28;
+export const OUTPUT_ERROR_MIN_ROWS = 16;
+
+/** Rows of `available` the output error of an [out, in] weight uses, within OUTPUT_ERROR_BUDGET. */
+export function outputErrorRows(available: number, out: number, inF: number): number {
+  const byBudget = Math.max(OUTPUT_ERROR_MIN_ROWS, Math.floor(OUTPUT_ERROR_BUDGET / Math.max(1, out * inF)));
+  return Math.min(available, byBudget);
+}
+
+/**
+ * The relative output error ‖Y − Ŷ‖_F / ‖Y‖_F of a mask on rows X [r, in], with Y = X·Wᵀ (dense W
+ * [out, in]) and Ŷ = X·(W ⊙ mask)ᵀ. The mask is given as the selection's `src` [≥ out, twoG]: the
+ * kept input column of each packed value of a row, −1 for none. 0 when Y is 0 and so is the error.
+ */
+export function layerOutputError(W: Float32Array, out: number, inF: number, src: Int32Array, twoG: number, X: Float32Array, r: number): number {
+  const removed = new Float32Array(inF);
+  const acc = new Float64Array(2);
+  for (let o = 0; o < out; o++) {
+    const base = o * inF;
+    removed.set(W.subarray(base, base + inF));
+    for (let j = o * twoG, end = j + twoG; j < end; j++) {
+      const col = src[j]!;
+      if (col >= 0) removed[col] = 0;
+    }
+    rowError(W, base, removed, X, r, inF, acc);
+  }
+  const [err2, ref2] = [acc[0]!, acc[1]!];
+  if (ref2 === 0) return err2 === 0 ? 0 : Infinity;
+  return Math.sqrt(err2 / ref2);
+}
+
+function rowError(W: Float32Array, base: number, removed: Float32Array, X: Float32Array, r: number, inF: number, acc: Float64Array): void {
+  let err2 = 0, ref2 = 0;
+  for (let t = 0; t < r; t++) {
+    const xb = t * inF;
+    let y = 0, e = 0;
+    for (let k = 0; k < inF; k++) {
+      const x = X[xb + k]!;
+      y += x * W[base + k]!;
+      e += x * removed[k]!;
+    }
+    ref2 += y * y;
+    err2 += e * e;
+  }
+  acc[0] = acc[0]! + err2;
+  acc[1] = acc[1]! + ref2;
+}
