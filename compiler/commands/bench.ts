@@ -82,7 +82,7 @@ export async function benchCommand(args: string[]): Promise<number> {
 
   const model = readModel(compiled);
   const base = readModel(baseline);
-  const { specs, feeds } = generatedInputs(model, shapes, seed);
+  const { specs, feeds } = await generatedInputs(model, shapes, seed);
   const baseInputs = new Set(base.graph.inputs.filter((v) => !v.initializer).map((v) => v.name));
   const missing = specs.map((s) => s.name).filter((n) => !baseInputs.has(n));
   if (missing.length || baseInputs.size !== specs.length) {

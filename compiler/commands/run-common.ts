@@ -1,5 +1,5 @@
 /** What `vnmc run` and `vnmc bench` share: shapes, generated inputs, the three kinds of session, output stats. */
-import * as ort from "onnxruntime-node";
+import type * as ort from "onnxruntime-node";
 import { Codes, VnmcError } from "../diagnostics.js";
 import type { Model } from "../ir/model.js";
 import { NativeSession } from "../runtime/native-session.js";
@@ -29,10 +29,16 @@ export function readModel(path: string): Model {
   return readModelFile(path).model;
 }
 
+/** onnxruntime-node, loaded on first use (so that `vnmc lib-path` and `--help` stay fast). */
+export async function ortNode(): Promise<typeof ort> {
+  return import("onnxruntime-node");
+}
+
 /** Input specs and seeded random feeds (onnxruntime-node tensors; NativeSession takes them too). */
-export function generatedInputs(model: Model, shapes: Record<string, number[]>, seed = 1234): { specs: InputSpec[]; feeds: Record<string, ort.Tensor> } {
+export async function generatedInputs(model: Model, shapes: Record<string, number[]>, seed = 1234): Promise<{ specs: InputSpec[]; feeds: Record<string, ort.Tensor> }> {
   const specs = inputSpecs(model, shapes);
-  return { specs, feeds: randomFeeds(specs, ort.Tensor as unknown as TensorCtor, seed) as Record<string, ort.Tensor> };
+  const { Tensor } = await ortNode();
+  return { specs, feeds: randomFeeds(specs, Tensor as unknown as TensorCtor, seed) as Record<string, ort.Tensor> };
 }
 
 export type RuntimeKind = "native" | "fallback" | "dense";
@@ -68,7 +74,8 @@ export async function openSession(kind: RuntimeKind, path: string, threads: numb
       const s = await NativeSession.create(path, common);
       return { kind, label: RUNTIME_LABEL[kind], createMs: performance.now() - t0, run: (f) => s.run(f) as unknown as Promise<Record<string, ort.Tensor>>, release: () => s.release() };
     }
-    const s = await ort.InferenceSession.create(path, { ...common, graphOptimizationLevel: "all" });
+    const { InferenceSession } = await ortNode();
+    const s = await InferenceSession.create(path, { ...common, graphOptimizationLevel: "all" });
     return { kind, label: RUNTIME_LABEL[kind], createMs: performance.now() - t0, run: (f) => s.run(f), release: () => s.release() };
   } catch (e) {
     if (e instanceof VnmcError) throw e;

@@ -50,7 +50,7 @@ export async function runCommand(args: string[]): Promise<number> {
   const seed = parsePositiveInt("--seed", o.seed, 1234, 0);
   const threads = parsePositiveInt("--threads", o.threads, 0, 0);
   const model = readModel(path);
-  const { specs, feeds } = generatedInputs(model, shapes, seed);
+  const { specs, feeds } = await generatedInputs(model, shapes, seed);
 
   let kind: RuntimeKind = "native";
   let note: string | undefined;
