@@ -63,7 +63,7 @@ export function feedsOf(inputs: CalibInput[]): Record<string, ort.Tensor> {
     if (!type) {
       throw new VnmcError(Codes.CALIB_DTYPE, `Calibration input '${i.name}' is ${dataTypeName(i.dataType)}, which onnxruntime-node cannot take as an input.`);
     }
-    const buf = i.data.slice().buffer;
+    const buf = new Uint8Array(i.data).buffer; // a copy of exactly the data, aligned
     const data =
       type === "float32" ? new Float32Array(buf) : type === "float64" ? new Float64Array(buf) : type === "float16" || type === "uint16" ? new Uint16Array(buf)
       : type === "int64" ? new BigInt64Array(buf) : type === "uint64" ? new BigUint64Array(buf) : type === "int32" ? new Int32Array(buf)
@@ -113,7 +113,8 @@ function firstLine(e: unknown): string {
 
 export async function createSession(bytesOrPath: Uint8Array | string, modelDir: string, what: string): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
-    logSeverityLevel: 3,
+    // Fatal only: errors are reported by vnmc, in one sentence.
+    logSeverityLevel: 4,
     extra: { session: { model_external_initializers_file_folder_path: modelDir } },
   };
   try {
@@ -172,7 +173,7 @@ export async function collectActivationStats(
         }
         let out: ort.InferenceSession.OnnxValueMapType;
         try {
-          out = await session.run(feeds, [...new Set(group.map((r) => r.name))]);
+          out = await session.run(feeds, [...new Set(group.map((r) => r.name))], { logSeverityLevel: 4 });
         } catch (e) {
           throw new VnmcError(Codes.CALIB_RUNTIME, `onnxruntime could not run the model on calibration sample '${sample.label}': ${firstLine(e)}.`);
         }

@@ -110,7 +110,9 @@ export function readZipEntry(bytes: Uint8Array, e: ZipEntry): Uint8Array {
     out = raw;
   } else if (e.method === 8) {
     try {
-      out = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size) });
+      const b = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size) });
+      // A plain Uint8Array view (a Buffer's slice() would not copy).
+      out = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
     } catch (err) {
       throw new FormatError(`entry '${e.name}' does not inflate (${(err as Error).message})`);
     }
