@@ -1,0 +1,556 @@
+// Host side of the CUDA VNMSparseGemm kernels: validation, the one-time re-layout of the canonical
+// packed weights into mma.sp fragment order (the "prepare" step), and the launches.
+#include "cuda/vnm_cuda.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+#include <vector>
+
+#include "cuda/kernels.cuh"
+
+namespace vnmc {
+namespace cuda {
+
+namespace {
+
+constexpr int kPrefillStages = 4;
+constexpr int kPrefillStagesSmallV = 3;
+
+std::string cuda_err(const char* what, cudaError_t e) {
+  std::ostringstream os;
+  os << "CUDA error in " << what << ": " << cudaGetErrorName(e) << " (" << cudaGetErrorString(e) << ")";
+  return os.str();
+}
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+float half_bits_to_f32(uint16_t h, bool bf16) {
+  uint32_t u;
+  if (bf16) {
+    u = static_cast<uint32_t>(h) << 16;
+  } else {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    const uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t mant = h & 0x3ffu;
+    if (exp == 0x1f) {
+      u = sign | 0x7f800000u | (mant << 13);
+    } else if (exp == 0) {
+      if (mant == 0) {
+        u = sign;
+      } else {
+        int e = -1;
+        do {
+          ++e;
+          mant <<= 1;
+        } while ((mant & 0x400u) == 0);
+        mant &= 0x3ffu;
+        u = sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | (mant << 13);
+      }
+    } else {
+      u = sign | ((exp + (127 - 15)) << 23) | (mant << 13);
+    }
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Device buffer owned by the prepared object.
+struct DevBuf {
+  void* p = nullptr;
+  size_t n = 0;
+  ~DevBuf() {
+    if (p) cudaFree(p);
+  }
+  std::string alloc_copy(const void* src, size_t bytes, const char* what,
+                         cudaMemcpyKind kind = cudaMemcpyHostToDevice) {
+    n = bytes;
+    if (bytes == 0) return {};
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+      p = nullptr;
+      return cuda_err(what, e);
+    }
+    if (src) {
+      e = cudaMemcpy(p, src, bytes, kind);
+    } else {
+      e = cudaMemset(p, 0, bytes);
+    }
+    return e == cudaSuccess ? std::string() : cuda_err(what, e);
+  }
+};
+
+cudaError_t allow_smem_for(bool bf16, bool win, bool sb);  // below, with the launchers
+
+}  // namespace
+
+struct VnmGemmCuda::Impl {
+  Options opt;
+  bool bf16 = false;
+  bool windowed = false;
+  bool identity = false;
+  bool shared_b = false;
+  int64_t Vp = 0, Bk = 0, Rp = 0, R64 = 0, Bkp = 0, Gp = 0, S = 0;
+  int sms = 0;
+  int device = 0;
+  DevBuf vals, meta, cols, wofs, rowmap, bias, part, counters;
+
+  dev::Params params() const {
+    dev::Params p{};
+    p.vals = static_cast<const uint4*>(vals.p);
+    p.meta = static_cast<const uint2*>(meta.p);
+    p.cols = static_cast<const int32_t*>(cols.p);
+    p.wofs = windowed ? static_cast<const uint32_t*>(wofs.p) : nullptr;
+    p.rowmap = static_cast<const int32_t*>(rowmap.p);
+    p.bias = static_cast<const float*>(bias.p);
+    p.M = 0;
+    p.Vp = static_cast<int32_t>(Vp);
+    p.Gp = static_cast<int32_t>(Gp);
+    p.S = static_cast<int32_t>(S);
+    p.R64 = static_cast<int32_t>(R64);
+    return p;
+  }
+
+  bool use_decode(int64_t T) const {
+    if (opt.force_path == 1) return T <= 16;
+    if (opt.force_path == 2) return false;
+    return T <= std::min<int64_t>(opt.decode_max_tokens, 16);
+  }
+  int decode_ksplit() const {
+    const int64_t max_split = std::max<int64_t>(1, S / (dev::kDecodeWarps * 2));  // >= 2 steps per warp
+    if (opt.decode_ksplit > 0) return static_cast<int>(std::min<int64_t>(opt.decode_ksplit, std::max<int64_t>(1, S)));
+    const int64_t want = ceil_div(static_cast<int64_t>(sms) * 4, R64);
+    return static_cast<int>(std::max<int64_t>(1, std::min(want, max_split)));
+  }
+  // Prefill tile configuration: 1 = 128 rows x 128 tokens, 2 = 64 x 128, 3 = 64 x 64.
+  int prefill_config(int64_t T) const {
+    if (opt.prefill_config >= 1 && opt.prefill_config <= 3) {
+      if (!shared_b && opt.prefill_config == 1) return 2;
+      return opt.prefill_config;
+    }
+    const int64_t target = static_cast<int64_t>(sms) * 3 / 2;
+    if (shared_b && (Rp / 128) * ceil_div(T, 128) >= target) return 1;
+    if ((Rp / 64) * ceil_div(T, 128) >= target) return 2;
+    return 3;
+  }
+  static int64_t config_tn(int cfg) { return cfg == 3 ? 64 : 128; }
+};
+
+bool device_available(std::string* why) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    if (why) *why = e != cudaSuccess ? cuda_err("cudaGetDeviceCount", e) : "no CUDA device";
+    cudaGetLastError();
+    return false;
+  }
+  return true;
+}
+
+std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const Attributes& attrs, DType act_dtype, const TensorView& values,
+                                                 const TensorView& columns, const TensorView& meta,
+                                                 const TensorView& row_index, const TensorView& bias,
+                                                 const Options& opt, std::string* err) {
+  PackedWeights w;
+  std::string e = validate_packed_weights(attrs, act_dtype, values, columns, meta, row_index, &w);
+  if (!e.empty()) {
+    *err = e;
+    return nullptr;
+  }
+  e = validate_bias(w.dims, act_dtype, bias);
+  if (!e.empty()) {
+    *err = e;
+    return nullptr;
+  }
+  std::vector<float> bias_f32;
+  if (bias.present) {
+    bias_f32.resize(static_cast<size_t>(w.dims.N_out));
+    for (int64_t i = 0; i < w.dims.N_out; ++i) {
+      if (act_dtype == DType::kFloat32) {
+        bias_f32[i] = static_cast<const float*>(bias.data)[i];
+      } else {
+        bias_f32[i] = half_bits_to_f32(static_cast<const uint16_t*>(bias.data)[i], act_dtype == DType::kBFloat16);
+      }
+    }
+  }
+  return create(w, bias.present ? bias_f32.data() : nullptr, opt, err);
+}
+
+std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const float* bias_f32, const Options& opt,
+                                                 std::string* err) {
+  if (w.act_dtype != DType::kFloat16 && w.act_dtype != DType::kBFloat16) {
+    *err = std::string("VNMSparseGemm CUDA kernel: activations of type ") + dtype_name(w.act_dtype) +
+           " are not supported on the GPU (float16 or bfloat16 only)";
+    return nullptr;
+  }
+  if (w.value_dtype != w.act_dtype) {
+    *err = "VNMSparseGemm CUDA kernel: values must have the activation type";
+    return nullptr;
+  }
+  std::string why;
+  if (!device_available(&why)) {
+    *err = "VNMSparseGemm CUDA kernel: " + why;
+    return nullptr;
+  }
+
+  std::unique_ptr<VnmGemmCuda> g(new VnmGemmCuda());
+  g->dims_ = w.dims;
+  g->act_ = w.act_dtype;
+  g->impl_.reset(new Impl());
+  Impl& im = *g->impl_;
+  im.opt = opt;
+  im.bf16 = w.act_dtype == DType::kBFloat16;
+  const Dims& d = w.dims;
+
+  cudaError_t ce = cudaGetDevice(&im.device);
+  if (ce != cudaSuccess) {
+    *err = cuda_err("cudaGetDevice", ce);
+    return nullptr;
+  }
+  ce = cudaDeviceGetAttribute(&im.sms, cudaDevAttrMultiProcessorCount, im.device);
+  if (ce != cudaSuccess) {
+    *err = cuda_err("cudaDeviceGetAttribute", ce);
+    return nullptr;
+  }
+
+  // ---- geometry of the prepared layout ----
+  im.Vp = round_up(d.V, 16);
+  im.Bk = d.B;
+  im.Rp = round_up(im.Bk * im.Vp, 128);
+  im.R64 = im.Rp / 64;
+  im.Bkp = ceil_div(im.Rp, im.Vp);
+  im.Gp = round_up(d.G, 8);
+  im.S = im.Gp / 8;
+  im.shared_b = im.Vp % 64 == 0;
+  im.windowed = w.windowed && opt.allow_windowed;
+  if (im.Rp > (int64_t{1} << 31) / 2 || im.Gp * 4 > (int64_t{1} << 31) || d.K > 0x7fffffff ||
+      im.Bkp * im.Gp * 4 > (int64_t{1} << 40)) {
+    *err = "VNMSparseGemm CUDA kernel: weight too large";
+    return nullptr;
+  }
+
+  // Prepared row p -> canonical packed row (or -1 for padding).
+  std::vector<int64_t> canon(static_cast<size_t>(im.Rp), -1);
+  std::vector<int32_t> rowmap(static_cast<size_t>(im.Rp), -1);
+  for (int64_t p = 0; p < im.Rp; ++p) {
+    const int64_t b = p / im.Vp, j = p % im.Vp;
+    if (b < im.Bk && j < d.V) {
+      const int64_t r = b * d.V + j;
+      canon[p] = r;
+      rowmap[p] = static_cast<int32_t>(w.output_of_row(r));
+    }
+  }
+  im.identity = true;
+  for (int64_t p = 0; p < im.Rp && im.identity; ++p) {
+    const int32_t want = p < d.N_out ? static_cast<int32_t>(p) : -1;
+    if (rowmap[p] != want) im.identity = false;
+  }
+
+  const uint16_t* vsrc = static_cast<const uint16_t*>(w.values);
+  const int64_t vstride = 2 * d.G;
+  auto value = [&](int64_t p, int64_t g, int k) -> uint16_t {
+    const int64_t r = canon[p];
+    if (r < 0 || g >= d.G) return 0;
+    return vsrc[r * vstride + 2 * g + k];
+  };
+  auto code = [&](int64_t p, int64_t g) -> uint32_t {
+    const int64_t r = canon[p];
+    if (r < 0 || g >= d.G) return 0x4u;  // p0 = 0, p1 = 1 (values are zero)
+    return meta_code(w.meta, d.meta_cols, r, g);
+  };
+
+  // ---- values in A-fragment order: [R64][S][4 m-tiles][32 lanes] x 8 halves ----
+  std::vector<uint16_t> hv;
+  std::vector<uint32_t> hm;
+  try {
+    hv.assign(static_cast<size_t>(im.R64 * im.S * 4 * 32 * 8), 0);
+    hm.assign(static_cast<size_t>(im.R64 * im.S * 32 * 2), 0);
+  } catch (const std::bad_alloc&) {
+    *err = "VNMSparseGemm CUDA kernel: out of host memory while preparing the weights";
+    return nullptr;
+  }
+  for (int64_t q = 0; q < im.R64; ++q) {
+    for (int64_t s = 0; s < im.S; ++s) {
+      const int64_t unit = q * im.S + s;
+      for (int i = 0; i < 4; ++i) {
+        for (int lane = 0; lane < 32; ++lane) {
+          const int gid = lane >> 2, tid = lane & 3;
+          const int64_t p0 = q * 64 + 16 * i + gid, p1 = p0 + 8;
+          const int64_t glo = 8 * s + tid, ghi = 8 * s + 4 + tid;
+          uint16_t* dst = &hv[static_cast<size_t>(((unit * 4 + i) * 32 + lane) * 8)];
+          dst[0] = value(p0, glo, 0);
+          dst[1] = value(p0, glo, 1);
+          dst[2] = value(p1, glo, 0);
+          dst[3] = value(p1, glo, 1);
+          dst[4] = value(p0, ghi, 0);
+          dst[5] = value(p0, ghi, 1);
+          dst[6] = value(p1, ghi, 0);
+          dst[7] = value(p1, ghi, 1);
+        }
+      }
+      // metadata: lane (gid, tid), sel = tid >> 1, h = tid & 1; word pr covers m-tile 2*pr + sel.
+      for (int lane = 0; lane < 32; ++lane) {
+        const int gid = lane >> 2, tid = lane & 3, sel = tid >> 1, h = tid & 1;
+        for (int pr = 0; pr < 2; ++pr) {
+          const int64_t r0 = q * 64 + 16 * (2 * pr + sel) + gid;
+          uint32_t e = 0;
+          for (int c = 0; c < 4; ++c) {
+            const int64_t g = 8 * s + 4 * h + c;
+            e |= code(r0, g) << (4 * c);
+            e |= code(r0 + 8, g) << (16 + 4 * c);
+          }
+          hm[static_cast<size_t>((unit * 32 + lane) * 2 + pr)] = e;
+        }
+      }
+    }
+  }
+
+  // ---- column indices per (prepared block, group) ----
+  std::vector<int32_t> hc(static_cast<size_t>(im.Bkp * im.Gp * 4), 0);
+  std::vector<uint32_t> hw;
+  if (im.windowed) hw.assign(static_cast<size_t>(im.Bkp * im.Gp), 0);
+  for (int64_t b = 0; b < std::min(im.Bkp, im.Bk); ++b) {
+    for (int64_t g = 0; g < d.G; ++g) {
+      for (int k = 0; k < 4; ++k) {
+        const int32_t c = w.columns[(b * d.G + g) * 4 + k];
+        hc[static_cast<size_t>((b * im.Gp + g) * 4 + k)] = c;
+        if (im.windowed) {
+          const int64_t off = c - g * d.M;  // in [0, M) for windowed indices (M <= 32)
+          hw[static_cast<size_t>(b * im.Gp + g)] |= static_cast<uint32_t>(off) << (8 * k);
+        }
+      }
+    }
+  }
+
+  std::vector<float> hb;
+  if (bias_f32) {
+    hb.assign(static_cast<size_t>(im.Rp), 0.f);
+    for (int64_t p = 0; p < im.Rp; ++p)
+      if (rowmap[p] >= 0) hb[p] = bias_f32[rowmap[p]];
+  }
+
+  std::string e;
+  if (e.empty()) e = im.vals.alloc_copy(hv.data(), hv.size() * 2, "upload values");
+  if (e.empty()) e = im.meta.alloc_copy(hm.data(), hm.size() * 4, "upload meta");
+  if (e.empty()) e = im.cols.alloc_copy(hc.data(), hc.size() * 4, "upload columns");
+  if (e.empty() && im.windowed) e = im.wofs.alloc_copy(hw.data(), hw.size() * 4, "upload window offsets");
+  if (e.empty()) e = im.rowmap.alloc_copy(rowmap.data(), rowmap.size() * 4, "upload row map");
+  if (e.empty() && bias_f32) e = im.bias.alloc_copy(hb.data(), hb.size() * 4, "upload bias");
+  if (e.empty()) e = im.part.alloc_copy(nullptr, static_cast<size_t>(im.R64) * 16 * 64 * 4, "split-K scratch");
+  if (e.empty()) e = im.counters.alloc_copy(nullptr, static_cast<size_t>(im.R64) * 4, "split-K counters");
+  if (e.empty()) {
+    const cudaError_t ae = allow_smem_for(im.bf16, im.windowed, im.shared_b);
+    if (ae != cudaSuccess) e = cuda_err("cudaFuncSetAttribute", ae);
+  }
+  if (!e.empty()) {
+    *err = "VNMSparseGemm CUDA kernel: " + e;
+    return nullptr;
+  }
+  return g;
+}
+
+VnmGemmCuda::~VnmGemmCuda() = default;
+
+std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
+  std::unique_ptr<VnmGemmCuda> g(new VnmGemmCuda());
+  g->dims_ = dims_;
+  g->act_ = act_;
+  g->impl_.reset(new Impl());
+  const Impl& a = *impl_;
+  Impl& b = *g->impl_;
+  b.opt = a.opt;
+  b.bf16 = a.bf16;
+  b.windowed = a.windowed;
+  b.identity = a.identity;
+  b.shared_b = a.shared_b;
+  b.Vp = a.Vp;
+  b.Bk = a.Bk;
+  b.Rp = a.Rp;
+  b.R64 = a.R64;
+  b.Bkp = a.Bkp;
+  b.Gp = a.Gp;
+  b.S = a.S;
+  b.sms = a.sms;
+  b.device = a.device;
+  const auto d2d = cudaMemcpyDeviceToDevice;
+  std::string e;
+  if (e.empty()) e = b.vals.alloc_copy(a.vals.p, a.vals.n, "clone values", d2d);
+  if (e.empty()) e = b.meta.alloc_copy(a.meta.p, a.meta.n, "clone meta", d2d);
+  if (e.empty()) e = b.cols.alloc_copy(a.cols.p, a.cols.n, "clone columns", d2d);
+  if (e.empty() && a.wofs.p) e = b.wofs.alloc_copy(a.wofs.p, a.wofs.n, "clone offsets", d2d);
+  if (e.empty()) e = b.rowmap.alloc_copy(a.rowmap.p, a.rowmap.n, "clone row map", d2d);
+  if (e.empty() && a.bias.p) e = b.bias.alloc_copy(a.bias.p, a.bias.n, "clone bias", d2d);
+  if (e.empty()) e = b.part.alloc_copy(nullptr, a.part.n, "split-K scratch");
+  if (e.empty()) e = b.counters.alloc_copy(nullptr, a.counters.n, "split-K counters");
+  if (!e.empty()) {
+    *err = "VNMSparseGemm CUDA kernel: " + e;
+    return nullptr;
+  }
+  return g;
+}
+
+bool VnmGemmCuda::windowed() const { return impl_->windowed; }
+
+size_t VnmGemmCuda::device_weight_bytes() const {
+  const Impl& im = *impl_;
+  return im.vals.n + im.meta.n + (im.windowed ? im.wofs.n : im.cols.n) + im.rowmap.n + im.bias.n;
+}
+
+size_t VnmGemmCuda::workspace_bytes(int64_t T) const {
+  const Impl& im = *impl_;
+  if (T <= 0 || im.use_decode(T)) return 0;
+  const int64_t Tp = round_up(T, Impl::config_tn(im.prefill_config(T)));
+  return static_cast<size_t>(dims_.K * Tp * 2);
+}
+
+std::string VnmGemmCuda::describe_launch(int64_t T) const {
+  const Impl& im = *impl_;
+  std::ostringstream os;
+  if (im.use_decode(T)) {
+    os << "decode NT=" << (T <= 8 ? 1 : 2) << " ksplit=" << im.decode_ksplit() << (im.shared_b ? "" : " per-tile-B")
+       << (im.windowed ? " windowed" : " general");
+  } else {
+    const int cfg = im.prefill_config(T);
+    os << "prefill " << (cfg == 1 ? "128x128" : cfg == 2 ? "64x128" : "64x64") << (im.shared_b ? "" : " per-tile-B")
+       << (im.windowed ? " windowed" : " general");
+  }
+  return os.str();
+}
+
+namespace {
+
+template <bool BF16, int NT, bool SB, bool WIN>
+cudaError_t launch_decode(const dev::Params& p, const void* A, int T, void* Y, float* part, unsigned* counters,
+                          int ksplit, int64_t R64, cudaStream_t st) {
+  dev::decode_kernel<BF16, NT, SB, WIN><<<static_cast<unsigned>(R64 * ksplit), dev::kDecodeWarps * 32, 0, st>>>(
+      p, static_cast<const uint16_t*>(A), T, static_cast<uint16_t*>(Y), part, counters, ksplit);
+  return cudaGetLastError();
+}
+
+template <bool BF16, bool SB, bool WIN>
+cudaError_t decode_dispatch_nt(int NT, const dev::Params& p, const void* A, int T, void* Y, float* part,
+                               unsigned* counters, int ksplit, int64_t R64, cudaStream_t st) {
+  return NT == 1 ? launch_decode<BF16, 1, SB, WIN>(p, A, T, Y, part, counters, ksplit, R64, st)
+                 : launch_decode<BF16, 2, SB, WIN>(p, A, T, Y, part, counters, ksplit, R64, st);
+}
+
+template <bool BF16, int WR, int WN, bool SB, bool WIN, int STAGES>
+cudaError_t launch_prefill(const dev::Params& p, const void* At, int64_t Tp, int T, void* Y, int64_t Rp,
+                           cudaStream_t st) {
+  using C = dev::PrefillCfg<WR, WN, SB>;
+  constexpr int smem = dev::prefill_smem_bytes<STAGES, WR, WN, SB>();
+  auto kern = dev::prefill_kernel<BF16, WR, WN, SB, WIN, STAGES>;
+  const int64_t gy = Rp / C::kRows;
+  if (gy > 65535) return cudaErrorInvalidConfiguration;
+  dim3 grid(static_cast<unsigned>(Tp / C::kTN), static_cast<unsigned>(gy));
+  kern<<<grid, C::kThreads, smem, st>>>(p, static_cast<const uint16_t*>(At), Tp, T, static_cast<uint16_t*>(Y));
+  return cudaGetLastError();
+}
+
+// Raises the dynamic shared-memory limit of the prefill kernels one object may launch (at creation:
+// not a stream operation, so it stays out of run(), which may be captured in a CUDA graph).
+template <bool BF16, int WR, int WN, bool SB, bool WIN, int STAGES>
+cudaError_t allow_smem() {
+  constexpr int smem = dev::prefill_smem_bytes<STAGES, WR, WN, SB>();
+  return cudaFuncSetAttribute(dev::prefill_kernel<BF16, WR, WN, SB, WIN, STAGES>,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+}
+template <bool BF16, bool WIN>
+cudaError_t allow_smem_all(bool sb) {
+  cudaError_t e;
+  if (sb) {
+    if ((e = allow_smem<BF16, 2, 2, true, WIN, kPrefillStages>()) != cudaSuccess) return e;
+    if ((e = allow_smem<BF16, 1, 2, true, WIN, kPrefillStages>()) != cudaSuccess) return e;
+    return allow_smem<BF16, 1, 1, true, WIN, kPrefillStages>();
+  }
+  if ((e = allow_smem<BF16, 1, 2, false, WIN, kPrefillStagesSmallV>()) != cudaSuccess) return e;
+  return allow_smem<BF16, 1, 1, false, WIN, kPrefillStagesSmallV>();
+}
+cudaError_t allow_smem_for(bool bf16, bool win, bool sb) {
+  if (bf16) return win ? allow_smem_all<true, true>(sb) : allow_smem_all<true, false>(sb);
+  return win ? allow_smem_all<false, true>(sb) : allow_smem_all<false, false>(sb);
+}
+
+template <bool BF16, bool WIN>
+cudaError_t prefill_dispatch(int cfg, bool sb, const dev::Params& p, const void* At, int64_t Tp, int T, void* Y,
+                             int64_t Rp, cudaStream_t st) {
+  if (sb) {
+    if (cfg == 1) return launch_prefill<BF16, 2, 2, true, WIN, kPrefillStages>(p, At, Tp, T, Y, Rp, st);
+    if (cfg == 2) return launch_prefill<BF16, 1, 2, true, WIN, kPrefillStages>(p, At, Tp, T, Y, Rp, st);
+    return launch_prefill<BF16, 1, 1, true, WIN, kPrefillStages>(p, At, Tp, T, Y, Rp, st);
+  }
+  if (cfg == 3) return launch_prefill<BF16, 1, 1, false, WIN, kPrefillStagesSmallV>(p, At, Tp, T, Y, Rp, st);
+  return launch_prefill<BF16, 1, 2, false, WIN, kPrefillStagesSmallV>(p, At, Tp, T, Y, Rp, st);
+}
+
+}  // namespace
+
+std::string VnmGemmCuda::run(const void* A, int64_t T, void* Y, void* workspace, size_t workspace_size,
+                             void* stream) const {
+  const Impl& im = *impl_;
+  if (T < 0 || T > 0x7fffffff) return "VNMSparseGemm CUDA kernel: token count out of range";
+  if (T == 0) return {};
+  if (!A || !Y) return "VNMSparseGemm CUDA kernel: null activation or output pointer";
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  dev::Params p = im.params();
+  p.K = dims_.K;
+  p.N_out = dims_.N_out;
+  p.M = static_cast<int32_t>(dims_.M);
+  p.identity = im.identity && dims_.N_out % 8 == 0 && (reinterpret_cast<uintptr_t>(Y) % 16 == 0);
+  const int Ti = static_cast<int>(T);
+  cudaError_t e;
+  if (im.use_decode(T)) {
+    const int NT = T <= 8 ? 1 : 2;
+    const int ks = im.decode_ksplit();
+    float* part = static_cast<float*>(im.part.p);
+    unsigned* cnt = static_cast<unsigned*>(im.counters.p);
+    if (im.bf16) {
+      if (im.shared_b)
+        e = im.windowed ? decode_dispatch_nt<true, true, true>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st)
+                        : decode_dispatch_nt<true, true, false>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st);
+      else
+        e = im.windowed ? decode_dispatch_nt<true, false, true>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st)
+                        : decode_dispatch_nt<true, false, false>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st);
+    } else {
+      if (im.shared_b)
+        e = im.windowed ? decode_dispatch_nt<false, true, true>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st)
+                        : decode_dispatch_nt<false, true, false>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st);
+      else
+        e = im.windowed ? decode_dispatch_nt<false, false, true>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st)
+                        : decode_dispatch_nt<false, false, false>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st);
+    }
+    return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("decode launch", e);
+  }
+
+  const int cfg = im.prefill_config(T);
+  const int64_t Tp = round_up(T, Impl::config_tn(cfg));
+  const size_t need = static_cast<size_t>(dims_.K * Tp * 2);
+  if (!workspace || workspace_size < need) {
+    std::ostringstream os;
+    os << "VNMSparseGemm CUDA kernel: workspace of " << need << " bytes needed for T=" << T << ", got "
+       << workspace_size;
+    return os.str();
+  }
+  uint16_t* At = static_cast<uint16_t*>(workspace);
+  {
+    dim3 grid(static_cast<unsigned>(ceil_div(dims_.K, 32)), static_cast<unsigned>(Tp / 32));
+    if (grid.y > 65535) return "VNMSparseGemm CUDA kernel: too many tokens for one launch";
+    dev::transpose_kernel<<<grid, dim3(32, 8), 0, st>>>(static_cast<const uint16_t*>(A), At, T, dims_.K, Tp);
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("transpose launch", e);
+  }
+  if (im.bf16)
+    e = im.windowed ? prefill_dispatch<true, true>(cfg, im.shared_b, p, At, Tp, Ti, Y, im.Rp, st)
+                    : prefill_dispatch<true, false>(cfg, im.shared_b, p, At, Tp, Ti, Y, im.Rp, st);
+  else
+    e = im.windowed ? prefill_dispatch<false, true>(cfg, im.shared_b, p, At, Tp, Ti, Y, im.Rp, st)
+                    : prefill_dispatch<false, false>(cfg, im.shared_b, p, At, Tp, Ti, Y, im.Rp, st);
+  return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("prefill launch", e);
+}
+
+}  // namespace cuda
+}  // namespace vnmc

@@ -1,0 +1,91 @@
+// CUDA kernels for com.vnmc::VNMSparseGemm (shared/design/vnm-format.md), host interface.
+//
+// Plain C++: no CUDA header is needed to include this file, so the onnxruntime glue (a
+// CUDAExecutionProvider custom op, an EP plugin) and the tests can use it from .cc files.
+//
+//   auto g = vnmc::cuda::VnmGemmCuda::create(attrs, act, values, columns, meta, row_index, bias, {}, &err);
+//   size_t ws = g->workspace_bytes(T);                           // device scratch for this T
+//   err = g->run(A_dev, T, Y_dev, ws_dev, ws, stream);           // Y[T][N_out] = A[T][K] W^T + bias
+//
+// create() validates the packed inputs on the host with the contract's validate_* functions (a
+// malformed model is an error, never an out-of-bounds access), re-lays the canonical packed weights
+// out once into the kernels' mma.sp fragment order and uploads them to the current device.
+// run() only checks its own arguments and launches (no allocation, no synchronisation), so it can
+// be captured in a CUDA graph.
+//
+// Activations and values: float16/float16 or bfloat16/bfloat16 (fp32 accumulation, outputs rounded
+// to nearest even). Float activations are not supported on the GPU yet (create() says so).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "vnmc/contract.h"
+
+namespace vnmc {
+namespace cuda {
+
+struct Options {
+  // T <= decode_max_tokens takes the decode path (weights streamed once, split-K, activations
+  // gathered from L1/L2), larger T the prefill path (cp.async pipeline, ldmatrix gather). Max 16.
+  int64_t decode_max_tokens = 16;
+  // 0 automatic; 1 always decode (only for T <= 16); 2 always prefill (tests use these).
+  int force_path = 0;
+  // 0 automatic. Decode: CTAs per 64-row tile. Prefill: tile config 1 = 128x128, 2 = 64x128, 3 = 64x64.
+  int decode_ksplit = 0;
+  int prefill_config = 0;
+  // Use the windowed-index fast path when the indices allow it (tests turn it off to cover the
+  // general path on windowed data too).
+  bool allow_windowed = true;
+};
+
+// True when a CUDA device is usable in this process (false without a GPU or driver).
+bool device_available(std::string* why = nullptr);
+
+class VnmGemmCuda {
+ public:
+  // Validates inputs 1, 2, 3, 5 and 4 (bias, may be absent) against the attributes, then prepares.
+  // All tensors are host memory. Returns nullptr and sets *err on any failure.
+  static std::unique_ptr<VnmGemmCuda> create(const Attributes& attrs, DType act_dtype, const TensorView& values,
+                                             const TensorView& columns, const TensorView& meta,
+                                             const TensorView& row_index, const TensorView& bias,
+                                             const Options& opt, std::string* err);
+  // Same from an already validated PackedWeights; bias_f32 is [N_out] or null.
+  static std::unique_ptr<VnmGemmCuda> create(const PackedWeights& w, const float* bias_f32, const Options& opt,
+                                             std::string* err);
+  ~VnmGemmCuda();
+  // A second object with its own device copy of the prepared weights (benchmarks rotate copies so
+  // that the weights do not sit in L2). Null and *err on failure.
+  std::unique_ptr<VnmGemmCuda> clone(std::string* err) const;
+  VnmGemmCuda(const VnmGemmCuda&) = delete;
+  VnmGemmCuda& operator=(const VnmGemmCuda&) = delete;
+
+  // Device scratch that run() needs for T tokens (0 for the decode path).
+  size_t workspace_bytes(int64_t T) const;
+
+  // Y[T][N_out] (act dtype) = A[T][K] (act dtype) * W^T + bias, on `stream` (a cudaStream_t, or
+  // null for the legacy default stream). A, Y and workspace are device pointers; workspace must hold
+  // workspace_bytes(T). Launches of one object must be ordered (one stream, or synchronised): the
+  // decode path keeps a small split-K scratch of its own that every launch leaves zeroed.
+  std::string run(const void* A, int64_t T, void* Y, void* workspace, size_t workspace_size, void* stream) const;
+
+  const Dims& dims() const { return dims_; }
+  DType act_dtype() const { return act_; }
+  bool windowed() const;          // the windowed fast path is in use
+  size_t device_weight_bytes() const;  // bytes of the re-laid-out weights on the device
+  // Which path / configuration run() takes for T tokens (for benchmarks and tests).
+  std::string describe_launch(int64_t T) const;
+
+  struct Impl;
+
+ private:
+  VnmGemmCuda() = default;
+  std::unique_ptr<Impl> impl_;
+  Dims dims_;
+  DType act_ = DType::kFloat16;
+};
+
+}  // namespace cuda
+}  // namespace vnmc

@@ -1,0 +1,302 @@
+// GPU correctness tests of the CUDA VNMSparseGemm kernels against the test-side dense reference
+// (test/reference.{h,cc}: data generator and float64 reference written from the contract,
+// independent of every kernel).
+//
+// Usage: vnmc_cuda_tests [--quick] [--verbose]
+//   --quick    a reduced set (for compute-sanitizer --tool memcheck)
+// Exit codes: 0 all passed, 1 a failure, 77 no usable CUDA device (ctest reports "skipped").
+//
+// Every case draws fresh random data (its own seed), poisons the output with NaN before the launch,
+// checks every output element against |y - ref| <= out_ulp * |ref| + 1e-4 * sum|terms| and reports the
+// relative Frobenius error.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cuda/vnm_cuda.h"
+#include "reference.h"
+#include "vnmc/contract.h"
+
+using namespace vnmc;
+using namespace vnmc_test;
+
+namespace {
+
+int g_pass = 0, g_fail = 0;
+bool g_verbose = false;
+double g_worst_rel[2] = {0, 0};  // fp16, bf16
+
+#define CK(x)                                                                                   \
+  do {                                                                                          \
+    cudaError_t e_ = (x);                                                                       \
+    if (e_ != cudaSuccess) return std::string(#x " failed: ") + cudaGetErrorString(e_);       \
+  } while (0)
+
+struct DevMem {
+  void* p = nullptr;
+  ~DevMem() {
+    if (p) cudaFree(p);
+  }
+};
+
+std::string check_output(const CaseData& c, const std::vector<uint8_t>& out, double* rel_fro) {
+  std::vector<double> y, scale;
+  reference(c, &y, &scale);
+  const CaseSpec& s = c.spec;
+  const double ulp = s.act == DType::kFloat16 ? 1.0 / 1024 : 1.0 / 128;
+  double num = 0, den = 0;
+  std::string first;
+  int64_t bad = 0;
+  for (int64_t i = 0; i < s.T * s.N_out; ++i) {
+    const double got = decode(s.act, out.data(), i);
+    const double tol = ulp * std::fabs(y[i]) + 1e-4 * scale[i] + 1e-6;
+    const double diff = std::fabs(got - y[i]);
+    num += (got - y[i]) * (got - y[i]);
+    den += y[i] * y[i];
+    if (!(diff <= tol)) {
+      if (bad++ == 0) {
+        std::ostringstream os;
+        os << "mismatch at t=" << i / s.N_out << " o=" << i % s.N_out << ": got " << got << ", want " << y[i]
+           << " (tol " << tol << ")";
+        first = os.str();
+      }
+    }
+  }
+  *rel_fro = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  if (bad) {
+    std::ostringstream os;
+    os << first << "; " << bad << " of " << s.T * s.N_out << " elements wrong, rel. error " << *rel_fro;
+    return os.str();
+  }
+  return {};
+}
+
+// Creates the kernel object (host validation + prepare), runs `runs` times, checks each result.
+std::string run_case(const CaseData& c, const cuda::Options& opt, int runs, std::string* launch) {
+  const CaseSpec& s = c.spec;
+  std::string err;
+  auto g = cuda::VnmGemmCuda::create(c.attrs, s.act, c.values_view(), c.columns_view(), c.meta_view(),
+                                     c.row_index_view(), c.bias_view(), opt, &err);
+  if (!g) return "create failed: " + err;
+  // Flatten any batch dims the way an operator does: validate A's shape, T = product of leading dims.
+  TensorView a;
+  a.data = c.A.data();
+  a.dtype = s.act;
+  a.shape = s.a_shape.empty() ? std::vector<int64_t>{s.T, s.K} : s.a_shape;
+  a.present = true;
+  int64_t T = -1;
+  err = validate_activations(g->dims(), s.act, a, &T);
+  if (!err.empty()) return "activations rejected: " + err;
+  if (T != s.T) return "token count mismatch";
+  *launch = g->describe_launch(T);
+
+  const size_t a_bytes = c.A.size(), y_bytes = static_cast<size_t>(T * s.N_out) * 2;
+  const size_t ws_bytes = g->workspace_bytes(T);
+  DevMem dA, dY, dW;
+  CK(cudaMalloc(&dA.p, a_bytes));
+  CK(cudaMalloc(&dY.p, y_bytes));
+  if (ws_bytes) CK(cudaMalloc(&dW.p, ws_bytes));
+  CK(cudaMemcpy(dA.p, c.A.data(), a_bytes, cudaMemcpyHostToDevice));
+  cudaStream_t st;
+  CK(cudaStreamCreate(&st));
+  std::string result;
+  for (int r = 0; r < runs && result.empty(); ++r) {
+    CK(cudaMemset(dY.p, 0xff, y_bytes));  // NaN in fp16 and bf16: every element must be written
+    if (ws_bytes) CK(cudaMemset(dW.p, 0xff, ws_bytes));
+    err = g->run(dA.p, T, dY.p, dW.p, ws_bytes, st);
+    if (!err.empty()) {
+      result = "run failed: " + err;
+      break;
+    }
+    cudaError_t e = cudaStreamSynchronize(st);
+    if (e != cudaSuccess) {
+      result = std::string("kernel failed: ") + cudaGetErrorString(e);
+      break;
+    }
+    std::vector<uint8_t> out(y_bytes);
+    CK(cudaMemcpy(out.data(), dY.p, y_bytes, cudaMemcpyDeviceToHost));
+    double rel = 0;
+    result = check_output(c, out, &rel);
+    double& worst = g_worst_rel[s.act == DType::kBFloat16 ? 1 : 0];
+    if (rel > worst) worst = rel;
+    if (!result.empty() && runs > 1) result = "run " + std::to_string(r) + ": " + result;
+  }
+  cudaStreamDestroy(st);
+  return result;
+}
+
+void check_case(const CaseSpec& spec, const cuda::Options& opt, const char* label, int runs = 1) {
+  const CaseData c = make_case(spec);
+  std::string launch;
+  const std::string r = run_case(c, opt, runs, &launch);
+  if (r.empty()) {
+    ++g_pass;
+    if (g_verbose) std::printf("ok   [%s] %s | %s\n", label, spec.describe().c_str(), launch.c_str());
+  } else {
+    ++g_fail;
+    std::printf("FAIL [%s] %s | %s: %s\n", label, spec.describe().c_str(), launch.c_str(), r.c_str());
+  }
+}
+
+uint64_t g_seed = 1000;
+
+CaseSpec spec(int64_t K, int64_t N, int64_t V, int64_t M, DType dt, ColumnMode cm, bool ri, bool bias, int64_t T) {
+  CaseSpec s;
+  s.K = K;
+  s.N_out = N;
+  s.V = V;
+  s.M = M;
+  s.act = s.val = dt;
+  s.cols = cm;
+  s.row_index = ri;
+  s.bias = bias;
+  s.T = T;
+  s.seed = ++g_seed;
+  return s;
+}
+
+cuda::Options opts(int path = 0, int ksplit = 0, int cfg = 0, bool win = true) {
+  cuda::Options o;
+  o.force_path = path;
+  o.decode_ksplit = ksplit;
+  o.prefill_config = cfg;
+  o.allow_windowed = win;
+  return o;
+}
+
+// Every V x M x dtype x index kind, small shapes (K, N_out not multiples of 64 or of M), decode and
+// prefill, every tile configuration, both index paths, split-K.
+void sweep() {
+  const int64_t Vs[] = {16, 32, 64, 128};
+  const int64_t Ms[] = {4, 5, 6, 8, 16};
+  const int64_t Ks[] = {100, 200, 333, 520, 130, 250};
+  const int64_t Ns[] = {72, 136, 200, 264, 90, 150};
+  const int64_t Tsmall[] = {1, 2, 7, 16, 9, 3};
+  const int64_t Tlarge[] = {64, 257, 100, 130};
+  int ci = 0;
+  for (int64_t V : Vs)
+    for (int64_t M : Ms)
+      for (DType dt : {DType::kFloat16, DType::kBFloat16})
+        for (int cmi = 0; cmi < 2; ++cmi, ++ci) {
+          ColumnMode cm = cmi == 0 ? ColumnMode::kWindowed : (ci % 5 == 0 ? ColumnMode::kRandom : ColumnMode::kPermuted);
+          const int64_t K = Ks[ci % 6], N = Ns[(ci / 6) % 6];
+          const bool ri = ci % 3 == 0, bias = ci % 2 == 0;
+          const int64_t ts = Tsmall[ci % 6], tl = Tlarge[ci % 4];
+          check_case(spec(K, N, V, M, dt, cm, ri, bias, ts), opts(), "decode auto");
+          check_case(spec(K, N, V, M, dt, cm, ri, bias, ts), opts(1, 2), "decode ksplit=2");
+          check_case(spec(K, N, V, M, dt, cm, !ri, !bias, ts), opts(2), "prefill small T");
+          check_case(spec(K, N, V, M, dt, cm, ri, bias, tl), opts(), "prefill auto");
+          check_case(spec(K, N, V, M, dt, cm, !ri, bias, tl), opts(2, 0, 1 + ci % 3), "prefill cfg");
+          if (cm == ColumnMode::kWindowed) {
+            check_case(spec(K, N, V, M, dt, cm, ri, !bias, ts), opts(0, 0, 0, false), "decode general idx");
+            check_case(spec(K, N, V, M, dt, cm, ri, !bias, tl), opts(0, 0, 0, false), "prefill general idx");
+          }
+        }
+}
+
+// Realistic K: many k32 steps, split-K across CTAs (atomics + last-CTA finalisation), repeated runs
+// on one object (the split-K scratch must be left zeroed).
+void split_k() {
+  check_case(spec(4096, 1024, 64, 8, DType::kFloat16, ColumnMode::kWindowed, false, true, 16), opts(), "splitK", 3);
+  check_case(spec(4096, 1024, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, false, 1), opts(), "splitK", 3);
+  check_case(spec(4096, 520, 64, 5, DType::kBFloat16, ColumnMode::kPermuted, true, true, 9), opts(), "splitK", 2);
+  check_case(spec(3000, 384, 128, 5, DType::kFloat16, ColumnMode::kPermuted, false, true, 4), opts(), "splitK", 2);
+  check_case(spec(4100, 256, 32, 8, DType::kBFloat16, ColumnMode::kWindowed, false, true, 12), opts(), "splitK", 2);
+  check_case(spec(4096, 1024, 64, 8, DType::kFloat16, ColumnMode::kWindowed, false, true, 64), opts(), "prefill K=4096");
+  check_case(spec(2048, 640, 128, 8, DType::kBFloat16, ColumnMode::kPermuted, true, true, 200), opts(), "prefill K=2048");
+}
+
+// Many tokens.
+void large_t() {
+  check_case(spec(520, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 2048), opts(), "T=2048");
+  check_case(spec(333, 136, 128, 5, DType::kBFloat16, ColumnMode::kPermuted, false, true, 2048), opts(), "T=2048");
+  check_case(spec(136, 136, 64, 4, DType::kFloat16, ColumnMode::kWindowed, false, true, 8192), opts(), "T=8192");
+  check_case(spec(100, 72, 32, 6, DType::kBFloat16, ColumnMode::kPermuted, true, true, 8192), opts(), "T=8192");
+  check_case(spec(200, 128, 16, 16, DType::kFloat16, ColumnMode::kPermuted, true, false, 8192), opts(), "T=8192");
+}
+
+void batch_dims() {
+  CaseSpec s = spec(200, 136, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 6);
+  s.a_shape = {2, 3, 200};
+  check_case(s, opts(), "batch dims [2,3,K]");
+  CaseSpec s2 = spec(200, 136, 64, 8, DType::kBFloat16, ColumnMode::kPermuted, false, true, 120);
+  s2.a_shape = {4, 5, 6, 200};
+  check_case(s2, opts(), "batch dims [4,5,6,K]");
+}
+
+// Malformed packed inputs must be rejected on the host, before anything reaches the device.
+void validation() {
+  auto expect_reject = [](const CaseData& c, const char* what) {
+    std::string err;
+    auto g = cuda::VnmGemmCuda::create(c.attrs, c.spec.act, c.values_view(), c.columns_view(), c.meta_view(),
+                                       c.row_index_view(), c.bias_view(), cuda::Options(), &err);
+    if (!g && !err.empty()) {
+      ++g_pass;
+      if (g_verbose) std::printf("ok   [reject %s] %s\n", what, err.c_str());
+    } else {
+      ++g_fail;
+      std::printf("FAIL [reject %s] a malformed input was accepted\n", what);
+    }
+  };
+  CaseData c = make_case(spec(200, 136, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 4));
+  CaseData bad = c;
+  bad.meta[5] = static_cast<uint8_t>((bad.meta[5] & 0xf0) | 0x5);  // p0 = 1, p1 = 1
+  expect_reject(bad, "meta code");
+  bad = c;
+  bad.columns[7] = static_cast<int32_t>(c.spec.K);
+  expect_reject(bad, "column out of range");
+  bad = c;
+  bad.row_index[0] = bad.row_index[1];
+  expect_reject(bad, "row_index duplicate");
+  CaseData f32 = make_case([] {
+    CaseSpec s = spec(64, 64, 16, 4, DType::kFloat32, ColumnMode::kWindowed, false, false, 1);
+    return s;
+  }());
+  expect_reject(f32, "float activations (not on GPU yet)");
+}
+
+void quick() {
+  check_case(spec(520, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 7), opts(1, 3), "q decode");
+  check_case(spec(333, 136, 32, 5, DType::kBFloat16, ColumnMode::kPermuted, true, true, 16), opts(1, 2), "q decode");
+  check_case(spec(520, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 130), opts(2, 0, 1), "q pf1");
+  check_case(spec(333, 136, 128, 6, DType::kBFloat16, ColumnMode::kPermuted, false, true, 70), opts(2, 0, 2), "q pf2");
+  check_case(spec(250, 90, 64, 16, DType::kFloat16, ColumnMode::kRandom, true, false, 65), opts(2, 0, 3), "q pf3");
+  check_case(spec(200, 72, 16, 4, DType::kFloat16, ColumnMode::kWindowed, true, true, 100), opts(2, 0, 2), "q pf small V");
+  check_case(spec(200, 72, 32, 8, DType::kBFloat16, ColumnMode::kPermuted, false, true, 33), opts(2, 0, 3), "q pf small V");
+  validation();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick_mode = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--quick")) quick_mode = true;
+    if (!std::strcmp(argv[i], "--verbose")) g_verbose = true;
+  }
+  std::string why;
+  if (!cuda::device_available(&why)) {
+    std::printf("SKIP: no usable CUDA device (%s)\n", why.c_str());
+    return 77;
+  }
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
+    std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+  if (quick_mode) {
+    quick();
+  } else {
+    sweep();
+    split_k();
+    large_t();
+    batch_dims();
+    validation();
+  }
+  std::printf("worst relative error: fp16 %.3g, bf16 %.3g\n", g_worst_rel[0], g_worst_rel[1]);
+  std::printf("%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail ? 1 : 0;
+}
