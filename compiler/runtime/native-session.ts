@@ -50,6 +50,7 @@ interface Binding {
   createSession(model: string | Uint8Array, options: object): Promise<{ handle: unknown; inputNames: string[]; outputNames: string[]; inputTypes: number[]; outputTypes: number[] }>;
   run(handle: unknown, names: string[], types: number[], dims: number[][], data: ArrayBufferView[], outputNames: string[], sync: boolean): Promise<Array<{ type: number; dims: number[]; data: ArrayBuffer }>>;
   release(handle: unknown): void;
+  readBandwidth(mebibytes: number, threads: number, reps: number): number;
 }
 
 type Ctor = new (buffer: ArrayBuffer) => ArrayBufferView;
@@ -101,6 +102,15 @@ function firstLine(e: unknown): string {
 export function nativeRuntimeVersion(): string {
   loadBinding();
   return runtimeVersion;
+}
+
+/**
+ * The best streaming-read rate of this machine in GB/s (1e9 bytes/s): `threads` threads each sum
+ * their slice of a `mebibytes` buffer, best of `reps` passes. For benchmarks' memory-bandwidth floor;
+ * blocks the calling thread.
+ */
+export function measureReadBandwidth(mebibytes = 1024, threads = 1, reps = 5): number {
+  return loadBinding().readBandwidth(mebibytes, threads, reps);
 }
 
 /** An onnxruntime session with vnmc's kernels registered, created through vnmc's addon. */

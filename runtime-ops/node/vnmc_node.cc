@@ -18,6 +18,7 @@
 //   run(handle, names[], elemTypes[], dims[][], data[TypedArray], outputNames[], sync?)
 //       -> Promise<[{ type, dims, data: ArrayBuffer }]>
 //   release(handle) -> undefined
+//   readBandwidth(mebibytes, threads, reps) -> GB/s   (benchmarks only: best streaming-read rate)
 #define NAPI_VERSION 8
 #include <node_api.h>
 
@@ -27,8 +28,12 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <thread>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -615,6 +620,64 @@ napi_value Release(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// ---- readBandwidth: the memory-bandwidth floor for benchmarks ---------------------------------------
+// Streams a buffer much larger than the caches with `threads` threads (each reads its own slice,
+// first-touched by itself) and returns the best rate over `reps` passes, in GB/s (1e9 bytes/s).
+uint64_t sum_slice(const uint64_t* p, size_t n) {
+  uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    a0 += p[i]; a1 += p[i + 1]; a2 += p[i + 2]; a3 += p[i + 3];
+    a4 += p[i + 4]; a5 += p[i + 5]; a6 += p[i + 6]; a7 += p[i + 7];
+  }
+  for (; i < n; ++i) a0 += p[i];
+  return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+}
+
+napi_value ReadBandwidth(napi_env env, napi_callback_info info) {
+  try {
+    size_t argc = 3;
+    napi_value argv[3];
+    NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+    if (argc < 3) throw JsError{"readBandwidth(mebibytes, threads, reps) needs 3 arguments"};
+    const int64_t mib = get_int(env, argv[0], "mebibytes"), threads = get_int(env, argv[1], "threads"), reps = get_int(env, argv[2], "reps");
+    if (mib < 1 || mib > 16384 || threads < 1 || threads > 256 || reps < 1 || reps > 1000) throw JsError{"readBandwidth: argument out of range"};
+    const size_t words = static_cast<size_t>(mib) << 17;  // 8-byte words
+    std::unique_ptr<uint64_t[]> buf(new (std::nothrow) uint64_t[words]);
+    if (!buf) throw JsError{"readBandwidth: out of memory"};
+    const size_t per = words / static_cast<size_t>(threads);
+    std::vector<uint64_t> sink(static_cast<size_t>(threads));
+    auto pass = [&](bool fill) {
+      std::vector<std::thread> ts;
+      for (int64_t t = 0; t < threads; ++t) {
+        ts.emplace_back([&, t] {
+          uint64_t* p = buf.get() + per * static_cast<size_t>(t);
+          if (fill) {
+            for (size_t i = 0; i < per; ++i) p[i] = i ^ static_cast<size_t>(t);
+          } else {
+            sink[static_cast<size_t>(t)] += sum_slice(p, per);
+          }
+        });
+      }
+      for (auto& th : ts) th.join();
+    };
+    pass(true);
+    double best = 1e300;
+    for (int64_t r = 0; r < reps; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      pass(false);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    uint64_t all = 0;
+    for (uint64_t v : sink) all += v;
+    const double gbps = static_cast<double>(per * static_cast<size_t>(threads) * 8) / best / 1e9 + (all == 42 ? 1e-12 : 0.0);
+    return num(env, gbps);
+  } catch (const JsError& e) {
+    throw_js(env, e.msg);
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 NAPI_MODULE_INIT() {
@@ -624,6 +687,7 @@ NAPI_MODULE_INIT() {
       {"createSession", nullptr, CreateSession, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"run", nullptr, Run, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"release", nullptr, Release, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"readBandwidth", nullptr, ReadBandwidth, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;
