@@ -22,11 +22,12 @@
   } while (0)
 
 namespace {
-cusparseLtHandle_t g_handle;
+alignas(256) cusparseLtHandle_t g_handle;
 bool g_init = false;
 }  // namespace
 
-struct CsltState {
+// The opaque cuSPARSELt structs are kept 256-byte aligned (as in shared/reference/cslt_api.cu).
+struct alignas(256) CsltState {
   cusparseLtMatDescriptor_t A, B, C;
   cusparseLtMatmulDescriptor_t mm;
   cusparseLtMatmulAlgSelection_t sel;

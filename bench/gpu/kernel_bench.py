@@ -15,6 +15,7 @@ usage: kernel_bench.py --lib runtime-ops/build/cuda/libvnmc_cuda.so --cslt libcs
                        [--out results.json] [--quick]
 """
 import argparse
+import faulthandler
 import ctypes
 import json
 import math
@@ -238,6 +239,7 @@ def prune24(W):
 
 
 def main():
+    faulthandler.enable()
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", default="runtime-ops/build/cuda/libvnmc_cuda.so")
     ap.add_argument("--out", default="bench/gpu/results.json")
@@ -303,6 +305,7 @@ def main():
             X = torch.randn(T, K, device="cuda", dtype=torch.float16)
             Y = torch.empty(T, N, device="cuda", dtype=torch.float16)
             t_dense = graph_time([lambda W=W: F.linear(X, W) for W in Wd], args.reps)
+            log(f"  T={T:5d} cuBLAS {t_dense * 1e3:8.1f} us")
             t_cslt, best_alg = None, None
             if cslt is not None:
                 Tc = max(T, 16)
