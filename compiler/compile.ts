@@ -206,6 +206,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
   // Write into a private folder next to the output, verify there, then move into place.
   const workDir = mkdtempSync(join(dirname(outputPath), `.vnmc-${process.pid}-`));
   let verification: VerificationResult | undefined;
+  const verifyTiming: PassTiming[] = [];
   try {
     const staged = join(workDir, basename(outputPath));
     const totalTensors = [...model.graph.allGraphs()].reduce((n, g) => n + g.initializers.length, 0);
@@ -225,7 +226,9 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     }
     if (verify) {
       progress({ phase: "verify", done: 0, total: 3 });
+      const tv = performance.now();
       verification = await runVerification(input, state, staged, opts.shapes ?? {}, calibSource);
+      verifyTiming.push({ pass: "verify", ms: performance.now() - tv, modified: false });
       if (!verification.passed) {
         const worst = verification.packing.reduce((a, b) => (a.maxRelError > b.maxRelError ? a : b));
         throw new VnmcError(
@@ -242,7 +245,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
       input: resolve(input), output: outputPath, vnm, state, diagnostics: diagnostics.items,
       paramsBefore, paramsAfter: countParameters(model),
       bytesBefore, bytesAfter: fileSize(outputPath) + fileSize(result.dataPath ? `${outputPath}.data` : undefined),
-      timings: [...find.timings, ...calibTiming, ...manager.timings, { pass: "write", ms: writeMs, modified: false } satisfies PassTiming],
+      timings: [...find.timings, ...calibTiming, ...manager.timings, { pass: "write", ms: writeMs, modified: false } satisfies PassTiming, ...verifyTiming],
       totalMs: performance.now() - t0, verification, calibration, score,
     });
     return { outputPath, report };

@@ -24,6 +24,8 @@ export interface LayerRow {
   /** ‖X·Wᵀ − X·(W⊙mask)ᵀ‖ / ‖X·Wᵀ‖ on `outputErrorRows` calibration rows (calibration only). */
   outputError?: number;
   outputErrorRows?: number;
+  /** Time the prune job of the layer's weight took (scoring, selection, packing, output error). */
+  pruneMs?: number;
   /** "already sparse": the weight had the V:N:M pattern and was packed exactly, nothing pruned. */
   status: "sparse" | "already sparse" | "dense";
   /** Reason code when left dense. */
@@ -88,6 +90,7 @@ export function buildReport(r: ReportInput): CompileReport {
       keptMagnitude: stats?.keptMagnitude ?? null, score: stats?.score ?? c.sparse?.scoring?.kind ?? "magnitude", keptScore: stats?.keptScore ?? null,
       status: stats?.alreadySparse ? "already sparse" : "sparse", weight: c.recipe.baseName,
     };
+    if (stats) row.pruneMs = Math.round(stats.ms * 10) / 10;
     if (stats?.outputError) {
       row.outputError = stats.outputError.relError;
       row.outputErrorRows = stats.outputError.rows;

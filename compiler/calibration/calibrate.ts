@@ -8,7 +8,7 @@ import type { CompileState } from "../compile-state.js";
 import { Codes, type DiagnosticSink } from "../diagnostics.js";
 import type { Model } from "../ir/model.js";
 import { formatVnm } from "../vnm/config.js";
-import type { ScoreKind, WeightScoring } from "../weights/scores.js";
+import { outputErrorRows, type ScoreKind, type WeightScoring } from "../weights/scores.js";
 import { recipeKey } from "../weights/weight-recipe.js";
 import type { ActivationStats } from "./activation-stats.js";
 import { type ActivationRequest, collectActivationStats, requestKey } from "./collect.js";
@@ -96,8 +96,10 @@ export async function calibrate(
   // Per weight: the statistics of every observed input that reads it (a weight shared by two layers
   // sees the tokens of both).
   const byWeight = new Map<string, ActivationStats[]>();
+  const shapeOf = new Map<string, { outFeatures: number; inFeatures: number }>();
   for (const c of state.candidates) {
     const key = recipeKey(c.recipe, formatVnm(c.config));
+    shapeOf.set(key, c.recipe);
     const list = byWeight.get(key) ?? [];
     const r = requestOf.get(c);
     if (r) {
@@ -109,7 +111,8 @@ export async function calibrate(
   const scoring = new Map<string, WeightScoring>();
   for (const [key, list] of byWeight) {
     if (list.length === 0) continue;
-    scoring.set(key, combine(list, score));
+    const { outFeatures, inFeatures } = shapeOf.get(key)!;
+    scoring.set(key, combine(list, score, outputErrorRows(MAX_ROWS_PER_ACTIVATION, outFeatures, inFeatures)));
   }
   state.scoring = scoring;
   return {
@@ -119,13 +122,13 @@ export async function calibrate(
   };
 }
 
-/** Norms over the union of the activations' tokens, and up to MAX_ROWS_PER_ACTIVATION of their rows. */
-function combine(list: ActivationStats[], kind: ScoreKind): WeightScoring {
+/** Norms over the union of the activations' tokens, and up to `maxRows` of their rows. */
+function combine(list: ActivationStats[], kind: ScoreKind, maxRows: number): WeightScoring {
   const K = list[0]!.K;
   const sumSquares = new Float64Array(K);
   for (const st of list) for (let k = 0; k < K; k++) sumSquares[k] = sumSquares[k]! + st.sumSquares[k]!;
   const norms = Float32Array.from(sumSquares, Math.sqrt);
-  const rows = new Float32Array(Math.min(MAX_ROWS_PER_ACTIVATION, list.reduce((n, st) => n + st.rowCount, 0)) * K);
+  const rows = new Float32Array(Math.min(maxRows, list.reduce((n, st) => n + st.rowCount, 0)) * K);
   let at = 0;
   for (const st of list) {
     const take = Math.min(st.rowCount, rows.length / K - at);

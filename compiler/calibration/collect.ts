@@ -141,10 +141,7 @@ export async function collectActivationStats(
   }
   const fetched = dedupe(requests.filter((r) => r.origin !== "input"));
   const fromInputs = requests.filter((r) => r.origin === "input");
-  const file = readFileSync(modelPath);
-  const bytes = withExtraOutputs(new Uint8Array(file.buffer, file.byteOffset, file.byteLength),
-    dedupeNames(fetched.filter((r) => r.origin === "internal")).map((r) => ({ name: r.name, elemType: r.elemType })));
-  const session = await createSession(bytes, dirname(modelPath), "model to gather calibration statistics");
+  const session = await instrumentedSession(modelPath, dedupeNames(fetched.filter((r) => r.origin === "internal")));
   // Tokens per input element, learnt from the first fetch: sizes the groups of outputs fetched per run.
   let tokensPerInputElement: number | undefined;
   let runs = 0;
@@ -193,6 +190,13 @@ export async function collectActivationStats(
     await session.release();
   }
   return { stats, samples: source.count, runs };
+}
+
+/** A session of the model with `exposed` as extra outputs (the file's bytes are dropped once it is loaded). */
+async function instrumentedSession(modelPath: string, exposed: ActivationRequest[]): Promise<ort.InferenceSession> {
+  const file = readFileSync(modelPath);
+  const bytes = withExtraOutputs(new Uint8Array(file.buffer, file.byteOffset, file.byteLength), exposed.map((r) => ({ name: r.name, elemType: r.elemType })));
+  return createSession(bytes, dirname(modelPath), "model to gather calibration statistics");
 }
 
 function addChecked(st: ActivationStats, x: Float32Array | Float64Array, r: ActivationRequest, label: string, dims: readonly number[]): void {

@@ -1,0 +1,106 @@
+/**
+ * What calibration costs and what each score buys, on the builder models. Not a test.
+ *
+ *   npx tsc -p tsconfig.json && node dist/bench/calibration.js [--samples 16] [--vnm 16:2:8,32:2:5]
+ *     [--kinds mlp,bert,vit,llama,llama-large] [--heldout 8] [--dir /tmp/vnmc-calib-bench]
+ *
+ * For each model: a compile without calibration (magnitude), then with `--calib random:N` for each
+ * score; the compile's own timings (calibration, pruning, verification) and, on held-out random
+ * inputs (other seeds than the calibration samples), the compiled model's output error against the
+ * original. The builder models have seeded random weights and the inputs are random: this measures
+ * mechanics and relative behaviour, not accuracy on data (see docs/quality.md for trained models).
+ */
+import { mkdirSync } from "node:fs";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import * as ort from "onnxruntime-node";
+import { feedsOf } from "../compiler/calibration/collect.js";
+import { compileFile, type CompileOptions } from "../compiler/compile.js";
+import { readModelFile } from "../compiler/serde/read.js";
+import { writeModelFile } from "../compiler/serde/write.js";
+import { asFloat, OutputAccumulator } from "../compiler/verify/compare.js";
+import { inputSpecs, randomInputs } from "../compiler/verify/random-inputs.js";
+import type { ScoreKind } from "../compiler/weights/scores.js";
+import { buildModel, type ModelKind } from "../models/index.js";
+
+const { values: o } = parseArgs({
+  options: {
+    samples: { type: "string", default: "16" },
+    heldout: { type: "string", default: "8" },
+    vnm: { type: "string", default: "16:2:8,32:2:5" },
+    kinds: { type: "string", default: "mlp,bert,vit,llama,llama-large" },
+    dir: { type: "string", default: "/tmp/vnmc-calib-bench" },
+  },
+});
+
+interface Setup {
+  kind: ModelKind;
+  opts: Record<string, unknown>;
+  shapes: Record<string, number[]>;
+}
+
+/** Input shapes of a realistic size (the default for dynamic dims is 4). */
+const SETUPS: Record<string, Setup> = {
+  mlp: { kind: "mlp", opts: {}, shapes: { input: [64, 256] } },
+  bert: { kind: "bert", opts: {}, shapes: { hidden_states: [2, 64, 256] } },
+  vit: { kind: "vit", opts: {}, shapes: { pixel_values: [8, 3, 16, 16] } },
+  llama: { kind: "llama", opts: {}, shapes: { hidden_states: [2, 64, 256] } },
+  "llama-large": { kind: "llama", opts: { hidden: 1024, intermediate: 2816, heads: 8, layers: 4, vocab: 4096, maxSeq: 256 }, shapes: { hidden_states: [1, 128, 1024] } },
+};
+
+async function heldOutError(original: string, compiled: string, shapes: Record<string, number[]>, n: number): Promise<{ relL2: number; cosine: number; top1?: number }> {
+  const model = readModelFile(original).model;
+  const specs = inputSpecs(model, shapes);
+  const opts = { logSeverityLevel: 3 as const };
+  const [a, b] = [await ort.InferenceSession.create(original, opts), await ort.InferenceSession.create(compiled, opts)];
+  const acc = new Map<string, OutputAccumulator>();
+  for (let i = 0; i < n; i++) {
+    const feeds = feedsOf(randomInputs(specs, 90_000 + i).map((g) => ({ name: g.spec.name, dataType: g.spec.dataType, dims: g.spec.dims, data: new Uint8Array(g.data.buffer) })));
+    const [ya, yb] = [await a.run(feeds), await b.run(feeds)];
+    for (const name of Object.keys(ya)) {
+      const x = acc.get(name) ?? new OutputAccumulator(name);
+      acc.set(name, x);
+      x.add(asFloat(yb[name]!.type, yb[name]!.data)!, asFloat(ya[name]!.type, ya[name]!.data)!, ya[name]!.dims);
+    }
+  }
+  await a.release();
+  await b.release();
+  const r = [...acc.values()][0]!.result();
+  return { relL2: r.relL2Error, cosine: r.cosine, top1: r.top1Agreement };
+}
+
+async function main(): Promise<void> {
+  mkdirSync(o.dir!, { recursive: true });
+  const samples = Number(o.samples);
+  const heldout = Number(o.heldout);
+  console.log(`# ${new Date().toISOString().slice(0, 10)}, ${cpus().length} x ${cpus()[0]?.model}, Node ${process.version}, calibration random:${samples}, held-out ${heldout}`);
+  console.log("| model | V:N:M | score | compile s | calibrate s | prune s (sum of jobs) | verify s | mean layer out err | held-out rel. L2 err | held-out cosine |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  for (const name of o.kinds!.split(",")) {
+    const s = SETUPS[name];
+    if (!s) throw new Error(`unknown model '${name}'`);
+    const input = join(o.dir!, `${name}.onnx`);
+    writeModelFile(buildModel(s.kind, s.opts), input);
+    for (const vnm of o.vnm!.split(",")) {
+      const runs: Array<[ScoreKind, string | undefined]> = [["magnitude", undefined], ["magnitude", `random:${samples}`], ["wanda", `random:${samples}`], ["ria", `random:${samples}`]];
+      for (const [score, calib] of runs) {
+        const output = join(o.dir!, `${name}.${score}.vnm.onnx`);
+        const opts: CompileOptions = { vnm, minSize: 0, output, score, calib, shapes: s.shapes };
+        const { report } = await compileFile(input, opts);
+        const sparse = report.layers.filter((l) => l.status !== "dense");
+        const errs = sparse.map((l) => l.outputError).filter((x): x is number => x !== undefined);
+        const verifyMs = report.timings.find((t) => t.pass === "verify")?.ms;
+        // Shared weights are pruned once: count each weight once.
+        const pruneMs = [...new Map(sparse.map((l) => [l.weight, l.pruneMs ?? 0])).values()].reduce((a, b) => a + b, 0);
+        const h = await heldOutError(input, output, s.shapes, heldout);
+        console.log(`| ${name} | ${vnm} | ${score}${calib ? "" : " (no calib)"} | ${(report.totals.compileMs / 1000).toFixed(2)} | ${report.calibration ? (report.calibration.ms / 1000).toFixed(2) : "-"} | ${pruneMs ? (pruneMs / 1000).toFixed(2) : "-"} | ${verifyMs ? (verifyMs / 1000).toFixed(2) : "-"} | ${errs.length ? (errs.reduce((a, b) => a + b, 0) / errs.length).toFixed(4) : "-"} | ${h.relL2.toFixed(4)} | ${h.cosine.toFixed(4)} |`);
+      }
+    }
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
