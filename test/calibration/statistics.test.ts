@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ActivationStats } from "../../compiler/calibration/activation-stats.js";
 import { calibrate } from "../../compiler/calibration/calibrate.js";
+import { type ActivationRequest, collectActivationStats } from "../../compiler/calibration/collect.js";
 import { openCalibration } from "../../compiler/calibration/samples.js";
 import { compileFile } from "../../compiler/compile.js";
 import type { CompileState } from "../../compiler/compile-state.js";
@@ -18,7 +19,7 @@ import { toFloat32 } from "../../compiler/weights/float-view.js";
 import { recipeKey } from "../../compiler/weights/weight-recipe.js";
 import { FindCandidates } from "../../passes/find-candidates.js";
 import { deadOnInput } from "../../passes/remove-unused.js";
-import { normals } from "../support/calib-models.js";
+import { normals, oneInputModel } from "../support/calib-models.js";
 import { rebuiltLayers } from "../support/compiled-weights.js";
 import { npzOf } from "../support/npy-files.js";
 import { TinyModel, intAttr, intsAttr } from "../support/tiny-models.js";
@@ -143,6 +144,28 @@ describe("calibration statistics", function () {
       const j = realRows.findIndex((r, idx) => !matched.has(idx) && r.every((v, k) => Math.abs(v - row[k]!) <= 1e-4 * (1 + Math.abs(v))));
       expect(j, `kept row ${i} is a real row`).to.be.at.least(0);
       matched.add(j);
+    }
+  });
+
+  it("fetches activations in groups under a byte budget, with the same statistics", async () => {
+    const p = join(tmp.dir, "one.onnx");
+    writeModelFile(oneInputModel(), p);
+    const m = readModelFile(p).model;
+    const requests: ActivationRequest[] = [
+      { name: "x", K: 16, channelsFirst: false, elemType: DataType.FLOAT, origin: "input" },
+      { name: "fc1_out", K: 32, channelsFirst: false, elemType: DataType.FLOAT, origin: "internal" },
+      { name: "relu_out", K: 32, channelsFirst: false, elemType: DataType.FLOAT, origin: "internal" },
+    ];
+    const source = () => openCalibration("random:3", m, { x: [5, 16] });
+    const all = await collectActivationStats(p, requests, source(), { rowsPerActivation: 8 });
+    const tiny = await collectActivationStats(p, requests, source(), { rowsPerActivation: 8, fetchBudgetBytes: 1 });
+    expect(all.runs, "one run per sample after the first fetch sized the groups").to.equal(3 + 1);
+    expect(tiny.runs, "one run per fetched activation and sample").to.equal(3 * 2);
+    for (const r of requests) {
+      const [a, b] = [all.stats.get(r.name)!, tiny.stats.get(r.name)!];
+      expect(a.tokens, r.name).to.equal(15);
+      expect(Array.from(b.sumSquares), r.name).to.deep.equal(Array.from(a.sumSquares));
+      expect(Array.from(b.rows), r.name).to.deep.equal(Array.from(a.rows));
     }
   });
 
