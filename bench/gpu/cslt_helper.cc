@@ -31,8 +31,10 @@ struct alignas(256) CsltState {
   cusparseLtMatDescriptor_t A, B, C;
   cusparseLtMatmulDescriptor_t mm;
   cusparseLtMatmulAlgSelection_t sel;
-  cusparseLtMatmulPlan_t plan;
-  bool has_plan = false;
+  // One plan per config id, never re-initialised (re-initialising a plan crashed cuSPARSELt 0.8.0 here).
+  static constexpr int kMaxPlans = 16;
+  cusparseLtMatmulPlan_t plans[kMaxPlans];
+  int nplans = 0;
   float alpha = 1.f, beta = 0.f;
 };
 
@@ -75,46 +77,47 @@ VNMC_CAPI void* cslt_setup(int N, int K, int T, int* max_alg) {
   return s;
 }
 
-// (Re)builds the plan for config id `alg`; returns the workspace size, or -1.
-VNMC_CAPI long long cslt_plan(void* h, int alg) {
+// Builds a plan for config id `alg`; returns its id (>= 0) or -1.
+VNMC_CAPI int cslt_plan(void* h, int alg) {
   CsltState* s = static_cast<CsltState*>(h);
-  if (s->has_plan) {
-    cusparseLtMatmulPlanDestroy(&s->plan);
-    s->has_plan = false;
-  }
+  if (s->nplans >= CsltState::kMaxPlans) return -1;
   CK(cusparseLtMatmulAlgSetAttribute(&g_handle, &s->sel, CUSPARSELT_MATMUL_ALG_CONFIG_ID, &alg, sizeof(alg)));
-  CK(cusparseLtMatmulPlanInit(&g_handle, &s->plan, &s->mm, &s->sel));
-  s->has_plan = true;
+  CK(cusparseLtMatmulPlanInit(&g_handle, &s->plans[s->nplans], &s->mm, &s->sel));
+  return s->nplans++;
+}
+
+VNMC_CAPI long long cslt_workspace(void* h, int plan) {
+  CsltState* s = static_cast<CsltState*>(h);
   size_t ws = 0;
-  CK(cusparseLtMatmulGetWorkspace(&g_handle, &s->plan, &ws));
+  CK(cusparseLtMatmulGetWorkspace(&g_handle, &s->plans[plan], &ws));
   return static_cast<long long>(ws);
 }
 
-VNMC_CAPI long long cslt_compressed_size(void* h, long long* buffer_size) {
+VNMC_CAPI long long cslt_compressed_size(void* h, int plan, long long* buffer_size) {
   CsltState* s = static_cast<CsltState*>(h);
   size_t cs = 0, cbs = 0;
-  CK(cusparseLtSpMMACompressedSize(&g_handle, &s->plan, &cs, &cbs));
+  CK(cusparseLtSpMMACompressedSize(&g_handle, &s->plans[plan], &cs, &cbs));
   if (buffer_size) *buffer_size = static_cast<long long>(cbs);
   return static_cast<long long>(cs);
 }
 
 // W (dense, already 2:4-pruned, device) -> Wc (device, cslt_compressed_size bytes).
-VNMC_CAPI int cslt_compress(void* h, const void* W, void* Wc, void* buf, void* stream) {
+VNMC_CAPI int cslt_compress(void* h, int plan, const void* W, void* Wc, void* buf, void* stream) {
   CsltState* s = static_cast<CsltState*>(h);
-  CK(cusparseLtSpMMACompress(&g_handle, &s->plan, W, Wc, buf, static_cast<cudaStream_t>(stream)));
+  CK(cusparseLtSpMMACompress(&g_handle, &s->plans[plan], W, Wc, buf, static_cast<cudaStream_t>(stream)));
   return 0;
 }
 
-VNMC_CAPI int cslt_matmul(void* h, const void* Wc, const void* X, void* Y, void* ws, void* stream) {
+VNMC_CAPI int cslt_matmul(void* h, int plan, const void* Wc, const void* X, void* Y, void* ws, void* stream) {
   CsltState* s = static_cast<CsltState*>(h);
   cudaStream_t st = static_cast<cudaStream_t>(stream);
-  CK(cusparseLtMatmul(&g_handle, &s->plan, &s->alpha, Wc, X, &s->beta, Y, Y, ws, &st, 1));
+  CK(cusparseLtMatmul(&g_handle, &s->plans[plan], &s->alpha, Wc, X, &s->beta, Y, Y, ws, &st, 1));
   return 0;
 }
 
 VNMC_CAPI void cslt_destroy(void* h) {
   CsltState* s = static_cast<CsltState*>(h);
-  if (s->has_plan) cusparseLtMatmulPlanDestroy(&s->plan);
+  for (int i = 0; i < s->nplans; ++i) cusparseLtMatmulPlanDestroy(&s->plans[i]);
   cusparseLtMatmulAlgSelectionDestroy(&s->sel);
   cusparseLtMatDescriptorDestroy(&s->A);
   cusparseLtMatDescriptorDestroy(&s->B);

@@ -136,20 +136,92 @@ __device__ __forceinline__ void column_pair(const Params& p, int blk, int g, int
 }
 
 // =====================================================================================================
-// Decode path (T <= 16): each CTA of 4 warps owns one 64-row tile and a range of k32 steps; each warp
-// streams a contiguous sub-range of steps (weights read once, 16-byte coalesced streaming loads), builds
-// the B fragments by gathering the 4 kept activations per (block, group) straight from A (L1/L2
-// resident; windowed indices hit the same lines) and runs mma.sp. Warps reduce through shared memory;
-// CTAs of one row tile reduce through fp32 atomics in a scratch that the last CTA finalises and zeroes.
+// Decode path (T <= 16). Each CTA of 4 warps owns one 64-row tile and a range of k32 steps; each warp
+// streams a contiguous sub-range of steps (weights read once with 16-byte coalesced streaming loads,
+// the next batch of steps loaded while the current one computes), builds the B fragments by gathering
+// the 4 kept activations of each (block, group) and runs mma.sp. The grid is sized to one wave.
+// Activations: T == 1 straight from A; T >= 2 from At2[K][8] (u32 = tokens j and j+8 of column k, built
+// by pairs_kernel), so that one 32-byte sector holds a column's 16 tokens and a lane fetches the two
+// tokens it needs with one load. Warps reduce through shared memory; CTAs of one row tile through fp32
+// atomics into a scratch that the last CTA finalises and leaves zeroed.
 // =====================================================================================================
 constexpr int kDecodeWarps = 4;
 
-template <bool BF16, int NT, bool SHARED_B, bool WIN>
-__global__ void __launch_bounds__(kDecodeWarps * 32)
-    decode_kernel(Params p, const uint16_t* __restrict__ A, int T, uint16_t* __restrict__ Y,
-                  float* __restrict__ part, unsigned* __restrict__ counters, int ksplit) {
-  constexpr int P = SHARED_B ? 4 : 1;       // steps loaded per batch
-  constexpr int NB = SHARED_B ? 1 : 4;      // distinct B operands per step (one per m16 tile if not shared)
+template <bool SHARED_B, bool WIN, int P>
+struct DecodeBatch {
+  static constexpr int NB = SHARED_B ? 1 : 4;
+  uint4 a[P][4];
+  uint2 e[P];
+  int col[P][NB][4][2];
+};
+
+template <bool SHARED_B, bool WIN, int P>
+__device__ __forceinline__ void decode_load(const Params& p, DecodeBatch<SHARED_B, WIN, P>& w, int64_t unit0, int s0,
+                                            int s_end, const int (&blk)[DecodeBatch<SHARED_B, WIN, P>::NB],
+                                            int lane) {
+  constexpr int NB = DecodeBatch<SHARED_B, WIN, P>::NB;
+  const int tid = lane & 3, h = tid & 1;
+#pragma unroll
+  for (int u = 0; u < P; ++u) {
+    const int s = s0 + u;
+    if (s < s_end) {
+      const uint4* src = p.vals + (unit0 + s) * 128 + lane;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) w.a[u][i] = ld_stream(src + i * 32);
+      w.e[u] = ld_stream(p.meta + (unit0 + s) * 32 + lane);
+#pragma unroll
+      for (int b = 0; b < NB; ++b)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) column_pair<WIN>(p, blk[b], 8 * s + 2 * j + (tid >> 1), h, w.col[u][b][j][0], w.col[u][b][j][1]);
+    }
+  }
+}
+
+template <bool BF16, int NT, bool SHARED_B, bool WIN, bool PAIRS, int P>
+__device__ __forceinline__ void decode_compute(const Params& p, const DecodeBatch<SHARED_B, WIN, P>& w, int s0,
+                                               int s_end, const uint16_t* __restrict__ A,
+                                               const uint32_t* __restrict__ At2, int T, int lane,
+                                               float (&acc)[4][NT][4]) {
+  constexpr int NB = DecodeBatch<SHARED_B, WIN, P>::NB;
+  const int gid = lane >> 2;
+#pragma unroll
+  for (int u = 0; u < P; ++u) {
+    if (s0 + u >= s_end) break;
+    uint32_t bf[NB][NT][4];
+#pragma unroll
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if constexpr (PAIRS) {
+          const uint32_t w0 = __ldg(At2 + static_cast<int64_t>(w.col[u][b][j][0]) * 8 + gid);
+          const uint32_t w1 = __ldg(At2 + static_cast<int64_t>(w.col[u][b][j][1]) * 8 + gid);
+          bf[b][0][j] = __byte_perm(w0, w1, 0x5410);                  // tokens gid
+          if constexpr (NT == 2) bf[b][NT - 1][j] = __byte_perm(w0, w1, 0x7632);  // tokens gid + 8
+        } else {
+          const bool ok = gid < T;
+          const uint16_t* row = A + static_cast<int64_t>(ok ? gid : 0) * p.K;
+          const uint32_t lo = ok ? __ldg(row + w.col[u][b][j][0]) : 0u;
+          const uint32_t hi = ok ? __ldg(row + w.col[u][b][j][1]) : 0u;
+          bf[b][0][j] = lo | (hi << 16);
+        }
+      }
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      mma_sp<BF16, 0>(acc[0][n], w.a[u][0], bf[0][n], w.e[u].x);
+      mma_sp<BF16, 1>(acc[1][n], w.a[u][1], bf[SHARED_B ? 0 : 1][n], w.e[u].x);
+      mma_sp<BF16, 0>(acc[2][n], w.a[u][2], bf[SHARED_B ? 0 : 2][n], w.e[u].y);
+      mma_sp<BF16, 1>(acc[3][n], w.a[u][3], bf[SHARED_B ? 0 : 3][n], w.e[u].y);
+    }
+  }
+}
+
+template <bool BF16, int NT, bool SHARED_B, bool WIN, bool PAIRS>
+__global__ void __launch_bounds__(kDecodeWarps * 32, 3)
+    decode_kernel(Params p, const uint16_t* __restrict__ A, const uint32_t* __restrict__ At2, int T,
+                  uint16_t* __restrict__ Y, float* __restrict__ part, unsigned* __restrict__ counters, int ksplit) {
+  constexpr int P = SHARED_B ? 2 : 1;  // steps per batch; two batches in flight
+  using Batch = DecodeBatch<SHARED_B, WIN, P>;
+  constexpr int NB = Batch::NB;
   __shared__ float red[kDecodeWarps][NT * 8][64];
   __shared__ int s_last;
 
@@ -175,62 +247,14 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
       for (int c = 0; c < 4; ++c) acc[i][n][c] = 0.f;
 
   const int64_t unit0 = static_cast<int64_t>(q) * p.S;
-  const int h = tid & 1;
-  const uint16_t zero = 0;
-
-  for (int s0 = s_begin; s0 < s_end; s0 += P) {
-    uint4 a[P][4];
-    uint2 e[P];
-    int col[P][NB][4][2];
-#pragma unroll
-    for (int u = 0; u < P; ++u) {
-      const int s = s0 + u;
-      if (s < s_end) {
-        const uint4* src = p.vals + (unit0 + s) * 128 + lane;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) a[u][i] = ld_stream(src + i * 32);
-        e[u] = ld_stream(p.meta + (unit0 + s) * 32 + lane);
-#pragma unroll
-        for (int b = 0; b < NB; ++b)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) column_pair<WIN>(p, blk[b], 8 * s + 2 * j + (tid >> 1), h, col[u][b][j][0], col[u][b][j][1]);
-      } else {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) a[u][i] = make_uint4(0, 0, 0, 0);
-        e[u] = make_uint2(0x44444444u, 0x44444444u);
-#pragma unroll
-        for (int b = 0; b < NB; ++b)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) col[u][b][j][0] = col[u][b][j][1] = 0;
-      }
-    }
-    // Gather the activations: B reg j of n-tile n = {A[tok][c0], A[tok][c1]}, tok = gid + 8n.
-    uint32_t bf[P][NB][NT][4];
-#pragma unroll
-    for (int u = 0; u < P; ++u)
-#pragma unroll
-      for (int b = 0; b < NB; ++b)
-#pragma unroll
-        for (int n = 0; n < NT; ++n) {
-          const int tok = gid + 8 * n;
-          const bool ok = tok < T;
-          const uint16_t* row = A + static_cast<int64_t>(ok ? tok : 0) * p.K;
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const uint16_t lo = ok ? __ldg(row + col[u][b][j][0]) : zero;
-            const uint16_t hi = ok ? __ldg(row + col[u][b][j][1]) : zero;
-            bf[u][b][n][j] = static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
-          }
-        }
-#pragma unroll
-    for (int u = 0; u < P; ++u)
-#pragma unroll
-      for (int n = 0; n < NT; ++n) {
-        mma_sp<BF16, 0>(acc[0][n], a[u][0], bf[u][0][n], e[u].x);
-        mma_sp<BF16, 1>(acc[1][n], a[u][1], bf[u][SHARED_B ? 0 : 1][n], e[u].x);
-        mma_sp<BF16, 0>(acc[2][n], a[u][2], bf[u][SHARED_B ? 0 : 2][n], e[u].y);
-        mma_sp<BF16, 1>(acc[3][n], a[u][3], bf[u][SHARED_B ? 0 : 3][n], e[u].y);
-      }
+  Batch w0, w1;
+  decode_load<SHARED_B, WIN, P>(p, w0, unit0, s_begin, s_end, blk, lane);
+  for (int s0 = s_begin; s0 < s_end; s0 += 2 * P) {
+    decode_load<SHARED_B, WIN, P>(p, w1, unit0, s0 + P, s_end, blk, lane);
+    decode_compute<BF16, NT, SHARED_B, WIN, PAIRS, P>(p, w0, s0, s_end, A, At2, T, lane, acc);
+    if (s0 + P >= s_end) break;
+    decode_load<SHARED_B, WIN, P>(p, w0, unit0, s0 + 2 * P, s_end, blk, lane);
+    decode_compute<BF16, NT, SHARED_B, WIN, PAIRS, P>(p, w1, s0 + P, s_end, A, At2, T, lane, acc);
   }
 
   // Reduce the warps of this CTA.
@@ -282,13 +306,25 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   if (threadIdx.x == 0) counters[q] = 0u;
 }
 
+// At2[k][j] = A[j][k] | A[j + 8][k] << 16 (0 for tokens >= T), T <= 16. Block (32, 8): k = lane.
+__global__ void pairs_kernel(const uint16_t* __restrict__ A, uint32_t* __restrict__ At2, int T, int64_t K) {
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
+  const int j = threadIdx.y;
+  if (k >= K) return;
+  const uint32_t lo = j < T ? A[static_cast<int64_t>(j) * K + k] : 0u;
+  const uint32_t hi = j + 8 < T ? A[static_cast<int64_t>(j + 8) * K + k] : 0u;
+  At2[k * 8 + j] = lo | (hi << 16);
+}
+
 // =====================================================================================================
 // Prefill path: activations first transposed to At[K][Tp] (tokens contiguous, Tp a multiple of the
-// token tile, zero padded). A CTA owns WR x 64 rows and WN x 64 tokens; each warp a 64 x 64 tile
-// (4 x 8 mma.sp per k32 step). Per step, a multi-stage cp.async pipeline brings into shared memory
-// the prepared A fragments and metadata (contiguous 2 KB + 256 B per 64 rows) and, per block, the 32
-// gathered rows At[col][t0 .. t0+TN) (one 16-byte cp.async per 8 tokens: the gather costs nothing
-// beyond the copy); B fragments are read with ldmatrix.trans from the gathered rows.
+// token tile, zero padded). A CTA owns WR x 64 rows, WN x 64 tokens and a range of k32 steps (split-K
+// over blockIdx.z when the tiles alone would not fill the GPU); each warp a 64 x 64 tile (4 x 8 mma.sp
+// per step). Per step, a multi-stage cp.async pipeline brings into shared memory the prepared A
+// fragments and metadata (contiguous 2 KB + 256 B per 64 rows) and, per block, the 32 gathered rows
+// At[col][t0 .. t0+TN) (one 16-byte cp.async per 8 tokens: the gather costs nothing beyond the copy);
+// B fragments are read with ldmatrix.trans from the gathered rows. Column indices are fetched one
+// step before their copies are issued.
 // =====================================================================================================
 template <int WR, int WN, bool SHARED_B>
 struct PrefillCfg {
@@ -301,8 +337,10 @@ struct PrefillCfg {
   static constexpr int kMBytes = WR * 256;
   static constexpr int kBBytes = kNbt * 32 * kBStride * 2;
   static constexpr int kStageBytes = kABytes + kMBytes + kBBytes;
-  static constexpr int kBChunks = kNbt * 32 * (kTN / 8);  // 16-byte copies per stage for B
+  static constexpr int kChunksPerRow = kTN / 8;
+  static constexpr int kBChunks = kNbt * 32 * kChunksPerRow;  // 16-byte copies per stage for B
   static constexpr int kBPerThread = kBChunks / kThreads;
+  static constexpr int kNCol = SHARED_B ? kBPerThread : 1;    // prefetched column indices per thread
   static constexpr int kCStride = kRows + 8;               // epilogue staging [TN][kRows + 8] halves
   static constexpr int kCBytes = kTN * kCStride * 2;
   static_assert(kBChunks % kThreads == 0, "B copies per thread");
@@ -314,76 +352,61 @@ constexpr int prefill_smem_bytes() {
   return STAGES * C::kStageBytes > C::kCBytes ? STAGES * C::kStageBytes : C::kCBytes;
 }
 
-// Block index of gathered B tile bt of the CTA whose first row is row0.
+// Offset into p.cols (int32 units) of the column that B copy u of this thread reads at step 0; step s
+// adds 32 * s. s_blk: block index of each gathered tile of the CTA.
 template <int WR, int WN, bool SHARED_B>
-__device__ __forceinline__ int prefill_b_block(const Params& p, int64_t row0, int bt) {
-  const int64_t r = SHARED_B ? row0 + 64 * bt : row0 + 16 * bt;
-  return static_cast<int>(r / p.Vp);
+__device__ __forceinline__ int prefill_col_offset(const Params& p, const int* s_blk, int u) {
+  using C = PrefillCfg<WR, WN, SHARED_B>;
+  const int c = threadIdx.x + C::kThreads * u;
+  const int row = c / C::kChunksPerRow;
+  const int bt = row >> 5, kc = row & 31;
+  return (s_blk[bt] * p.Gp + (kc >> 2)) * 4 + (kc & 3);
 }
 
-// Column indices of the gathered rows that this thread copies at step s.
-template <int WR, int WN, bool SHARED_B, bool WIN, int NCOL>
-__device__ __forceinline__ void prefill_load_cols(const Params& p, int64_t row0, int s, int (&colv)[NCOL]) {
-  static_assert(NCOL == PrefillCfg<WR, WN, SHARED_B>::kBPerThread, "colv size");
+template <int WR, int WN, bool SHARED_B, int STAGES>
+__device__ __forceinline__ void prefill_issue(const Params& p, const uint16_t* __restrict__ At, int64_t Tp,
+                                              int64_t t0, int rt, int s, int stage, unsigned char* smem,
+                                              const int* s_blk, const int (&colv)[PrefillCfg<WR, WN, SHARED_B>::kNCol]) {
   using C = PrefillCfg<WR, WN, SHARED_B>;
-  constexpr int kChunksPerRow = C::kTN / 8;
+  unsigned char* st = smem + stage * C::kStageBytes;
+  // A fragments + metadata of the WR 64-row units at step s (contiguous in the prepared layout).
+#pragma unroll
+  for (int k = 0; k < (WR * 128 + C::kThreads - 1) / C::kThreads; ++k) {
+    const int c = threadIdx.x + k * C::kThreads;
+    if (c < WR * 128) {
+      const int w = c >> 7;
+      const int64_t unit = (static_cast<int64_t>(rt) * WR + w) * p.S + s;
+      cp_async16(smem_u32(st + c * 16), p.vals + unit * 128 + (c & 127));
+    }
+  }
+  if (threadIdx.x < WR * 16) {
+    const int c = threadIdx.x, w = c >> 4;
+    const int64_t unit = (static_cast<int64_t>(rt) * WR + w) * p.S + s;
+    cp_async16(smem_u32(st + C::kABytes + c * 16), reinterpret_cast<const uint4*>(p.meta + unit * 32) + (c & 15));
+  }
+  // The gathered activation rows At[col][t0 .. t0 + TN) of each B tile.
+  unsigned char* bs = st + C::kABytes + C::kMBytes;
 #pragma unroll
   for (int u = 0; u < C::kBPerThread; ++u) {
     const int c = threadIdx.x + C::kThreads * u;
-    const int row = c / kChunksPerRow;
-    const int bt = row >> 5, kc = row & 31;
-    colv[u] = (s < p.S) ? column_of<WIN>(p, prefill_b_block<WR, WN, SHARED_B>(p, row0, bt), 8 * s + (kc >> 2), kc & 3)
-                        : 0;
+    const int row = c / C::kChunksPerRow, ch = c % C::kChunksPerRow;
+    int col;
+    if constexpr (SHARED_B) {
+      col = colv[u];
+    } else {
+      col = __ldg(p.cols + prefill_col_offset<WR, WN, SHARED_B>(p, s_blk, u) + 32 * s);
+    }
+    cp_async16(smem_u32(bs + (row * C::kBStride + 8 * ch) * 2), At + static_cast<int64_t>(col) * Tp + t0 + 8 * ch);
   }
 }
 
-// Issues the cp.async copies of step s into its stage (and always commits a group).
-// With SHARED_B the column indices come prefetched in colv; otherwise (4x as many gathered rows, no
-// registers to spare) they are loaded here.
-template <int WR, int WN, bool SHARED_B, bool WIN, int STAGES, int NCOL>
-__device__ __forceinline__ void prefill_issue(const Params& p, const uint16_t* __restrict__ At, int64_t Tp,
-                                              int64_t t0, int64_t row0, int rt, int s, unsigned char* smem,
-                                              const int (&colv)[NCOL]) {
-  using C = PrefillCfg<WR, WN, SHARED_B>;
-  constexpr int kChunksPerRow = C::kTN / 8;
-  if (s < p.S) {
-    unsigned char* st = smem + (s % STAGES) * C::kStageBytes;
-    // A fragments + metadata of the WR 64-row units at step s (contiguous in the prepared layout).
-    for (int c = threadIdx.x; c < WR * 128; c += C::kThreads) {
-      const int w = c >> 7, k = c & 127;
-      const int64_t unit = (static_cast<int64_t>(rt) * WR + w) * p.S + s;
-      cp_async16(smem_u32(st + c * 16), p.vals + unit * 128 + k);
-    }
-    for (int c = threadIdx.x; c < WR * 16; c += C::kThreads) {
-      const int w = c >> 4, k = c & 15;
-      const int64_t unit = (static_cast<int64_t>(rt) * WR + w) * p.S + s;
-      cp_async16(smem_u32(st + C::kABytes + c * 16), reinterpret_cast<const uint4*>(p.meta + unit * 32) + k);
-    }
-    // The gathered activation rows At[col][t0 .. t0 + TN) of each B tile.
-    unsigned char* bs = st + C::kABytes + C::kMBytes;
-#pragma unroll
-    for (int u = 0; u < C::kBPerThread; ++u) {
-      const int c = threadIdx.x + C::kThreads * u;
-      const int row = c / kChunksPerRow, ch = c % kChunksPerRow;
-      int col;
-      if constexpr (SHARED_B) {
-        col = colv[u];
-      } else {
-        col = column_of<WIN>(p, prefill_b_block<WR, WN, SHARED_B>(p, row0, row >> 5), 8 * s + ((row & 31) >> 2),
-                             row & 3);
-      }
-      const uint16_t* src = At + static_cast<int64_t>(col) * Tp + t0 + 8 * ch;
-      cp_async16(smem_u32(bs + (row * C::kBStride + 8 * ch) * 2), src);
-    }
-  }
-  cp_async_commit();
-}
-
-template <bool BF16, int WR, int WN, bool SHARED_B, bool WIN, int STAGES>
+template <bool BF16, int WR, int WN, bool SHARED_B, int STAGES>
 __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
-    prefill_kernel(Params p, const uint16_t* __restrict__ At, int64_t Tp, int T, uint16_t* __restrict__ Y) {
+    prefill_kernel(Params p, const uint16_t* __restrict__ At, int64_t Tp, int T, uint16_t* __restrict__ Y,
+                   float* __restrict__ yacc, int64_t Rp) {
   using C = PrefillCfg<WR, WN, SHARED_B>;
   extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ int s_blk[C::kNbt];
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tid = lane & 3;
@@ -391,19 +414,39 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
   const int64_t t0 = static_cast<int64_t>(blockIdx.x) * C::kTN;
   const int rt = blockIdx.y;                       // row tile of kRows rows
   const int64_t row0 = static_cast<int64_t>(rt) * C::kRows;
-  const int S = p.S;
+  const int ksplit = gridDim.z;
+  const int s_lo = static_cast<int>(static_cast<int64_t>(p.S) * blockIdx.z / ksplit);
+  const int s_hi = static_cast<int>(static_cast<int64_t>(p.S) * (blockIdx.z + 1) / ksplit);
+  const int ns = s_hi - s_lo;
 
-  // Column indices are loaded one iteration before their copies are issued (their latency hides
-  // behind a step of mma work).
-  constexpr int NCOL = SHARED_B ? C::kBPerThread : 1;
-  int colv[NCOL];
-  colv[0] = 0;
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if constexpr (SHARED_B) prefill_load_cols<WR, WN, SHARED_B, WIN>(p, row0, s, colv);
-    prefill_issue<WR, WN, SHARED_B, WIN, STAGES, NCOL>(p, At, Tp, t0, row0, rt, s, smem, colv);
+  if (threadIdx.x < C::kNbt) {
+    const int r = static_cast<int>(row0) + (SHARED_B ? 64 : 16) * threadIdx.x;
+    s_blk[threadIdx.x] = r / p.Vp;
   }
-  if constexpr (SHARED_B) prefill_load_cols<WR, WN, SHARED_B, WIN>(p, row0, STAGES - 1, colv);
+  __syncthreads();
+
+  int coff[C::kNCol], colv[C::kNCol];
+#pragma unroll
+  for (int u = 0; u < C::kNCol; ++u) {
+    coff[u] = SHARED_B ? prefill_col_offset<WR, WN, SHARED_B>(p, s_blk, u) : 0;
+    colv[u] = 0;
+  }
+  auto fetch_cols = [&](int j) {  // column indices of pipeline step j (global step s_lo + j)
+    if constexpr (SHARED_B) {
+      if (j < ns) {
+#pragma unroll
+        for (int u = 0; u < C::kNCol; ++u) colv[u] = __ldg(p.cols + coff[u] + 32 * (s_lo + j));
+      }
+    }
+  };
+
+#pragma unroll
+  for (int j = 0; j < STAGES - 1; ++j) {
+    fetch_cols(j);
+    if (j < ns) prefill_issue<WR, WN, SHARED_B, STAGES>(p, At, Tp, t0, rt, s_lo + j, j, smem, s_blk, colv);
+    cp_async_commit();
+  }
+  fetch_cols(STAGES - 1);
 
   float acc[4][8][4];
 #pragma unroll
@@ -413,35 +456,40 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][n][c] = 0.f;
 
-  for (int s = 0; s < S; ++s) {
+  int stage = 0, wstage = STAGES - 1;
+  for (int j = 0; j < ns; ++j) {
     cp_async_wait<STAGES - 2>();
     __syncthreads();
-    prefill_issue<WR, WN, SHARED_B, WIN, STAGES, NCOL>(p, At, Tp, t0, row0, rt, s + STAGES - 1, smem, colv);
-    if constexpr (SHARED_B) prefill_load_cols<WR, WN, SHARED_B, WIN>(p, row0, s + STAGES, colv);
+    if (j + STAGES - 1 < ns)
+      prefill_issue<WR, WN, SHARED_B, STAGES>(p, At, Tp, t0, rt, s_lo + j + STAGES - 1, wstage, smem, s_blk, colv);
+    cp_async_commit();
+    fetch_cols(j + STAGES);
+    wstage = wstage + 1 == STAGES ? 0 : wstage + 1;
 
-    const unsigned char* st = smem + (s % STAGES) * C::kStageBytes;
+    const unsigned char* st = smem + stage * C::kStageBytes;
+    stage = stage + 1 == STAGES ? 0 : stage + 1;
     const uint4* as = reinterpret_cast<const uint4*>(st) + wr * 128;
     const uint2 e = reinterpret_cast<const uint2*>(st + C::kABytes)[wr * 32 + lane];
     uint4 a[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) a[i] = as[i * 32 + lane];
-    const unsigned char* bs = st + C::kABytes + C::kMBytes;
+    const uint32_t bs = smem_u32(st + C::kABytes + C::kMBytes);
     const int tokoff = wn * 64;
 #pragma unroll
     for (int n = 0; n < 8; ++n) {
       if constexpr (SHARED_B) {
         uint32_t b[4];
-        ldmatrix_x4_trans(b, smem_u32(bs + ((wr * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2));
+        ldmatrix_x4_trans(b, bs + ((wr * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
         mma_sp<BF16, 0>(acc[0][n], a[0], b, e.x);
         mma_sp<BF16, 1>(acc[1][n], a[1], b, e.x);
         mma_sp<BF16, 0>(acc[2][n], a[2], b, e.y);
         mma_sp<BF16, 1>(acc[3][n], a[3], b, e.y);
       } else {
         uint32_t b0[4], b1[4], b2[4], b3[4];
-        ldmatrix_x4_trans(b0, smem_u32(bs + (((wr * 4 + 0) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2));
-        ldmatrix_x4_trans(b1, smem_u32(bs + (((wr * 4 + 1) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2));
-        ldmatrix_x4_trans(b2, smem_u32(bs + (((wr * 4 + 2) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2));
-        ldmatrix_x4_trans(b3, smem_u32(bs + (((wr * 4 + 3) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2));
+        ldmatrix_x4_trans(b0, bs + (((wr * 4 + 0) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
+        ldmatrix_x4_trans(b1, bs + (((wr * 4 + 1) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
+        ldmatrix_x4_trans(b2, bs + (((wr * 4 + 2) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
+        ldmatrix_x4_trans(b3, bs + (((wr * 4 + 3) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
         mma_sp<BF16, 0>(acc[0][n], a[0], b0, e.x);
         mma_sp<BF16, 1>(acc[1][n], a[1], b1, e.x);
         mma_sp<BF16, 0>(acc[2][n], a[2], b2, e.y);
@@ -450,6 +498,27 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
     }
   }
   cp_async_wait<0>();
+
+  if (yacc) {
+    // Split-K: fp32 partial sums into yacc[T][Rp] (zeroed by the host), finalize_kernel converts.
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64_t r = row0 + wr * 64 + 16 * i + gid;
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+        const int64_t t = t0 + wn * 64 + 8 * n + 2 * tid;
+        if (t < T) {
+          atomicAdd(yacc + t * Rp + r, acc[i][n][0]);
+          atomicAdd(yacc + t * Rp + r + 8, acc[i][n][2]);
+        }
+        if (t + 1 < T) {
+          atomicAdd(yacc + (t + 1) * Rp + r, acc[i][n][1]);
+          atomicAdd(yacc + (t + 1) * Rp + r + 8, acc[i][n][3]);
+        }
+      }
+    }
+    return;
+  }
   __syncthreads();
 
   // Epilogue: bias, round, stage as [token][row] halves, then write rows of Y (16-byte stores when
@@ -488,6 +557,19 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
       }
     }
   }
+}
+
+// Y[t][rowmap[p]] = yacc[t][p] + bias[p] after a split-K prefill.
+template <bool BF16>
+__global__ void finalize_kernel(Params p, const float* __restrict__ yacc, int64_t Rp, int T, uint16_t* __restrict__ Y) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= static_cast<int64_t>(T) * Rp) return;
+  const int64_t t = i / Rp, pr = i - t * Rp;
+  const int o = p.rowmap[pr];
+  if (o < 0) return;
+  float v = yacc[i];
+  if (p.bias) v += p.bias[pr];
+  Y[t * p.N_out + o] = f32_to_out<BF16>(v);
 }
 
 // At[k][t] = A[t][k] for t < T, 0 for T <= t < Tp.

@@ -85,6 +85,7 @@ struct DevBuf {
 };
 
 cudaError_t allow_smem_for(bool bf16, bool win, bool sb);  // below, with the launchers
+void decode_occupancy_for(bool bf16, bool sb, bool win, int (&bps)[2]);
 
 }  // namespace
 
@@ -115,27 +116,40 @@ struct VnmGemmCuda::Impl {
     return p;
   }
 
+  int decode_bps[2] = {1, 1};  // resident decode CTAs per SM, NT = 1 / 2 (from the occupancy API)
+
   bool use_decode(int64_t T) const {
     if (opt.force_path == 1) return T <= 16;
     if (opt.force_path == 2) return false;
     return T <= std::min<int64_t>(opt.decode_max_tokens, 16);
   }
-  int decode_ksplit() const {
-    const int64_t max_split = std::max<int64_t>(1, S / (dev::kDecodeWarps * 2));  // >= 2 steps per warp
+  // CTAs per 64-row tile: the grid fills one wave of resident CTAs, each warp keeps >= 2 steps.
+  int decode_ksplit(int64_t T) const {
+    const int64_t max_split = std::max<int64_t>(1, S / (dev::kDecodeWarps * 2));
     if (opt.decode_ksplit > 0) return static_cast<int>(std::min<int64_t>(opt.decode_ksplit, std::max<int64_t>(1, S)));
-    const int64_t want = ceil_div(static_cast<int64_t>(sms) * 4, R64);
+    const int64_t resident = static_cast<int64_t>(sms) * decode_bps[T <= 8 ? 0 : 1];
+    const int64_t want = std::max<int64_t>(1, resident / R64);
     return static_cast<int>(std::max<int64_t>(1, std::min(want, max_split)));
   }
   // Prefill tile configuration: 1 = 128 rows x 128 tokens, 2 = 64 x 128, 3 = 64 x 64.
   int prefill_config(int64_t T) const {
+    (void)T;
     if (opt.prefill_config >= 1 && opt.prefill_config <= 3) {
       if (!shared_b && opt.prefill_config == 1) return 2;
       return opt.prefill_config;
     }
-    const int64_t target = static_cast<int64_t>(sms) * 3 / 2;
-    if (shared_b && (Rp / 128) * ceil_div(T, 128) >= target) return 1;
-    if ((Rp / 64) * ceil_div(T, 128) >= target) return 2;
-    return 3;
+    return shared_b ? 1 : 2;
+  }
+  static int64_t config_rows(int cfg) { return cfg == 1 ? 128 : 64; }
+  // Split-K factor of the prefill grid: enough CTAs for ~2 per SM, >= 8 steps per split.
+  int prefill_ksplit(int64_t T, int cfg) const {
+    const int64_t base = (Rp / config_rows(cfg)) * ceil_div(T, config_tn(cfg));
+    const int64_t target = static_cast<int64_t>(sms) * 2;
+    if (base * 4 >= target * 3) return 1;
+    return static_cast<int>(std::max<int64_t>(1, std::min(ceil_div(target, base), S / 8)));
+  }
+  size_t prefill_at_bytes(int64_t T, int cfg, int64_t K) const {
+    return static_cast<size_t>(round_up(K * round_up(T, config_tn(cfg)) * 2, 256));
   }
   static int64_t config_tn(int cfg) { return cfg == 3 ? 64 : 128; }
 };
@@ -228,7 +242,7 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const f
   im.shared_b = im.Vp % 64 == 0;
   im.windowed = w.windowed && opt.allow_windowed;
   if (im.Rp > (int64_t{1} << 31) / 2 || im.Gp * 4 > (int64_t{1} << 31) || d.K > 0x7fffffff ||
-      im.Bkp * im.Gp * 4 > (int64_t{1} << 40)) {
+      im.Bkp * im.Gp * 4 >= (int64_t{1} << 31)) {
     *err = "VNMSparseGemm CUDA kernel: weight too large";
     return nullptr;
   }
@@ -345,6 +359,7 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const f
   if (e.empty()) {
     const cudaError_t ae = allow_smem_for(im.bf16, im.windowed, im.shared_b);
     if (ae != cudaSuccess) e = cuda_err("cudaFuncSetAttribute", ae);
+    decode_occupancy_for(im.bf16, im.shared_b, im.windowed, im.decode_bps);
   }
   if (!e.empty()) {
     *err = "VNMSparseGemm CUDA kernel: " + e;
@@ -376,6 +391,8 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
   b.S = a.S;
   b.sms = a.sms;
   b.device = a.device;
+  b.decode_bps[0] = a.decode_bps[0];
+  b.decode_bps[1] = a.decode_bps[1];
   const auto d2d = cudaMemcpyDeviceToDevice;
   std::string e;
   if (e.empty()) e = b.vals.alloc_copy(a.vals.p, a.vals.n, "clone values", d2d);
@@ -402,89 +419,113 @@ size_t VnmGemmCuda::device_weight_bytes() const {
 
 size_t VnmGemmCuda::workspace_bytes(int64_t T) const {
   const Impl& im = *impl_;
-  if (T <= 0 || im.use_decode(T)) return 0;
-  const int64_t Tp = round_up(T, Impl::config_tn(im.prefill_config(T)));
-  return static_cast<size_t>(dims_.K * Tp * 2);
+  if (T <= 0) return 0;
+  if (im.use_decode(T)) return T >= 2 ? static_cast<size_t>(dims_.K * 32) : 0;  // At2 pairs
+  const int cfg = im.prefill_config(T);
+  size_t n = im.prefill_at_bytes(T, cfg, dims_.K);
+  if (im.prefill_ksplit(T, cfg) > 1) n += static_cast<size_t>(T * im.Rp * 4);  // fp32 split-K sums
+  return n;
 }
 
 std::string VnmGemmCuda::describe_launch(int64_t T) const {
   const Impl& im = *impl_;
   std::ostringstream os;
   if (im.use_decode(T)) {
-    os << "decode NT=" << (T <= 8 ? 1 : 2) << " ksplit=" << im.decode_ksplit() << (im.shared_b ? "" : " per-tile-B")
-       << (im.windowed ? " windowed" : " general");
+    os << "decode NT=" << (T <= 8 ? 1 : 2) << " ksplit=" << im.decode_ksplit(T) << (im.shared_b ? "" : " per-tile-B")
+       << (im.windowed ? " windowed" : " general") << (T >= 2 ? " pairs" : "");
   } else {
     const int cfg = im.prefill_config(T);
-    os << "prefill " << (cfg == 1 ? "128x128" : cfg == 2 ? "64x128" : "64x64") << (im.shared_b ? "" : " per-tile-B")
-       << (im.windowed ? " windowed" : " general");
+    os << "prefill " << (cfg == 1 ? "128x128" : cfg == 2 ? "64x128" : "64x64") << " ksplit=" << im.prefill_ksplit(T, cfg)
+       << (im.shared_b ? "" : " per-tile-B");
   }
   return os.str();
 }
 
 namespace {
 
-template <bool BF16, int NT, bool SB, bool WIN>
-cudaError_t launch_decode(const dev::Params& p, const void* A, int T, void* Y, float* part, unsigned* counters,
-                          int ksplit, int64_t R64, cudaStream_t st) {
-  dev::decode_kernel<BF16, NT, SB, WIN><<<static_cast<unsigned>(R64 * ksplit), dev::kDecodeWarps * 32, 0, st>>>(
-      p, static_cast<const uint16_t*>(A), T, static_cast<uint16_t*>(Y), part, counters, ksplit);
+template <bool BF16, int NT, bool SB, bool WIN, bool PAIRS>
+cudaError_t launch_decode(const dev::Params& p, const void* A, const uint32_t* At2, int T, void* Y, float* part,
+                          unsigned* counters, int ksplit, int64_t R64, cudaStream_t st) {
+  dev::decode_kernel<BF16, NT, SB, WIN, PAIRS><<<static_cast<unsigned>(R64 * ksplit), dev::kDecodeWarps * 32, 0, st>>>(
+      p, static_cast<const uint16_t*>(A), At2, T, static_cast<uint16_t*>(Y), part, counters, ksplit);
   return cudaGetLastError();
 }
 
+// variant: 0 = T == 1 (direct), 1 = pairs NT = 1, 2 = pairs NT = 2
 template <bool BF16, bool SB, bool WIN>
-cudaError_t decode_dispatch_nt(int NT, const dev::Params& p, const void* A, int T, void* Y, float* part,
-                               unsigned* counters, int ksplit, int64_t R64, cudaStream_t st) {
-  return NT == 1 ? launch_decode<BF16, 1, SB, WIN>(p, A, T, Y, part, counters, ksplit, R64, st)
-                 : launch_decode<BF16, 2, SB, WIN>(p, A, T, Y, part, counters, ksplit, R64, st);
+cudaError_t decode_dispatch(int variant, const dev::Params& p, const void* A, const uint32_t* At2, int T, void* Y,
+                            float* part, unsigned* counters, int ksplit, int64_t R64, cudaStream_t st) {
+  if (variant == 0) return launch_decode<BF16, 1, SB, WIN, false>(p, A, At2, T, Y, part, counters, ksplit, R64, st);
+  if (variant == 1) return launch_decode<BF16, 1, SB, WIN, true>(p, A, At2, T, Y, part, counters, ksplit, R64, st);
+  return launch_decode<BF16, 2, SB, WIN, true>(p, A, At2, T, Y, part, counters, ksplit, R64, st);
 }
 
-template <bool BF16, int WR, int WN, bool SB, bool WIN, int STAGES>
-cudaError_t launch_prefill(const dev::Params& p, const void* At, int64_t Tp, int T, void* Y, int64_t Rp,
-                           cudaStream_t st) {
+template <bool BF16, bool SB, bool WIN>
+void decode_occupancy(int (&bps)[2]) {
+  int a = 1, b = 1;
+  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&a, dev::decode_kernel<BF16, 1, SB, WIN, true>, dev::kDecodeWarps * 32, 0);
+  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, dev::decode_kernel<BF16, 2, SB, WIN, true>, dev::kDecodeWarps * 32, 0);
+  cudaGetLastError();
+  bps[0] = std::max(1, a);
+  bps[1] = std::max(1, b);
+}
+void decode_occupancy_for(bool bf16, bool sb, bool win, int (&bps)[2]) {
+  if (bf16) {
+    if (sb) win ? decode_occupancy<true, true, true>(bps) : decode_occupancy<true, true, false>(bps);
+    else win ? decode_occupancy<true, false, true>(bps) : decode_occupancy<true, false, false>(bps);
+  } else {
+    if (sb) win ? decode_occupancy<false, true, true>(bps) : decode_occupancy<false, true, false>(bps);
+    else win ? decode_occupancy<false, false, true>(bps) : decode_occupancy<false, false, false>(bps);
+  }
+}
+
+template <bool BF16, int WR, int WN, bool SB, int STAGES>
+cudaError_t launch_prefill(const dev::Params& p, const void* At, int64_t Tp, int T, void* Y, float* yacc, int ksplit,
+                           int64_t Rp, cudaStream_t st) {
   using C = dev::PrefillCfg<WR, WN, SB>;
   constexpr int smem = dev::prefill_smem_bytes<STAGES, WR, WN, SB>();
-  auto kern = dev::prefill_kernel<BF16, WR, WN, SB, WIN, STAGES>;
   const int64_t gy = Rp / C::kRows;
   if (gy > 65535) return cudaErrorInvalidConfiguration;
-  dim3 grid(static_cast<unsigned>(Tp / C::kTN), static_cast<unsigned>(gy));
-  kern<<<grid, C::kThreads, smem, st>>>(p, static_cast<const uint16_t*>(At), Tp, T, static_cast<uint16_t*>(Y));
+  dim3 grid(static_cast<unsigned>(Tp / C::kTN), static_cast<unsigned>(gy), static_cast<unsigned>(ksplit));
+  dev::prefill_kernel<BF16, WR, WN, SB, STAGES><<<grid, C::kThreads, smem, st>>>(
+      p, static_cast<const uint16_t*>(At), Tp, T, static_cast<uint16_t*>(Y), yacc, Rp);
   return cudaGetLastError();
 }
 
 // Raises the dynamic shared-memory limit of the prefill kernels one object may launch (at creation:
 // not a stream operation, so it stays out of run(), which may be captured in a CUDA graph).
-template <bool BF16, int WR, int WN, bool SB, bool WIN, int STAGES>
+template <bool BF16, int WR, int WN, bool SB, int STAGES>
 cudaError_t allow_smem() {
   constexpr int smem = dev::prefill_smem_bytes<STAGES, WR, WN, SB>();
-  return cudaFuncSetAttribute(dev::prefill_kernel<BF16, WR, WN, SB, WIN, STAGES>,
+  return cudaFuncSetAttribute(dev::prefill_kernel<BF16, WR, WN, SB, STAGES>,
                               cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
 }
-template <bool BF16, bool WIN>
+template <bool BF16>
 cudaError_t allow_smem_all(bool sb) {
   cudaError_t e;
   if (sb) {
-    if ((e = allow_smem<BF16, 2, 2, true, WIN, kPrefillStages>()) != cudaSuccess) return e;
-    if ((e = allow_smem<BF16, 1, 2, true, WIN, kPrefillStages>()) != cudaSuccess) return e;
-    return allow_smem<BF16, 1, 1, true, WIN, kPrefillStages>();
+    if ((e = allow_smem<BF16, 2, 2, true, kPrefillStages>()) != cudaSuccess) return e;
+    if ((e = allow_smem<BF16, 1, 2, true, kPrefillStages>()) != cudaSuccess) return e;
+    return allow_smem<BF16, 1, 1, true, kPrefillStages>();
   }
-  if ((e = allow_smem<BF16, 1, 2, false, WIN, kPrefillStagesSmallV>()) != cudaSuccess) return e;
-  return allow_smem<BF16, 1, 1, false, WIN, kPrefillStagesSmallV>();
+  if ((e = allow_smem<BF16, 1, 2, false, kPrefillStagesSmallV>()) != cudaSuccess) return e;
+  return allow_smem<BF16, 1, 1, false, kPrefillStagesSmallV>();
 }
 cudaError_t allow_smem_for(bool bf16, bool win, bool sb) {
-  if (bf16) return win ? allow_smem_all<true, true>(sb) : allow_smem_all<true, false>(sb);
-  return win ? allow_smem_all<false, true>(sb) : allow_smem_all<false, false>(sb);
+  (void)win;
+  return bf16 ? allow_smem_all<true>(sb) : allow_smem_all<false>(sb);
 }
 
-template <bool BF16, bool WIN>
+template <bool BF16>
 cudaError_t prefill_dispatch(int cfg, bool sb, const dev::Params& p, const void* At, int64_t Tp, int T, void* Y,
-                             int64_t Rp, cudaStream_t st) {
+                             float* yacc, int ksplit, int64_t Rp, cudaStream_t st) {
   if (sb) {
-    if (cfg == 1) return launch_prefill<BF16, 2, 2, true, WIN, kPrefillStages>(p, At, Tp, T, Y, Rp, st);
-    if (cfg == 2) return launch_prefill<BF16, 1, 2, true, WIN, kPrefillStages>(p, At, Tp, T, Y, Rp, st);
-    return launch_prefill<BF16, 1, 1, true, WIN, kPrefillStages>(p, At, Tp, T, Y, Rp, st);
+    if (cfg == 1) return launch_prefill<BF16, 2, 2, true, kPrefillStages>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
+    if (cfg == 2) return launch_prefill<BF16, 1, 2, true, kPrefillStages>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
+    return launch_prefill<BF16, 1, 1, true, kPrefillStages>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
   }
-  if (cfg == 3) return launch_prefill<BF16, 1, 1, false, WIN, kPrefillStagesSmallV>(p, At, Tp, T, Y, Rp, st);
-  return launch_prefill<BF16, 1, 2, false, WIN, kPrefillStagesSmallV>(p, At, Tp, T, Y, Rp, st);
+  if (cfg == 3) return launch_prefill<BF16, 1, 1, false, kPrefillStagesSmallV>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
+  return launch_prefill<BF16, 1, 2, false, kPrefillStagesSmallV>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
 }
 
 }  // namespace
@@ -504,31 +545,48 @@ std::string VnmGemmCuda::run(const void* A, int64_t T, void* Y, void* workspace,
   const int Ti = static_cast<int>(T);
   cudaError_t e;
   if (im.use_decode(T)) {
-    const int NT = T <= 8 ? 1 : 2;
-    const int ks = im.decode_ksplit();
+    const int variant = T == 1 ? 0 : T <= 8 ? 1 : 2;
+    const int ks = im.decode_ksplit(T);
     float* part = static_cast<float*>(im.part.p);
     unsigned* cnt = static_cast<unsigned*>(im.counters.p);
+    uint32_t* At2 = nullptr;
+    if (T >= 2) {
+      const size_t need = static_cast<size_t>(dims_.K * 32);
+      if (!workspace || workspace_size < need) {
+        std::ostringstream os;
+        os << "VNMSparseGemm CUDA kernel: workspace of " << need << " bytes needed for T=" << T << ", got "
+           << workspace_size;
+        return os.str();
+      }
+      At2 = static_cast<uint32_t*>(workspace);
+      dev::pairs_kernel<<<static_cast<unsigned>(ceil_div(dims_.K, 32)), dim3(32, 8), 0, st>>>(
+          static_cast<const uint16_t*>(A), At2, Ti, dims_.K);
+      e = cudaGetLastError();
+      if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("pairs launch", e);
+    }
     if (im.bf16) {
       if (im.shared_b)
-        e = im.windowed ? decode_dispatch_nt<true, true, true>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st)
-                        : decode_dispatch_nt<true, true, false>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st);
+        e = im.windowed ? decode_dispatch<true, true, true>(variant, p, A, At2, Ti, Y, part, cnt, ks, im.R64, st)
+                        : decode_dispatch<true, true, false>(variant, p, A, At2, Ti, Y, part, cnt, ks, im.R64, st);
       else
-        e = im.windowed ? decode_dispatch_nt<true, false, true>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st)
-                        : decode_dispatch_nt<true, false, false>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st);
+        e = im.windowed ? decode_dispatch<true, false, true>(variant, p, A, At2, Ti, Y, part, cnt, ks, im.R64, st)
+                        : decode_dispatch<true, false, false>(variant, p, A, At2, Ti, Y, part, cnt, ks, im.R64, st);
     } else {
       if (im.shared_b)
-        e = im.windowed ? decode_dispatch_nt<false, true, true>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st)
-                        : decode_dispatch_nt<false, true, false>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st);
+        e = im.windowed ? decode_dispatch<false, true, true>(variant, p, A, At2, Ti, Y, part, cnt, ks, im.R64, st)
+                        : decode_dispatch<false, true, false>(variant, p, A, At2, Ti, Y, part, cnt, ks, im.R64, st);
       else
-        e = im.windowed ? decode_dispatch_nt<false, false, true>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st)
-                        : decode_dispatch_nt<false, false, false>(NT, p, A, Ti, Y, part, cnt, ks, im.R64, st);
+        e = im.windowed ? decode_dispatch<false, false, true>(variant, p, A, At2, Ti, Y, part, cnt, ks, im.R64, st)
+                        : decode_dispatch<false, false, false>(variant, p, A, At2, Ti, Y, part, cnt, ks, im.R64, st);
     }
     return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("decode launch", e);
   }
 
   const int cfg = im.prefill_config(T);
   const int64_t Tp = round_up(T, Impl::config_tn(cfg));
-  const size_t need = static_cast<size_t>(dims_.K * Tp * 2);
+  const int ks = im.prefill_ksplit(T, cfg);
+  const size_t at_bytes = im.prefill_at_bytes(T, cfg, dims_.K);
+  const size_t need = workspace_bytes(T);
   if (!workspace || workspace_size < need) {
     std::ostringstream os;
     os << "VNMSparseGemm CUDA kernel: workspace of " << need << " bytes needed for T=" << T << ", got "
@@ -536,6 +594,12 @@ std::string VnmGemmCuda::run(const void* A, int64_t T, void* Y, void* workspace,
     return os.str();
   }
   uint16_t* At = static_cast<uint16_t*>(workspace);
+  float* yacc = nullptr;
+  if (ks > 1) {
+    yacc = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + at_bytes);
+    e = cudaMemsetAsync(yacc, 0, static_cast<size_t>(T * im.Rp * 4), st);
+    if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("memset", e);
+  }
   {
     dim3 grid(static_cast<unsigned>(ceil_div(dims_.K, 32)), static_cast<unsigned>(Tp / 32));
     if (grid.y > 65535) return "VNMSparseGemm CUDA kernel: too many tokens for one launch";
@@ -543,13 +607,20 @@ std::string VnmGemmCuda::run(const void* A, int64_t T, void* Y, void* workspace,
     e = cudaGetLastError();
     if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("transpose launch", e);
   }
-  if (im.bf16)
-    e = im.windowed ? prefill_dispatch<true, true>(cfg, im.shared_b, p, At, Tp, Ti, Y, im.Rp, st)
-                    : prefill_dispatch<true, false>(cfg, im.shared_b, p, At, Tp, Ti, Y, im.Rp, st);
-  else
-    e = im.windowed ? prefill_dispatch<false, true>(cfg, im.shared_b, p, At, Tp, Ti, Y, im.Rp, st)
-                    : prefill_dispatch<false, false>(cfg, im.shared_b, p, At, Tp, Ti, Y, im.Rp, st);
-  return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("prefill launch", e);
+  e = im.bf16 ? prefill_dispatch<true>(cfg, im.shared_b, p, At, Tp, Ti, Y, yacc, ks, im.Rp, st)
+              : prefill_dispatch<false>(cfg, im.shared_b, p, At, Tp, Ti, Y, yacc, ks, im.Rp, st);
+  if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("prefill launch", e);
+  if (ks > 1) {
+    const int64_t n = T * im.Rp;
+    const unsigned blocks = static_cast<unsigned>(ceil_div(n, 256));
+    if (im.bf16)
+      dev::finalize_kernel<true><<<blocks, 256, 0, st>>>(p, yacc, im.Rp, Ti, static_cast<uint16_t*>(Y));
+    else
+      dev::finalize_kernel<false><<<blocks, 256, 0, st>>>(p, yacc, im.Rp, Ti, static_cast<uint16_t*>(Y));
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("finalize launch", e);
+  }
+  return {};
 }
 
 }  // namespace cuda
