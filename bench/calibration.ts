@@ -75,7 +75,7 @@ async function main(): Promise<void> {
   const samples = Number(o.samples);
   const heldout = Number(o.heldout);
   console.log(`# ${new Date().toISOString().slice(0, 10)}, ${cpus().length} x ${cpus()[0]?.model}, Node ${process.version}, calibration random:${samples}, held-out ${heldout}`);
-  console.log("| model | V:N:M | score | compile s | calibrate s | prune s (sum of jobs) | verify s | mean layer out err | held-out rel. L2 err | held-out cosine |");
+  console.log("| model | V:N:M | score | compile s (CPU s) | calibrate s (CPU s) | prune s (sum of jobs) | verify s | mean layer out err | held-out rel. L2 err | held-out cosine |");
   console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const name of o.kinds!.split(",")) {
     const s = SETUPS[name];
@@ -87,14 +87,17 @@ async function main(): Promise<void> {
       for (const [score, calib] of runs) {
         const output = join(o.dir!, `${name}.${score}.vnm.onnx`);
         const opts: CompileOptions = { vnm, minSize: 0, output, score, calib, shapes: s.shapes };
+        const cpu0 = process.cpuUsage();
         const { report } = await compileFile(input, opts);
+        const cpu = process.cpuUsage(cpu0);
+        const compileCpuS = (cpu.user + cpu.system) / 1e6;
         const sparse = report.layers.filter((l) => l.status !== "dense");
         const errs = sparse.map((l) => l.outputError).filter((x): x is number => x !== undefined);
         const verifyMs = report.timings.find((t) => t.pass === "verify")?.ms;
         // Shared weights are pruned once: count each weight once.
         const pruneMs = [...new Map(sparse.map((l) => [l.weight, l.pruneMs ?? 0])).values()].reduce((a, b) => a + b, 0);
         const h = await heldOutError(input, output, s.shapes, heldout);
-        console.log(`| ${name} | ${vnm} | ${score}${calib ? "" : " (no calib)"} | ${(report.totals.compileMs / 1000).toFixed(2)} | ${report.calibration ? (report.calibration.ms / 1000).toFixed(2) : "-"} | ${pruneMs ? (pruneMs / 1000).toFixed(2) : "-"} | ${verifyMs ? (verifyMs / 1000).toFixed(2) : "-"} | ${errs.length ? (errs.reduce((a, b) => a + b, 0) / errs.length).toFixed(4) : "-"} | ${h.relL2.toFixed(4)} | ${h.cosine.toFixed(4)} |`);
+        console.log(`| ${name} | ${vnm} | ${score}${calib ? "" : " (no calib)"} | ${(report.totals.compileMs / 1000).toFixed(2)} (${compileCpuS.toFixed(2)}) | ${report.calibration ? `${(report.calibration.ms / 1000).toFixed(2)} (${(report.calibration.cpuMs / 1000).toFixed(2)})` : "-"} | ${pruneMs ? (pruneMs / 1000).toFixed(2) : "-"} | ${verifyMs ? (verifyMs / 1000).toFixed(2) : "-"} | ${errs.length ? (errs.reduce((a, b) => a + b, 0) / errs.length).toFixed(4) : "-"} | ${h.relL2.toFixed(4)} | ${h.cosine.toFixed(4)} |`);
       }
     }
   }

@@ -21,9 +21,13 @@ export interface LayerRow {
   score?: ScoreKind;
   /** Σ score kept / Σ score, for that score. */
   keptScore?: number | null;
-  /** ‖X·Wᵀ − X·(W⊙mask)ᵀ‖ / ‖X·Wᵀ‖ on `outputErrorRows` calibration rows (calibration only). */
+  /**
+   * ‖X·Wᵀ − X·(W⊙mask)ᵀ‖ / ‖X·Wᵀ‖ on `outputErrorRows` calibration rows (a uniform sample of the
+   * tokens) and `outputErrorChannels` evenly spaced output channels (all but on large layers).
+   */
   outputError?: number;
   outputErrorRows?: number;
+  outputErrorChannels?: number;
   /** Time the prune job of the layer's weight took (scoring, selection, packing, output error). */
   pruneMs?: number;
   /** "already sparse": the weight had the V:N:M pattern and was packed exactly, nothing pruned. */
@@ -94,6 +98,7 @@ export function buildReport(r: ReportInput): CompileReport {
     if (stats?.outputError) {
       row.outputError = stats.outputError.relError;
       row.outputErrorRows = stats.outputError.rows;
+      row.outputErrorChannels = stats.outputError.channels;
     }
     if (shared.length) row.sharedWith = shared;
     return row;
@@ -110,7 +115,7 @@ export function buildReport(r: ReportInput): CompileReport {
     output: r.output,
     vnm: formatVnm(r.vnm),
     score: r.score,
-    ...(r.calibration ? { calibration: { ...r.calibration, ms: Math.round(r.calibration.ms) } } : {}),
+    ...(r.calibration ? { calibration: { ...r.calibration, ms: Math.round(r.calibration.ms), cpuMs: Math.round(r.calibration.cpuMs) } } : {}),
     layers,
     totals: {
       rewritten: r.state.candidates.length,

@@ -8,7 +8,7 @@ import type { CompileState } from "../compile-state.js";
 import { Codes, type DiagnosticSink } from "../diagnostics.js";
 import type { Model } from "../ir/model.js";
 import { formatVnm } from "../vnm/config.js";
-import { outputErrorRows, type ScoreKind, type WeightScoring } from "../weights/scores.js";
+import type { ScoreKind, WeightScoring } from "../weights/scores.js";
 import { recipeKey } from "../weights/weight-recipe.js";
 import type { ActivationStats } from "./activation-stats.js";
 import { type ActivationRequest, collectActivationStats, requestKey } from "./collect.js";
@@ -30,7 +30,9 @@ export interface CalibrationSummary {
   rowsPerActivation: number;
   /** SHA-256 of the samples' inputs (names, types, shapes, data), recorded in the output model. */
   digest: string;
+  /** Wall time, and CPU time of the whole process meanwhile (onnxruntime's threads included). */
   ms: number;
+  cpuMs: number;
 }
 
 /** Bytes all kept calibration rows may take together (rows per activation shrink to fit, to 16). */
@@ -65,6 +67,7 @@ export async function calibrate(
   diagnostics: DiagnosticSink, onSample?: (done: number, total: number) => void,
 ): Promise<CalibrationSummary> {
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const report = (code: string, message: string, node?: string) =>
     diagnostics.report({ code, severity: "warning", message, pass: "calibrate", ...(node !== undefined ? { node } : {}) });
 
@@ -96,10 +99,8 @@ export async function calibrate(
   // Per weight: the statistics of every observed input that reads it (a weight shared by two layers
   // sees the tokens of both).
   const byWeight = new Map<string, ActivationStats[]>();
-  const shapeOf = new Map<string, { outFeatures: number; inFeatures: number }>();
   for (const c of state.candidates) {
     const key = recipeKey(c.recipe, formatVnm(c.config));
-    shapeOf.set(key, c.recipe);
     const list = byWeight.get(key) ?? [];
     const r = requestOf.get(c);
     if (r) {
@@ -111,16 +112,17 @@ export async function calibrate(
   const scoring = new Map<string, WeightScoring>();
   for (const [key, list] of byWeight) {
     if (list.length === 0) continue;
-    const { outFeatures, inFeatures } = shapeOf.get(key)!;
-    scoring.set(key, combine(list, score, outputErrorRows(MAX_ROWS_PER_ACTIVATION, outFeatures, inFeatures)));
+    scoring.set(key, combine(list, score, MAX_ROWS_PER_ACTIVATION));
   }
   state.scoring = scoring;
   return {
     source: source.kind, description: source.description, dataFree: source.dataFree, samples: source.count, runs,
     observedLayers: state.candidates.length - unobserved.length, unobservedLayers: unobserved, rowsPerActivation: rows,
-    digest: hash.digest("hex"), ms: performance.now() - t0,
+    digest: hash.digest("hex"), ms: performance.now() - t0, cpuMs: cpuMs(process.cpuUsage(cpu0)),
   };
 }
+
+const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
 
 /** Norms over the union of the activations' tokens, and up to `maxRows` of their rows. */
 function combine(list: ActivationStats[], kind: ScoreKind, maxRows: number): WeightScoring {

@@ -6,7 +6,7 @@ import { gatherValues } from "../vnm/pack.js";
 import { selectVnm } from "../vnm/select.js";
 import { absScores, elementSize, toFloat32 } from "./float-view.js";
 import type { Scratch } from "./scratch.js";
-import { computeScores, layerOutputError, outputErrorRows, type ScoreKind, type WeightScoring } from "./scores.js";
+import { computeScores, layerOutputError, outputErrorPlan, type ScoreKind, type WeightScoring } from "./scores.js";
 import { storedWeight, type WeightRecipe } from "./weight-recipe.js";
 
 /** Where a weight's bytes come from, in a form that can be sent to a worker thread. */
@@ -43,8 +43,8 @@ export interface PruneOutput {
   alreadySparse: boolean;
   nonzerosBefore: number;
   nonzerosAfter: number;
-  /** ‖X·Wᵀ − X·(W⊙mask)ᵀ‖ / ‖X·Wᵀ‖ on `rows` calibration rows, when rows were given. */
-  outputError?: { relError: number; rows: number };
+  /** ‖X·Wᵀ − X·(W⊙mask)ᵀ‖ / ‖X·Wᵀ‖ on `rows` calibration rows and `channels` output channels, when rows were given. */
+  outputError?: { relError: number; rows: number; channels: number };
   ms: number;
 }
 
@@ -105,9 +105,10 @@ export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
   };
   const rows = job.scoring?.rows;
   if (rows && job.scoring!.rowCount) {
-    const r = outputErrorRows(job.scoring!.rowCount, out, inF);
+    const plan = outputErrorPlan(job.scoring!.rowCount, out, inF);
     const W = toFloat32(rawOutIn, recipe.dataType);
-    result.outputError = { relError: layerOutputError(W, out, inF, sel.src, twoG, rows, r), rows: r };
+    const relError = layerOutputError(W, out, inF, sel.src, twoG, rows, plan.rows, plan.stride);
+    result.outputError = { relError, rows: plan.rows, channels: plan.channels };
   }
   result.ms = performance.now() - t0;
   return result;

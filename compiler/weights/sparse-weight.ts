@@ -21,7 +21,7 @@ export interface PruneStats {
   nonzerosBefore: number;
   nonzerosAfter: number;
   /** Relative output error of the layer on calibration rows, when there were any. */
-  outputError?: { relError: number; rows: number };
+  outputError?: { relError: number; rows: number; channels: number };
   ms: number;
 }
 

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { DataType } from "../../compiler/ir/dtype.js";
 import { parseVnm } from "../../compiler/vnm/config.js";
 import { type PruneJob, runPruneJob } from "../../compiler/weights/prune-job.js";
-import { computeScores, layerOutputError, normalizedNorms, type ScoreKind } from "../../compiler/weights/scores.js";
+import { computeScores, layerOutputError, normalizedNorms, outputErrorPlan, type ScoreKind } from "../../compiler/weights/scores.js";
 import { bruteForceBest, checkVnmPattern, denseFromPacked, seededRandom } from "../support/vnm-reference.js";
 
 /** The scores by their definitions (background.md), in float64, straight from W and the norms. */
@@ -132,5 +132,25 @@ describe("importance scores (magnitude, Wanda, RIA)", () => {
     expect(o.outputError!.rows).to.equal(r);
     expect(o.outputError!.relError).to.be.closeTo(Math.sqrt(e2 / y2), 1e-6);
     expect(layerOutputError(W, out, inF, new Int32Array(out * 2 * 2).fill(-1), 4, X, r), "everything pruned").to.be.closeTo(1, 1e-12);
+    // On every 5th output channel only (channels 0, 5, 10), as large layers are measured.
+    let e2s = 0, y2s = 0;
+    for (let t = 0; t < r; t++) {
+      for (let i = 0; i < out; i += 5) {
+        let y = 0, yp = 0;
+        for (let k = 0; k < inF; k++) {
+          y += X[t * inF + k]! * W[i * inF + k]!;
+          yp += X[t * inF + k]! * P[i * inF + k]!;
+        }
+        y2s += y * y;
+        e2s += (y - yp) ** 2;
+      }
+    }
+    expect(layerOutputError(W, out, inF, o.src, 2 * Math.ceil(inF / 8), X, r, 5)).to.be.closeTo(Math.sqrt(e2s / y2s), 1e-6);
+  });
+
+  it("bound the output error's work on large layers by measuring every s-th output channel", () => {
+    expect(outputErrorPlan(256, 256, 704)).to.deep.equal({ rows: 256, stride: 1, channels: 256 });
+    expect(outputErrorPlan(256, 4096, 4096)).to.deep.equal({ rows: 256, stride: 64, channels: 64 });
+    expect(outputErrorPlan(10, 11008, 4096)).to.deep.equal({ rows: 10, stride: 7, channels: 1573 });
   });
 });
