@@ -58,8 +58,10 @@ export const RUNTIME_LABEL: Record<RuntimeKind, string> = {
   dense: "dense original (onnxruntime-node)",
 };
 
-function firstLine(e: unknown): string {
-  return String((e as Error)?.message ?? e).split("\n")[0]!.trim().replace(/\.$/, "");
+/** onnxruntime's message on one line (its details often follow on the next lines), without a final period. */
+function oneLine(e: unknown): string {
+  const m = String((e as Error)?.message ?? e).replace(/\s+/g, " ").trim().replace(/\.$/, "");
+  return m.length > 400 ? `${m.slice(0, 400)}…` : m;
 }
 
 /**
@@ -79,7 +81,7 @@ export async function openSession(kind: RuntimeKind, path: string, threads: numb
     return { kind, label: RUNTIME_LABEL[kind], createMs: performance.now() - t0, run: (f) => s.run(f), release: () => s.release() };
   } catch (e) {
     if (e instanceof VnmcError) throw e;
-    throw new VnmcError(Codes.RUNTIME_LOAD, `onnxruntime could not load '${path}' (${RUNTIME_LABEL[kind]}): ${firstLine(e)}.`);
+    throw new VnmcError(Codes.RUNTIME_LOAD, `onnxruntime could not load '${path}' (${RUNTIME_LABEL[kind]}): ${oneLine(e)}.`);
   }
 }
 
@@ -89,7 +91,7 @@ export async function runOnce(s: AnySession, feeds: Record<string, ort.Tensor>, 
   } catch (e) {
     throw new VnmcError(
       Codes.RUNTIME_RUN,
-      `onnxruntime could not run '${path}' (${s.label}) on generated inputs: ${firstLine(e)}; give input shapes with --shape name=1x128.`,
+      `onnxruntime could not run '${path}' (${s.label}) on generated inputs: ${oneLine(e)}; give input shapes with --shape name=1x128.`,
     );
   }
 }
