@@ -1,3 +1,6 @@
+import type { Model } from "../ir/model.js";
+import type { Node } from "../ir/node.js";
+import type { Value } from "../ir/value.js";
 import { decodeBf16, decodeF16 } from "../numeric/half.js";
 
 export interface OutputComparison {
@@ -47,9 +50,12 @@ export class OutputAccumulator {
   private dot = 0;
   private rows = 0;
   private same = 0;
-  private classLike = true;
+  private classLike: boolean;
 
-  constructor(readonly name: string) {}
+  /** `classLike`: the output holds class scores on its last axis (top-1 agreement is measured). */
+  constructor(readonly name: string, classLike = true) {
+    this.classLike = classLike;
+  }
 
   add(got: ArrayLike<number>, ref: ArrayLike<number>, dims: readonly number[]): void {
     let { maxAbs, maxRef, diff2, ref2, got2, dot } = this;
@@ -70,6 +76,7 @@ export class OutputAccumulator {
     this.got2 = got2;
     this.dot = dot;
     const classes = dims[dims.length - 1] ?? 0;
+    if (!this.classLike) return;
     if (dims.length >= 2 && classes >= 2 && classes <= MAX_CLASSES) {
       const rows = ref.length / classes;
       for (let r = 0; r < rows; r++) if (argmax(got, r * classes, classes) === argmax(ref, r * classes, classes)) this.same++;
@@ -93,8 +100,8 @@ export class OutputAccumulator {
   }
 }
 
-export function compareOutputs(name: string, got: Float64Array, ref: Float64Array, dims: readonly number[]): OutputComparison {
-  const acc = new OutputAccumulator(name);
+export function compareOutputs(name: string, got: Float64Array, ref: Float64Array, dims: readonly number[], classLike = true): OutputComparison {
+  const acc = new OutputAccumulator(name, classLike);
   acc.add(got, ref, dims);
   return acc.result();
 }
@@ -103,4 +110,37 @@ function argmax(a: ArrayLike<number>, start: number, n: number): number {
   let best = 0;
   for (let i = 1; i < n; i++) if (a[start + i]! > a[start + best]!) best = i;
   return best;
+}
+
+/** Ops a class-score output may pass through after the layer that computes it. */
+const PASS_THROUGH = new Set(["Add", "Reshape", "Identity", "Flatten", "Squeeze", "Unsqueeze", "Cast", "Mul", "Div"]);
+/** Ops that compute class scores (a linear head, or a normalisation of scores). */
+const HEADS = new Set(["MatMul", "Gemm", "Softmax", "LogSoftmax", "Sigmoid", "com.vnmc::VNMSparseGemm"]);
+
+/**
+ * Names of the graph outputs that look like class scores: named so (logits, probs, scores, ...), or
+ * computed by a linear head or a softmax, possibly followed by a bias, reshape or scaling. Hidden
+ * states (after a norm or an activation) are not: their argmax means nothing.
+ */
+export function classifierOutputs(model: Model): Set<string> {
+  const out = new Set<string>();
+  for (const v of model.graph.outputs) {
+    if (/logit|prob|class|score|pred/i.test(v.name)) {
+      out.add(v.name);
+      continue;
+    }
+    let cur: Value | null = v;
+    for (let steps = 0; cur && steps < 8; steps++) {
+      const p: Node | null = cur.producer;
+      if (!p) break;
+      if (HEADS.has(p.qualifiedType)) {
+        out.add(v.name);
+        break;
+      }
+      if (!PASS_THROUGH.has(p.qualifiedType)) break;
+      // Follow the non-constant input (the bias or scale of an Add/Mul is a constant).
+      cur = p.inputs.find((x) => x && !x.initializer && x.producer?.opType !== "Constant") ?? null;
+    }
+  }
+  return out;
 }

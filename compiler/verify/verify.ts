@@ -3,7 +3,7 @@ import { Codes, VnmcError } from "../diagnostics.js";
 import type { Model } from "../ir/model.js";
 import type { CalibrationSource } from "../calibration/samples.js";
 import { feedsOf } from "../calibration/collect.js";
-import { asFloat, compareOutputs, OutputAccumulator, type OutputComparison } from "./compare.js";
+import { asFloat, classifierOutputs, compareOutputs, OutputAccumulator, type OutputComparison } from "./compare.js";
 import { inputSpecs, randomFeeds, type InputSpec, type TensorCtor } from "./random-inputs.js";
 
 export interface ModelSource {
@@ -61,14 +61,14 @@ function firstLine(e: unknown): string {
   return String((e as Error)?.message ?? e).split("\n")[0]!.replace(/\.$/, "");
 }
 
-function comparisons(got: Record<string, ort.Tensor>, ref: Record<string, ort.Tensor>): OutputComparison[] {
+function comparisons(got: Record<string, ort.Tensor>, ref: Record<string, ort.Tensor>, classLike: Set<string>): OutputComparison[] {
   const out: OutputComparison[] = [];
   for (const name of Object.keys(ref).sort()) {
     const r = ref[name]!, g = got[name];
     if (!g) continue;
     const rf = asFloat(r.type, r.data), gf = asFloat(g.type, g.data);
     if (!rf || !gf || rf.length !== gf.length) continue;
-    out.push(compareOutputs(name, gf, rf, r.dims));
+    out.push(compareOutputs(name, gf, rf, r.dims, classLike.has(name)));
   }
   return out;
 }
@@ -90,17 +90,18 @@ export async function verifyModels(
   const yOriginal = await runModel(original, feeds);
   const yPruned = await runModel(prunedDense, feeds);
   const yCompiled = await runModel(compiled, feeds);
-  const packing = comparisons(yCompiled, yPruned);
+  const classLike = classifierOutputs(model);
+  const packing = comparisons(yCompiled, yPruned, classLike);
   const halfPrecision = Object.values(yPruned).some((t) => t.type === "float16" || (t.type as string) === "bfloat16");
   const tolerance = halfPrecision ? 2e-2 : 1e-4;
   const result: VerificationResult = {
     inputs,
     packing,
-    pruning: comparisons(yCompiled, yOriginal),
+    pruning: comparisons(yCompiled, yOriginal, classLike),
     tolerance,
     passed: packing.every((c) => c.maxRelError <= tolerance),
   };
-  if (calibration) result.calibration = await compareOnSamples(original, compiled, calibration);
+  if (calibration) result.calibration = await compareOnSamples(original, compiled, calibration, classLike);
   return result;
 }
 
@@ -108,7 +109,7 @@ export async function verifyModels(
  * Runs the original and the compiled model on every calibration sample, one at a time, and compares
  * their float outputs (accumulated over the samples, nothing kept).
  */
-export async function compareOnSamples(original: ModelSource, compiled: ModelSource, source: CalibrationSource): Promise<CalibrationQuality> {
+export async function compareOnSamples(original: ModelSource, compiled: ModelSource, source: CalibrationSource, classLike: Set<string>): Promise<CalibrationQuality> {
   const [a, b] = [await openSession(original), await openSession(compiled)];
   const acc = new Map<string, OutputAccumulator>();
   try {
@@ -128,7 +129,7 @@ export async function compareOnSamples(original: ModelSource, compiled: ModelSou
         const rf = asFloat(r.type, r.data), gf = asFloat(g.type, g.data);
         if (!rf || !gf || rf.length !== gf.length) continue;
         let x = acc.get(name);
-        if (!x) acc.set(name, (x = new OutputAccumulator(name)));
+        if (!x) acc.set(name, (x = new OutputAccumulator(name, classLike.has(name))));
         x.add(gf, rf, r.dims);
       }
     }
