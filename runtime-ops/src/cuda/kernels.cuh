@@ -137,63 +137,96 @@ __device__ __forceinline__ void column_pair(const Params& p, int blk, int g, int
 
 // =====================================================================================================
 // Decode path (T <= 16). Each CTA of 4 warps owns one 64-row tile and a range of k32 steps; each warp
-// streams a contiguous sub-range of steps through its own cp.async ring in shared memory (kDecodeStages
-// steps in flight: A fragments 2 KB + metadata 256 B + the step's column indices), so the bytes in
-// flight do not cost registers; per step it builds the B fragments by gathering the 4 kept activations
-// of each (block, group) and runs mma.sp. The grid is sized to one wave (occupancy API).
+// streams a contiguous sub-range of steps (weights read once with 16-byte coalesced streaming loads,
+// the next batch of steps loaded while the current one computes), builds the B fragments by gathering
+// the 4 kept activations of each (block, group) and runs mma.sp. The grid is sized to one wave.
 // Activations: T == 1 straight from A; T >= 2 from At2[K][8] (u32 = tokens j and j+8 of column k, built
 // by pairs_kernel), so that one 32-byte sector holds a column's 16 tokens and a lane fetches the two
 // tokens it needs with one load. Warps reduce through shared memory; CTAs of one row tile through fp32
 // atomics into a scratch that the last CTA finalises and leaves zeroed.
 // =====================================================================================================
 constexpr int kDecodeWarps = 4;
-constexpr int kDecodeStages = 4;
 
-template <bool SHARED_B, bool WIN>
-struct DecodeCfg {
-  static constexpr int NB = SHARED_B ? 1 : 4;              // distinct blocks (B operands) per step
-  static constexpr int kColBytesPerBlock = WIN ? 32 : 128;  // 8 groups x (4 u8 offsets | 4 int32)
-  static constexpr int kStageBytes = 2048 + 256 + NB * kColBytesPerBlock;
-  static constexpr int kRingBytes = kDecodeStages * kStageBytes;
-  static constexpr int kSmemBytes = kDecodeWarps * kRingBytes;
+template <bool SHARED_B, bool WIN, int P>
+struct DecodeBatch {
+  static constexpr int NB = SHARED_B ? 1 : 4;
+  uint4 a[P][4];
+  uint2 e[P];
+  int col[P][NB][4][2];
 };
 
-template <bool SHARED_B, bool WIN>
-__device__ __forceinline__ void decode_issue(const Params& p, unsigned char* slot, int64_t unit, int s,
-                                             const int (&blk)[DecodeCfg<SHARED_B, WIN>::NB], int lane) {
-  using C = DecodeCfg<SHARED_B, WIN>;
-  const uint32_t dst = smem_u32(slot);
-  const uint4* a = p.vals + unit * 128;
+template <bool SHARED_B, bool WIN, int P>
+__device__ __forceinline__ void decode_load(const Params& p, DecodeBatch<SHARED_B, WIN, P>& w, int64_t unit0, int s0,
+                                            int s_end, const int (&blk)[DecodeBatch<SHARED_B, WIN, P>::NB],
+                                            int lane) {
+  constexpr int NB = DecodeBatch<SHARED_B, WIN, P>::NB;
+  const int tid = lane & 3, h = tid & 1;
 #pragma unroll
-  for (int k = 0; k < 4; ++k) cp_async16(dst + (lane + 32 * k) * 16, a + lane + 32 * k);
-  if (lane < 16) cp_async16(dst + 2048 + lane * 16, reinterpret_cast<const uint4*>(p.meta + unit * 32) + lane);
-  constexpr int kChunks = C::kColBytesPerBlock / 16;  // per block
+  for (int u = 0; u < P; ++u) {
+    const int s = s0 + u;
+    if (s < s_end) {
+      const uint4* src = p.vals + (unit0 + s) * 128 + lane;
 #pragma unroll
-  for (int b = 0; b < C::NB; ++b) {
-    if (lane < kChunks) {
-      const void* src;
-      if constexpr (WIN)
-        src = p.wofs + static_cast<int64_t>(blk[b]) * p.Gp + 8 * s + 4 * lane;
-      else
-        src = p.cols + (static_cast<int64_t>(blk[b]) * p.Gp + 8 * s) * 4 + 4 * lane;
-      cp_async16(dst + 2304 + b * C::kColBytesPerBlock + lane * 16, src);
+      for (int i = 0; i < 4; ++i) w.a[u][i] = ld_stream(src + i * 32);
+      w.e[u] = ld_stream(p.meta + (unit0 + s) * 32 + lane);
+#pragma unroll
+      for (int b = 0; b < NB; ++b)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) column_pair<WIN>(p, blk[b], 8 * s + 2 * j + (tid >> 1), h, w.col[u][b][j][0], w.col[u][b][j][1]);
+    }
+  }
+}
+
+template <bool BF16, int NT, bool SHARED_B, bool WIN, bool PAIRS, int P>
+__device__ __forceinline__ void decode_compute(const Params& p, const DecodeBatch<SHARED_B, WIN, P>& w, int s0,
+                                               int s_end, const uint16_t* __restrict__ A,
+                                               const uint32_t* __restrict__ At2, int T, int lane,
+                                               float (&acc)[4][NT][4]) {
+  constexpr int NB = DecodeBatch<SHARED_B, WIN, P>::NB;
+  const int gid = lane >> 2;
+#pragma unroll
+  for (int u = 0; u < P; ++u) {
+    if (s0 + u >= s_end) break;
+    uint32_t bf[NB][NT][4];
+#pragma unroll
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if constexpr (PAIRS) {
+          const uint32_t w0 = __ldg(At2 + static_cast<int64_t>(w.col[u][b][j][0]) * 8 + gid);
+          const uint32_t w1 = __ldg(At2 + static_cast<int64_t>(w.col[u][b][j][1]) * 8 + gid);
+          bf[b][0][j] = __byte_perm(w0, w1, 0x5410);                  // tokens gid
+          if constexpr (NT == 2) bf[b][NT - 1][j] = __byte_perm(w0, w1, 0x7632);  // tokens gid + 8
+        } else {
+          const bool ok = gid < T;
+          const uint16_t* row = A + static_cast<int64_t>(ok ? gid : 0) * p.K;
+          const uint32_t lo = ok ? __ldg(row + w.col[u][b][j][0]) : 0u;
+          const uint32_t hi = ok ? __ldg(row + w.col[u][b][j][1]) : 0u;
+          bf[b][0][j] = lo | (hi << 16);
+        }
+      }
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      mma_sp<BF16, 0>(acc[0][n], w.a[u][0], bf[0][n], w.e[u].x);
+      mma_sp<BF16, 1>(acc[1][n], w.a[u][1], bf[SHARED_B ? 0 : 1][n], w.e[u].x);
+      mma_sp<BF16, 0>(acc[2][n], w.a[u][2], bf[SHARED_B ? 0 : 2][n], w.e[u].y);
+      mma_sp<BF16, 1>(acc[3][n], w.a[u][3], bf[SHARED_B ? 0 : 3][n], w.e[u].y);
     }
   }
 }
 
 template <bool BF16, int NT, bool SHARED_B, bool WIN, bool PAIRS>
-__global__ void __launch_bounds__(kDecodeWarps * 32)
+__global__ void __launch_bounds__(kDecodeWarps * 32, 3)
     decode_kernel(Params p, const uint16_t* __restrict__ A, const uint32_t* __restrict__ At2, int T,
                   uint16_t* __restrict__ Y, float* __restrict__ part, unsigned* __restrict__ counters, int ksplit) {
-  using C = DecodeCfg<SHARED_B, WIN>;
-  constexpr int NB = C::NB;
-  constexpr int R = kDecodeStages;
-  static_assert(C::kSmemBytes >= kDecodeWarps * NT * 8 * 64 * 4, "reduction buffer fits in the rings");
-  __shared__ __align__(128) unsigned char smem[C::kSmemBytes];
+  constexpr int P = SHARED_B ? 2 : 1;  // steps per batch; two batches in flight
+  using Batch = DecodeBatch<SHARED_B, WIN, P>;
+  constexpr int NB = Batch::NB;
+  __shared__ float red[kDecodeWarps][NT * 8][64];
   __shared__ int s_last;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int gid = lane >> 2, tid = lane & 3, h = tid & 1;
+  const int gid = lane >> 2, tid = lane & 3;
   const int q = blockIdx.x / ksplit;
   const int ks = blockIdx.x - q * ksplit;
   const int parts = ksplit * kDecodeWarps;
@@ -213,70 +246,18 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][n][c] = 0.f;
 
-  unsigned char* ring = smem + warp * C::kRingBytes;
   const int64_t unit0 = static_cast<int64_t>(q) * p.S;
-#pragma unroll
-  for (int j = 0; j < R - 1; ++j) {
-    if (s_begin + j < s_end) decode_issue<SHARED_B, WIN>(p, ring + j * C::kStageBytes, unit0 + s_begin + j, s_begin + j, blk, lane);
-    cp_async_commit();
+  Batch w0, w1;
+  decode_load<SHARED_B, WIN, P>(p, w0, unit0, s_begin, s_end, blk, lane);
+  for (int s0 = s_begin; s0 < s_end; s0 += 2 * P) {
+    decode_load<SHARED_B, WIN, P>(p, w1, unit0, s0 + P, s_end, blk, lane);
+    decode_compute<BF16, NT, SHARED_B, WIN, PAIRS, P>(p, w0, s0, s_end, A, At2, T, lane, acc);
+    if (s0 + P >= s_end) break;
+    decode_load<SHARED_B, WIN, P>(p, w0, unit0, s0 + 2 * P, s_end, blk, lane);
+    decode_compute<BF16, NT, SHARED_B, WIN, PAIRS, P>(p, w1, s0 + P, s_end, A, At2, T, lane, acc);
   }
-  const int kmax = static_cast<int>(p.K) - 1;
-  int slot = 0, wslot = R - 1;
-  for (int s = s_begin; s < s_end; ++s) {
-    cp_async_wait<R - 2>();
-    __syncwarp();
-    if (s + R - 1 < s_end) decode_issue<SHARED_B, WIN>(p, ring + wslot * C::kStageBytes, unit0 + s + R - 1, s + R - 1, blk, lane);
-    cp_async_commit();
-    wslot = wslot + 1 == R ? 0 : wslot + 1;
-    const unsigned char* st = ring + slot * C::kStageBytes;
-    slot = slot + 1 == R ? 0 : slot + 1;
 
-    uint4 a[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) a[i] = reinterpret_cast<const uint4*>(st)[lane + 32 * i];
-    const uint2 e = reinterpret_cast<const uint2*>(st + 2048)[lane];
-    uint32_t bf[NB][NT][4];
-#pragma unroll
-    for (int b = 0; b < NB; ++b)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int gl = 2 * j + (tid >> 1);  // group within the step
-        int c0, c1;
-        if constexpr (WIN) {
-          const uint32_t w = reinterpret_cast<const uint32_t*>(st + 2304 + b * C::kColBytesPerBlock)[gl] >> (16 * h);
-          const int base = (8 * s + gl) * p.M;
-          c0 = min(base + static_cast<int>(w & 0xffu), kmax);  // padded groups (g >= G) have zero values
-          c1 = min(base + static_cast<int>((w >> 8) & 0xffu), kmax);
-        } else {
-          const int2 c = reinterpret_cast<const int2*>(st + 2304 + b * C::kColBytesPerBlock)[gl * 2 + h];
-          c0 = c.x;
-          c1 = c.y;
-        }
-        if constexpr (PAIRS) {
-          const uint32_t w0 = __ldg(At2 + static_cast<int64_t>(c0) * 8 + gid);
-          const uint32_t w1 = __ldg(At2 + static_cast<int64_t>(c1) * 8 + gid);
-          bf[b][0][j] = __byte_perm(w0, w1, 0x5410);                              // token gid
-          if constexpr (NT == 2) bf[b][NT - 1][j] = __byte_perm(w0, w1, 0x7632);  // token gid + 8
-        } else {
-          const bool ok = gid < T;
-          const uint16_t* row = A + static_cast<int64_t>(ok ? gid : 0) * p.K;
-          const uint32_t lo = ok ? __ldg(row + c0) : 0u;
-          const uint32_t hi = ok ? __ldg(row + c1) : 0u;
-          bf[b][0][j] = lo | (hi << 16);
-        }
-      }
-#pragma unroll
-    for (int n = 0; n < NT; ++n) {
-      mma_sp<BF16, 0>(acc[0][n], a[0], bf[0][n], e.x);
-      mma_sp<BF16, 1>(acc[1][n], a[1], bf[SHARED_B ? 0 : 1][n], e.x);
-      mma_sp<BF16, 0>(acc[2][n], a[2], bf[SHARED_B ? 0 : 2][n], e.y);
-      mma_sp<BF16, 1>(acc[3][n], a[3], bf[SHARED_B ? 0 : 3][n], e.y);
-    }
-  }
-  cp_async_wait<0>();
-  __syncthreads();  // every warp is done with its ring: reuse the shared memory for the reduction
-
-  float (*red)[NT * 8][64] = reinterpret_cast<float (*)[NT * 8][64]>(smem);
+  // Reduce the warps of this CTA.
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
