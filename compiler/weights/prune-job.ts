@@ -53,10 +53,18 @@ export function jobFor(recipe: WeightRecipe, config: VnmConfig, scoring?: Weight
   const source: WeightSource =
     base instanceof ExternalFileTensor
       ? { kind: "file", path: base.path, offset: base.offset, length: base.byteLength }
-      : { kind: "bytes", bytes: base.read() };
+      : { kind: "bytes", bytes: ownBuffer(base.read()) };
   const job: PruneJob = { source, baseType: base.dataType, baseDims: [...base.dims], recipe: rest, config };
   if (scoring) job.scoring = scoring;
   return job;
+}
+
+/**
+ * The bytes in an ArrayBuffer of their own: posting a view to a worker copies its whole buffer, and
+ * an embedded weight is a view of the entire model file.
+ */
+function ownBuffer(view: Uint8Array): Uint8Array {
+  return view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? view : new Uint8Array(view);
 }
 
 function sourceTensor(job: PruneJob): TensorData {
