@@ -623,7 +623,7 @@ napi_value Release(napi_env env, napi_callback_info info) {
 // ---- readBandwidth: the memory-bandwidth floor for benchmarks ---------------------------------------
 // Streams a buffer much larger than the caches with `threads` threads (each reads its own slice,
 // first-touched by itself) and returns the best rate over `reps` passes, in GB/s (1e9 bytes/s).
-uint64_t sum_slice(const uint64_t* p, size_t n) {
+uint64_t sum_slice_portable(const uint64_t* p, size_t n) {
   uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -632,6 +632,35 @@ uint64_t sum_slice(const uint64_t* p, size_t n) {
   }
   for (; i < n; ++i) a0 += p[i];
   return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// 256-bit loads, four independent integer accumulators (1-cycle adds): the read rate, not the adds.
+__attribute__((target("avx2"))) uint64_t sum_slice_avx2(const uint64_t* p, size_t n) {
+  typedef long long v4 __attribute__((vector_size(32)));
+  v4 a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    v4 x0, x1, x2, x3;
+    std::memcpy(&x0, p + i, 32);
+    std::memcpy(&x1, p + i + 4, 32);
+    std::memcpy(&x2, p + i + 8, 32);
+    std::memcpy(&x3, p + i + 12, 32);
+    a0 += x0; a1 += x1; a2 += x2; a3 += x3;
+  }
+  v4 a = a0 + a1 + a2 + a3;
+  uint64_t r = static_cast<uint64_t>(a[0] + a[1] + a[2] + a[3]);
+  for (; i < n; ++i) r += p[i];
+  return r;
+}
+#endif
+
+uint64_t sum_slice(const uint64_t* p, size_t n) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return sum_slice_avx2(p, n);
+#endif
+  return sum_slice_portable(p, n);
 }
 
 napi_value ReadBandwidth(napi_env env, napi_callback_info info) {
