@@ -8,7 +8,7 @@ import type { CompileState } from "../compile-state.js";
 import { Codes, type DiagnosticSink } from "../diagnostics.js";
 import type { Model } from "../ir/model.js";
 import { formatVnm } from "../vnm/config.js";
-import type { ScoreKind, WeightScoring } from "../weights/scores.js";
+import { OUTPUT_ERROR_ROWS, type ScoreKind, type WeightScoring } from "../weights/scores.js";
 import { recipeKey } from "../weights/weight-recipe.js";
 import type { ActivationStats } from "./activation-stats.js";
 import { type ActivationRequest, collectActivationStats, requestKey } from "./collect.js";
@@ -37,7 +37,8 @@ export interface CalibrationSummary {
 
 /** Bytes all kept calibration rows may take together (rows per activation shrink to fit, to 16). */
 export const ROW_BUDGET_BYTES = 256 << 20;
-export const MAX_ROWS_PER_ACTIVATION = 256;
+/** Rows kept per activation: as many as a layer output error uses. */
+export const MAX_ROWS_PER_ACTIVATION = OUTPUT_ERROR_ROWS;
 export const MIN_ROWS_PER_ACTIVATION = 16;
 
 /** The rows each activation keeps, so that all of them fit ROW_BUDGET_BYTES. */
@@ -112,7 +113,7 @@ export async function calibrate(
   const scoring = new Map<string, WeightScoring>();
   for (const [key, list] of byWeight) {
     if (list.length === 0) continue;
-    scoring.set(key, combine(list, score, MAX_ROWS_PER_ACTIVATION));
+    scoring.set(key, combine(list, score, OUTPUT_ERROR_ROWS));
   }
   state.scoring = scoring;
   return {

@@ -104,14 +104,17 @@ function ria(a: Float32Array, s: Float32Array, colInv: Float64Array, rowInv: Flo
 }
 
 /**
- * Multiply-adds the layer output error may spend on one weight. Past it, the error is measured on
- * every s-th output channel (all kept rows): on a 4096 x 4096 weight with 256 rows, 64 channels,
- * about a fifth of the time the selection takes. Layers up to 256K weights use every channel.
+ * Work bound of the layer output error: at most OUTPUT_ERROR_ROWS calibration rows and
+ * OUTPUT_ERROR_BUDGET multiply-adds per weight; past that it looks at every s-th output channel. On
+ * a 1024 x 2816 weight that is 128 rows x 94 channels, about half the time of the selection; on
+ * 4096 x 4096, 128 rows x 64 channels, a sixth. Layers up to 256K weights use every channel.
  */
-export const OUTPUT_ERROR_BUDGET = 1 << 26;
+export const OUTPUT_ERROR_BUDGET = 1 << 25;
+export const OUTPUT_ERROR_ROWS = 128;
 
-/** Which part of Y = X·Wᵀ the output error of an [out, in] weight looks at, for `rows` rows. */
-export function outputErrorPlan(rows: number, out: number, inF: number): { rows: number; stride: number; channels: number } {
+/** Which part of Y = X·Wᵀ the output error of an [out, in] weight looks at, given `available` rows. */
+export function outputErrorPlan(available: number, out: number, inF: number): { rows: number; stride: number; channels: number } {
+  const rows = Math.min(available, OUTPUT_ERROR_ROWS);
   const stride = Math.max(1, Math.ceil((rows * out * inF) / OUTPUT_ERROR_BUDGET));
   return { rows, stride, channels: Math.ceil(out / stride) };
 }

@@ -149,8 +149,9 @@ describe("importance scores (magnitude, Wanda, RIA)", () => {
   });
 
   it("bound the output error's work on large layers by measuring every s-th output channel", () => {
-    expect(outputErrorPlan(256, 256, 704)).to.deep.equal({ rows: 256, stride: 1, channels: 256 });
-    expect(outputErrorPlan(256, 4096, 4096)).to.deep.equal({ rows: 256, stride: 64, channels: 64 });
-    expect(outputErrorPlan(10, 11008, 4096)).to.deep.equal({ rows: 10, stride: 7, channels: 1573 });
+    expect(outputErrorPlan(256, 256, 704)).to.deep.equal({ rows: 128, stride: 1, channels: 256 });
+    expect(outputErrorPlan(100, 256, 704)).to.deep.equal({ rows: 100, stride: 1, channels: 256 });
+    expect(outputErrorPlan(256, 4096, 4096)).to.deep.equal({ rows: 128, stride: 64, channels: 64 });
+    expect(outputErrorPlan(10, 11008, 4096)).to.deep.equal({ rows: 10, stride: 14, channels: 787 });
   });
 });
