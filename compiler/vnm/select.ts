@@ -15,15 +15,23 @@
  *    a few thresholds (row order statistics near the typical 2nd/3rd kept score) are combined with min.
  *    The thresholds may be approximate (any t gives a valid bound), only the bound arithmetic needs
  *    a rounding allowance, which `tol` covers with a wide margin.
- *  - The per-subset and per-threshold loops run as WebAssembly SIMD (select-kernels.ts).
+ *  - The work runs as WebAssembly SIMD (select-kernels.ts): every group of M real columns of a block
+ *    goes from float32 scores to src/meta/columns in one call (load, bounds, search, evaluation,
+ *    row assignment); JS handles a last partial group, padding rows and error messages.
+ *  - The kernels and their scratch memory are cached per (V, M) and reused across calls; callers can
+ *    pass the output arrays too (SelectOptions.buffers), since first touch of fresh memory is
+ *    expensive in some VMs.
  */
 import { packedShape, validateVnm, type VnmConfig } from './config.js';
 import {
   createSearchKernels,
   D_STRIDE,
+  EVALUATE_ALL_UP_TO_M,
   type SearchKernels,
+  sortingNetwork,
   SUFFIX_STRIDE,
   subsetKey,
+  thresholdRanks,
 } from './select-kernels.js';
 
 export type SelectionRule = 'exhaustive' | 'colsum';
@@ -55,29 +63,54 @@ export interface SelectOptions {
    * the plain JS loops. Both give identical selections (tests compare them).
    */
   kernels?: 'auto' | 'js';
+  /**
+   * Arrays to write the selection into instead of allocating fresh ones (first touch of fresh
+   * memory is expensive in some VMs). Each one long enough is used: the result's array is then a
+   * view of its first `length` elements (the rest is left alone), so it aliases the buffer and
+   * is overwritten by the next call given the same buffer. Too short ones are ignored. Their
+   * contents need not be cleared: every element of the view is written.
+   */
+  buffers?: SelectBuffers;
+}
+
+export interface SelectBuffers {
+  /** At least R * 2G elements (see selectionSizes). */
+  src?: Int32Array;
+  /** At least (R / V) * G * 4 elements. */
+  columns?: Int32Array;
+  /** At least R * ceil(G / 2) bytes. */
+  meta?: Uint8Array;
+}
+
+/** Element counts of a selection's arrays, e.g. to size SelectOptions.buffers. */
+export function selectionSizes(
+  outFeatures: number,
+  inFeatures: number,
+  cfg: VnmConfig,
+): { src: number; columns: number; meta: number } {
+  const { R, G, blocks, metaBytesPerRow } = packedShape(outFeatures, inFeatures, cfg);
+  return { src: R * 2 * G, columns: blocks * G * 4, meta: R * metaBytesPerRow };
 }
 
 /** Nibble of a padding row (p0 = 0, p1 = 1), a valid code whose values are all zero. */
 const PADDING_ROW_CODE = 0 | (1 << 2);
 
-/**
- * Meta nibble (p0 | p1 << 2) of the two positions a row keeps, indexed by the six comparisons
- * x_p >= x_q (p < q) of its four slot scores, bits in the order 01, 02, 03, 12, 13, 23. A position
- * beaten by fewer than two others is kept: the two largest, ties going to the lower position.
- */
-const CODE_OF_BEATS = new Uint8Array(64);
-{
-  const pairs = [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]] as const;
-  for (let bits = 0; bits < 64; bits++) {
-    const beaten = [0, 0, 0, 0];
-    pairs.forEach(([p, q], k) => {
-      if ((bits >> k) & 1) beaten[q]!++;
-      else beaten[p]!++;
-    });
-    const kept = [0, 1, 2, 3].filter((p) => beaten[p]! < 2);
-    // Patterns that no real scores produce (cycles) keep any valid code.
-    CODE_OF_BEATS[bits] = kept.length === 2 ? kept[0]! | (kept[1]! << 2) : 0 | (1 << 2);
+/** Kernels by V, M and kind, reused across calls (each holds its own scratch memory). */
+const kernelCache = new Map<string, SearchKernels>();
+
+function cachedKernels(v: number, m: number, preferWasm: boolean): SearchKernels {
+  const key = `${v}:${m}:${preferWasm ? 'auto' : 'js'}`;
+  let kernels = kernelCache.get(key);
+  if (kernels === undefined) {
+    kernels = createSearchKernels(v, m, preferWasm);
+    kernelCache.set(key, kernels);
   }
+  return kernels;
+}
+
+/** `buffer`'s first n elements when it has that many, else a fresh array. */
+function outputInt32(buffer: Int32Array | undefined, n: number): Int32Array {
+  return buffer !== undefined && buffer.length >= n ? buffer.subarray(0, n) : new Int32Array(n);
 }
 
 /**
@@ -105,22 +138,42 @@ export function selectVnm(
   const { v, m } = cfg;
   const { R, G, blocks, metaBytesPerRow } = packedShape(outFeatures, inFeatures, cfg);
   const K = inFeatures;
-  const columns = new Int32Array(blocks * G * 4);
-  const src = new Int32Array(R * 2 * G); // real rows are written by assignRows, padding rows below
-  const meta = new Uint8Array(R * metaBytesPerRow);
-  const search = new BlockGroupSearch(v, m, createSearchKernels(v, m, options.kernels !== 'js'));
+  const buffers = options.buffers;
+  const columns = outputInt32(buffers?.columns, blocks * G * 4);
+  const src = outputInt32(buffers?.src, R * 2 * G);
+  const metaBytes = R * metaBytesPerRow;
+  const meta = buffers?.meta !== undefined && buffers.meta.length >= metaBytes ? buffers.meta.subarray(0, metaBytes) : new Uint8Array(metaBytes);
+  const kernels = cachedKernels(v, m, options.kernels !== 'js');
+  const search = new BlockGroupSearch(v, m, kernels);
   const chosen = new Int32Array(4); // local column (0..M-1) per slot, -1 for a padding slot
   const slotColumn = new Int32Array(4); // absolute column per slot
   let keptScore = 0;
   let totalScore = 0;
 
+  const fullGroups = Math.floor(K / m);
+  const sums = new Float64Array(2);
+
   for (let b = 0; b < blocks; b++) {
     const row0 = b * v;
     const nRows = Math.min(v, outFeatures - row0);
-    for (let g = 0; g < G; g++) {
+    kernels.beginBlock(score, K, G, row0, nRows, src, meta);
+    let g = 0;
+    if (kernels.runGroups !== undefined && fullGroups > 0) {
+      sums[0] = totalScore;
+      sums[1] = keptScore;
+      const done = kernels.runGroups(rule, fullGroups, columns, b * G * 4, sums);
+      if (done < fullGroups) throwInvalid(score, K, row0, nRows, done * m, m);
+      totalScore = sums[0];
+      keptScore = sums[1];
+      g = fullGroups;
+    }
+    for (; g < G; g++) {
       const c0 = g * m;
       const mReal = Math.min(m, K - c0);
-      totalScore += search.load(score, K, row0, nRows, c0, mReal);
+      const total = search.load(c0, mReal);
+      if (!(total >= 0)) throwInvalid(score, K, row0, nRows, c0, mReal);
+      if (total === Infinity) throw invalidScore(-1, Infinity);
+      totalScore += total;
 
       if (mReal >= 4) {
         if (rule === 'exhaustive') search.chooseExhaustive(nRows, mReal, chosen);
@@ -131,17 +184,37 @@ export function selectVnm(
       }
       const at = (b * G + g) * 4;
       for (let p = 0; p < 4; p++) columns[at + p] = slotColumn[p]!;
-      keptScore += search.assignRows(nRows, chosen, slotColumn, row0, g, G, src, meta, metaBytesPerRow);
+      keptScore += kernels.assignGroup(g, chosen, slotColumn);
     }
-    // Padding rows: a valid code, zero values.
-    src.fill(-1, (row0 + nRows) * 2 * G, (row0 + v) * 2 * G);
-    for (let r = row0 + nRows; r < row0 + v; r++) {
-      for (let g = 0; g < G; g++) {
-        meta[r * metaBytesPerRow + (g >> 1)]! |= PADDING_ROW_CODE << ((g & 1) << 2);
-      }
-    }
+    kernels.endBlock();
+    if (nRows < v) writePaddingRows(src, meta, row0 + nRows, row0 + v, G, metaBytesPerRow);
   }
   return { outFeatures, inFeatures, v, m, rows: R, groups: G, columns, src, meta, keptScore, totalScore };
+}
+
+/** Padding rows [from, to): a valid code, zero values. */
+function writePaddingRows(src: Int32Array, meta: Uint8Array, from: number, to: number, G: number, metaBytesPerRow: number): void {
+  src.fill(-1, from * 2 * G, to * 2 * G);
+  meta.fill(PADDING_ROW_CODE | (PADDING_ROW_CODE << 4), from * metaBytesPerRow, to * metaBytesPerRow);
+  if ((G & 1) !== 0) {
+    for (let r = from; r < to; r++) meta[r * metaBytesPerRow + metaBytesPerRow - 1] = PADDING_ROW_CODE;
+  }
+}
+
+/** Throws for the first negative or NaN score of a block-group (row by row), as found by a kernel. */
+function throwInvalid(score: Float32Array, K: number, row0: number, nRows: number, c0: number, mReal: number): never {
+  for (let i = 0; i < nRows; i++) {
+    const off = (row0 + i) * K + c0;
+    for (let j = 0; j < mReal; j++) {
+      const x = score[off + j]!;
+      if (!(x >= 0)) throw invalidScore(off + j, x);
+    }
+  }
+  // No negative or NaN score: the sum is infinite.
+  let total = 0;
+  for (let i = 0; i < nRows; i++) for (let j = 0; j < mReal; j++) total += score[(row0 + i) * K + c0 + j]!;
+  if (total === Infinity) throw invalidScore(-1, Infinity);
+  throw new Error('selectVnm: a kernel reported an invalid score that is not there');
 }
 
 function invalidScore(index: number, x: number): RangeError {
@@ -168,60 +241,13 @@ function paddedGroupSlots(K: number, c0: number, mReal: number, chosen: Int32Arr
   }
 }
 
-/** Comparators (i < j) of a descending sorting network on n inputs (Batcher odd-even merge). */
-function sortingNetwork(n: number): Int32Array {
-  let size = 1;
-  while (size < n) size *= 2;
-  const pairs: number[] = [];
-  for (let p = 1; p < size; p *= 2) {
-    for (let k = p; k >= 1; k = Math.floor(k / 2)) {
-      for (let j = k % p; j + k < size; j += 2 * k) {
-        for (let i = 0; i < k && i + j + k < size; i++) {
-          if (Math.floor((i + j) / (2 * p)) === Math.floor((i + j + k) / (2 * p))) {
-            // Inputs past n stand for -inf at the end: their comparators never move anything.
-            if (i + j + k < n) pairs.push(i + j, i + j + k);
-          }
-        }
-      }
-    }
-  }
-  return Int32Array.from(pairs);
-}
-
-/**
- * Ranks (1-based, descending) of the per-row order statistics used as Lagrangian thresholds.
- * A random 4-subset's 2nd and 3rd best fall near global ranks 0.4M..0.6M, the winning subsets'
- * a little higher; ranks M/4+1 .. M/2+1 measured best (fewest subsets left to evaluate).
- */
-function thresholdRanks(mReal: number): Int32Array {
-  const lo = Math.max(2, Math.round(mReal / 4) + 1);
-  const hi = Math.min(mReal, Math.round(mReal / 2) + 1);
-  const count = Math.min(5, hi - lo + 1);
-  const ranks: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const k = count === 1 ? lo : Math.round(lo + ((hi - lo) * i) / (count - 1));
-    if (!ranks.includes(k)) ranks.push(k);
-  }
-  return Int32Array.from(ranks);
-}
-
-/** Up to this many real columns, every subset is evaluated: bounds would cost more than they save. */
-const EVALUATE_ALL_UP_TO_M = 6;
-
 /** Scratch and search for one (block, group) at a time; buffers are reused across groups. */
 class BlockGroupSearch {
   private readonly v: number;
   private readonly kernels: SearchKernels;
-  /** The kernels' scores, column-major: s[j * v + i] for local column j, row i. */
-  private readonly s: Float64Array;
-  /** Local column index of the all -1 column that padding slots rank by (the next one is all 0). */
-  private readonly paddingColumn: number;
   private readonly networks = new Map<number, Int32Array>();
   private readonly ranks = new Map<number, Int32Array>();
   private readonly colSum: Float64Array;
-  private readonly slotSrc = new Int32Array(4);
-  private readonly slotOffset = new Int32Array(4);
-  private readonly slotWorth = new Int32Array(4);
   /** The starting subset found by prepareBounds. */
   private startKey = 0;
   /** Sum of the scores loaded last. */
@@ -230,40 +256,19 @@ class BlockGroupSearch {
   constructor(v: number, m: number, kernels: SearchKernels) {
     this.v = v;
     this.kernels = kernels;
-    this.s = kernels.s;
-    this.paddingColumn = m;
     this.colSum = new Float64Array(m);
   }
 
-  /**
-   * Copies the block-group's scores into the kernels' scratch (plus a zero row when nRows is odd:
-   * the kernels work on row pairs) and returns their sum. Rejects negative, NaN and infinite scores.
-   */
-  load(score: Float32Array, K: number, row0: number, nRows: number, c0: number, mReal: number): number {
-    const s = this.s;
-    const v = this.v;
-    let total = 0;
-    for (let i = 0; i < nRows; i++) {
-      const off = (row0 + i) * K + c0;
-      let rowSum = 0;
-      for (let j = 0; j < mReal; j++) {
-        const x = score[off + j]!;
-        if (!(x >= 0)) throw invalidScore(off + j, x);
-        s[j * v + i] = x;
-        rowSum += x;
-      }
-      total += rowSum;
-    }
-    // Any +inf makes the sum infinite (the sum of finite float32 values cannot overflow a double).
-    if (total === Infinity) throw invalidScore(-1, Infinity);
-    if ((nRows & 1) !== 0) for (let j = 0; j < mReal; j++) s[j * v + nRows] = 0;
+  /** Loads a group of the current block into the kernels (see SearchKernels.loadGroup). */
+  load(c0: number, mReal: number): number {
+    const total = this.kernels.loadGroup(c0, mReal);
     this.loadedTotal = total;
     return total;
   }
 
   /** The 4 columns with the largest summed score over the block's rows (ties: lower column). */
   chooseByColumnSum(nRows: number, mReal: number, chosen: Int32Array): void {
-    const s = this.s;
+    const s = this.kernels.s;
     const v = this.v;
     const colSum = this.colSum;
     for (let j = 0; j < mReal; j++) {
@@ -402,59 +407,6 @@ class BlockGroupSearch {
       }
     }
     return nt;
-  }
-
-  /**
-   * Per row, the 2 of the block's 4 slots it keeps: the largest two scores, real columns before
-   * padding slots, then the lower position. Writes src and meta; returns the kept score.
-   */
-  assignRows(
-    nRows: number,
-    chosen: Int32Array,
-    slotColumn: Int32Array,
-    row0: number,
-    g: number,
-    G: number,
-    src: Int32Array,
-    meta: Uint8Array,
-    metaBytesPerRow: number,
-  ): number {
-    const s = this.s;
-    const v = this.v;
-    const { slotSrc, slotOffset, slotWorth } = this;
-    for (let p = 0; p < 4; p++) {
-      const real = chosen[p]! >= 0;
-      slotSrc[p] = real ? slotColumn[p]! : -1;
-      // Padding slots rank by the all -1 column (below every real score, so real columns win)
-      // and are worth the all 0 column.
-      slotOffset[p] = (real ? chosen[p]! : this.paddingColumn) * v;
-      slotWorth[p] = (real ? chosen[p]! : this.paddingColumn + 1) * v;
-    }
-    const o0 = slotOffset[0]!;
-    const o1 = slotOffset[1]!;
-    const o2 = slotOffset[2]!;
-    const o3 = slotOffset[3]!;
-    const shift = (g & 1) << 2;
-    const metaCol = g >> 1;
-    let kept = 0;
-    for (let i = 0; i < nRows; i++) {
-      const x0 = s[o0 + i]!;
-      const x1 = s[o1 + i]!;
-      const x2 = s[o2 + i]!;
-      const x3 = s[o3 + i]!;
-      // Branch-free comparisons (p beats q when x_p >= x_q, p < q) pick the nibble from a table.
-      const beats = +(x0 >= x1) | (+(x0 >= x2) << 1) | (+(x0 >= x3) << 2) | (+(x1 >= x2) << 3) | (+(x1 >= x3) << 4) | (+(x2 >= x3) << 5);
-      const code = CODE_OF_BEATS[beats]!;
-      const p0 = code & 3;
-      const p1 = code >> 2;
-      const r = row0 + i;
-      const so = r * 2 * G + 2 * g;
-      src[so] = slotSrc[p0]!;
-      src[so + 1] = slotSrc[p1]!;
-      meta[r * metaBytesPerRow + metaCol]! |= code << shift;
-      kept += s[slotWorth[p0]! + i]! + s[slotWorth[p1]! + i]!;
-    }
-    return kept;
   }
 }
 

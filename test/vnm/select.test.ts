@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { VnmConfig } from '../../compiler/vnm/config.js';
-import { selectVnm, type SelectionRule, type VnmSelection } from '../../compiler/vnm/select.js';
+import { selectionSizes, selectVnm, type SelectionRule, type VnmSelection } from '../../compiler/vnm/select.js';
 import { createSearchKernels, D_STRIDE } from '../../compiler/vnm/select-kernels.js';
 import { bruteForceBest, bruteForceGroups, seededRandom } from '../support/vnm-reference.js';
 
@@ -225,6 +225,97 @@ describe('vnm/select', () => {
         expect(a.meta).to.deep.equal(b.meta);
         expect(a.keptScore).to.equal(b.keptScore);
       }
+    }
+  });
+
+  it('builds valid WebAssembly kernels across V and M (each module is specialised to both)', () => {
+    for (const v of [8, 64, 256]) {
+      for (const m of [4, 5, 6, 7, 8, 9, 13, 16, 32]) expect(createSearchKernels(v, m).kind, `${v}:2:${m}`).to.equal('wasm');
+    }
+  });
+
+  it('gives identical selections with both kernels on large blocks (whole-block WebAssembly path)', () => {
+    const cases: Array<[v: number, m: number, out: number, inF: number]> = [
+      [64, 8, 64 * 3 - 1, 8 * 9 + 3],
+      [64, 7, 128, 7 * 6],
+      [128, 12, 130, 12 * 3 + 5],
+      [32, 8, 95, 8 * 8],
+      [64, 5, 70, 5 * 7 + 2],
+      [256, 16, 256, 32],
+    ];
+    let seed = 2000;
+    for (const [v, m, out, inF] of cases) {
+      for (const kind of ['float', 'heavy', 'int'] as const) {
+        const score = scores(out * inF, seed++, kind);
+        for (const rule of ['exhaustive', 'colsum'] as SelectionRule[]) {
+          const label = `${v}:2:${m} ${out}x${inF} ${kind} ${rule}`;
+          const a = selectVnm(score, out, inF, cfg(v, m), rule);
+          const b = selectVnm(score, out, inF, cfg(v, m), rule, { kernels: 'js' });
+          expect(a.columns, label).to.deep.equal(b.columns);
+          expect(a.src, label).to.deep.equal(b.src);
+          expect(a.meta, label).to.deep.equal(b.meta);
+          expect(a.keptScore, label).to.equal(b.keptScore);
+          expect(a.totalScore, label).to.equal(b.totalScore);
+          expect(structuralProblems(a), label).to.deep.equal([]);
+        }
+      }
+    }
+  });
+
+  it('writes into caller buffers when they are long enough, with the same results', () => {
+    const shapes: Array<[v: number, m: number, out: number, inF: number]> = [
+      [16, 8, 16 * 3 - 5, 8 * 5 + 3], // odd group count, padding rows
+      [64, 8, 64, 64],
+      [8, 5, 9, 11],
+    ];
+    let seed = 3000;
+    for (const [v, m, out, inF] of shapes) {
+      const sizes = selectionSizes(out, inF, cfg(v, m));
+      for (const kernels of ['auto', 'js'] as const) {
+        for (const rule of ['exhaustive', 'colsum'] as SelectionRule[]) {
+          const score = scores(out * inF, seed++, 'heavy');
+          const fresh = selectVnm(score, out, inF, cfg(v, m), rule, { kernels });
+          expect(sizes).to.deep.equal({ src: fresh.src.length, columns: fresh.columns.length, meta: fresh.meta.length });
+          // Stale contents everywhere, longer than needed.
+          const buffers = {
+            src: new Int32Array(sizes.src + 5).fill(77),
+            columns: new Int32Array(sizes.columns + 1).fill(-9),
+            meta: new Uint8Array(sizes.meta + 3).fill(0xff),
+          };
+          const sel = selectVnm(score, out, inF, cfg(v, m), rule, { kernels, buffers });
+          expect(sel.src.buffer).to.equal(buffers.src.buffer);
+          expect(sel.columns.buffer).to.equal(buffers.columns.buffer);
+          expect(sel.meta.buffer).to.equal(buffers.meta.buffer);
+          expect(sel.src.length).to.equal(sizes.src);
+          expect(sel).to.deep.equal(fresh);
+          expect(buffers.src[sizes.src]).to.equal(77); // past the view: left alone
+          expect(buffers.meta[sizes.meta]).to.equal(0xff);
+          // Reused for another weight, then too short ones are ignored.
+          const again = selectVnm(scores(out * inF, seed++, 'float'), out, inF, cfg(v, m), rule, { kernels, buffers });
+          expect(structuralProblems(again)).to.deep.equal([]);
+          const short = { src: new Int32Array(sizes.src - 1), meta: new Uint8Array(1) };
+          const other = selectVnm(score, out, inF, cfg(v, m), rule, { kernels, buffers: short });
+          expect(other.src.buffer).to.not.equal(short.src.buffer);
+          expect(other).to.deep.equal(fresh);
+        }
+      }
+    }
+  });
+
+  it('reports the first bad score in a large block like the per-group path does', () => {
+    const out = 70;
+    const inF = 64;
+    for (const [at, bad] of [[0, NaN], [65 * 64 + 63, -1], [3 * 64 + 40, -Infinity]] as const) {
+      for (const kernels of ['auto', 'js'] as const) {
+        const score = scores(out * inF, 11, 'float');
+        score[at] = bad;
+        expect(() => selectVnm(score, out, inF, cfg(64, 8), 'exhaustive', { kernels }), `${at}`).to.throw(RangeError, `element ${at} is ${bad}`);
+      }
+    }
+    const score = scores(out * inF, 12, 'float');
+    score[100] = Infinity;
+    for (const kernels of ['auto', 'js'] as const) {
+      expect(() => selectVnm(score, out, inF, cfg(64, 8), 'colsum', { kernels })).to.throw(RangeError, /an element is infinite/);
     }
   });
 
