@@ -43,8 +43,7 @@ async function openSession(src: ModelSource): Promise<ort.InferenceSession> {
   }
 }
 
-async function runModel(src: ModelSource, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-  const session = await openSession(src);
+async function runOn(session: ort.InferenceSession, src: ModelSource, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
   try {
     return await session.run(feeds);
   } catch (e) {
@@ -52,6 +51,13 @@ async function runModel(src: ModelSource, feeds: Record<string, ort.Tensor>): Pr
       Codes.VERIFY_RUNTIME,
       `onnxruntime could not run the ${src.label} model on generated inputs: ${firstLine(e)}. Give input shapes with --shape name=1x128, or use --no-verify.`,
     );
+  }
+}
+
+async function runModel(src: ModelSource, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+  const session = await openSession(src);
+  try {
+    return await runOn(session, src, feeds);
   } finally {
     await session.release();
   }
@@ -87,22 +93,34 @@ export async function verifyModels(
 ): Promise<VerificationResult> {
   const inputs = inputSpecs(model, shapes);
   const feeds = randomFeeds(inputs, ort.Tensor as unknown as TensorCtor);
-  const yOriginal = await runModel(original, feeds);
   const yPruned = await runModel(prunedDense, feeds);
-  const yCompiled = await runModel(compiled, feeds);
-  const classLike = classifierOutputs(model);
-  const packing = comparisons(yCompiled, yPruned, classLike);
-  const halfPrecision = Object.values(yPruned).some((t) => t.type === "float16" || (t.type as string) === "bfloat16");
-  const tolerance = halfPrecision ? 2e-2 : 1e-4;
-  const result: VerificationResult = {
-    inputs,
-    packing,
-    pruning: comparisons(yCompiled, yOriginal, classLike),
-    tolerance,
-    passed: packing.every((c) => c.maxRelError <= tolerance),
-  };
-  if (calibration) result.calibration = await compareOnSamples(original, compiled, calibration, classLike);
-  return result;
+  // The original and the compiled model stay loaded for the calibration samples (loading a large
+  // model costs more than running it on a few samples).
+  const a = await openSession(original);
+  try {
+    const b = await openSession(compiled);
+    try {
+      const yOriginal = await runOn(a, original, feeds);
+      const yCompiled = await runOn(b, compiled, feeds);
+      const classLike = classifierOutputs(model);
+      const packing = comparisons(yCompiled, yPruned, classLike);
+      const halfPrecision = Object.values(yPruned).some((t) => t.type === "float16" || (t.type as string) === "bfloat16");
+      const tolerance = halfPrecision ? 2e-2 : 1e-4;
+      const result: VerificationResult = {
+        inputs,
+        packing,
+        pruning: comparisons(yCompiled, yOriginal, classLike),
+        tolerance,
+        passed: packing.every((c) => c.maxRelError <= tolerance),
+      };
+      if (calibration) result.calibration = await compareSessions(a, b, calibration, classLike);
+      return result;
+    } finally {
+      await b.release();
+    }
+  } finally {
+    await a.release();
+  }
 }
 
 /**
@@ -110,32 +128,40 @@ export async function verifyModels(
  * their float outputs (accumulated over the samples, nothing kept).
  */
 export async function compareOnSamples(original: ModelSource, compiled: ModelSource, source: CalibrationSource, classLike: Set<string>): Promise<CalibrationQuality> {
-  const [a, b] = [await openSession(original), await openSession(compiled)];
-  const acc = new Map<string, OutputAccumulator>();
+  const a = await openSession(original);
   try {
-    for (let s = 0; s < source.count; s++) {
-      const sample = source.sample(s);
-      const feeds = feedsOf(sample.inputs);
-      let ref, got;
-      try {
-        ref = await a.run(feeds);
-        got = await b.run(feeds);
-      } catch (e) {
-        throw new VnmcError(Codes.VERIFY_RUNTIME, `onnxruntime could not run the models on calibration sample '${sample.label}': ${firstLine(e)}. Use --no-verify to skip verification.`);
-      }
-      for (const name of Object.keys(ref).sort()) {
-        const r = ref[name]!, g = got[name];
-        if (!g) continue;
-        const rf = asFloat(r.type, r.data), gf = asFloat(g.type, g.data);
-        if (!rf || !gf || rf.length !== gf.length) continue;
-        let x = acc.get(name);
-        if (!x) acc.set(name, (x = new OutputAccumulator(name, classLike.has(name))));
-        x.add(gf, rf, r.dims);
-      }
+    const b = await openSession(compiled);
+    try {
+      return await compareSessions(a, b, source, classLike);
+    } finally {
+      await b.release();
     }
   } finally {
     await a.release();
-    await b.release();
+  }
+}
+
+async function compareSessions(a: ort.InferenceSession, b: ort.InferenceSession, source: CalibrationSource, classLike: Set<string>): Promise<CalibrationQuality> {
+  const acc = new Map<string, OutputAccumulator>();
+  for (let s = 0; s < source.count; s++) {
+    const sample = source.sample(s);
+    const feeds = feedsOf(sample.inputs);
+    let ref, got;
+    try {
+      ref = await a.run(feeds);
+      got = await b.run(feeds);
+    } catch (e) {
+      throw new VnmcError(Codes.VERIFY_RUNTIME, `onnxruntime could not run the models on calibration sample '${sample.label}': ${firstLine(e)}. Use --no-verify to skip verification.`);
+    }
+    for (const name of Object.keys(ref).sort()) {
+      const r = ref[name]!, g = got[name];
+      if (!g) continue;
+      const rf = asFloat(r.type, r.data), gf = asFloat(g.type, g.data);
+      if (!rf || !gf || rf.length !== gf.length) continue;
+      let x = acc.get(name);
+      if (!x) acc.set(name, (x = new OutputAccumulator(name, classLike.has(name))));
+      x.add(gf, rf, r.dims);
+    }
   }
   return { samples: source.count, dataFree: source.dataFree, outputs: [...acc.values()].map((x) => x.result()) };
 }
