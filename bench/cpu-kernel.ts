@@ -64,13 +64,22 @@ mkdirSync(dir, { recursive: true });
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const OPSET = [{ domain: "", version: 18 }];
 
+/** A copy of float32 bytes whose first element is changed by copy number c (c = 0: unchanged). */
+function distinctCopy(bytes: Uint8Array, c: number): Uint8Array {
+  if (c === 0) return bytes;
+  const out = bytes.slice();
+  const f = new Float32Array(out.buffer, 0, 1);
+  f[0] = f[0]! + c * 1e-3;
+  return out;
+}
+
 /** The dense single-layer model X[t,K] · W[K,N] (MatMul layout of a Linear N×K), random weights. */
 function denseLayer(N: number, K: number, copies: number, w: Uint8Array): Model {
   const g = new Graph("dense", new NameScope());
   const X = g.createValue("X", { elemType: DataType.FLOAT, shape: ["t", K] });
   g.inputs.push(X);
   for (let c = 0; c < copies; c++) {
-    const W = g.addInitializer(`W${c}`, new InMemoryTensor(DataType.FLOAT, [K, N], w));
+    const W = g.addInitializer(`W${c}`, new InMemoryTensor(DataType.FLOAT, [K, N], distinctCopy(w, c)));
     const Y = g.createValue(`Y${c}`, { elemType: DataType.FLOAT, shape: ["t", N] });
     g.addNode({ opType: "MatMul", inputs: [X, W], outputs: [Y], name: `fc${c}` });
     g.outputs.push(Y);
@@ -112,7 +121,8 @@ function sparseLayer(p: Packed, N: number, K: number, copies: number): Model {
   const X = g.createValue("X", { elemType: DataType.FLOAT, shape: ["t", K] });
   g.inputs.push(X);
   for (let c = 0; c < copies; c++) {
-    const ins = p.inputs.map((x) => (x.data ? g.addInitializer(`${x.name}_${c}`, x.data) : null));
+    // values differ per copy (one element), so that no content-based sharing can merge the copies.
+    const ins = p.inputs.map((x, i) => (x.data ? g.addInitializer(`${x.name}_${c}`, i === 0 ? new InMemoryTensor(x.data.dataType, x.data.dims, distinctCopy(x.data.read(), c)) : x.data) : null));
     while (ins.length && ins[ins.length - 1] === null) ins.pop();
     const Y = g.createValue(`Y${c}`, { elemType: DataType.FLOAT, shape: ["t", N] });
     g.addNode({ opType: "VNMSparseGemm", domain: "com.vnmc", inputs: [X, ...ins], outputs: [Y], name: `fc${c}`, attributes: Object.entries(p.attrs).map(([k, v]) => intAttr(k, v)) });
