@@ -31,6 +31,8 @@ const { values: o } = parseArgs({
     vnm: { type: "string", default: "16:2:8,32:2:5" },
     kinds: { type: "string", default: "mlp,bert,vit,llama,llama-large" },
     dir: { type: "string", default: "/tmp/vnmc-calib-bench" },
+    /** "quality": scores vs held-out error (default); "cost": what calibration adds to a compile. */
+    mode: { type: "string", default: "quality" },
   },
 });
 
@@ -70,8 +72,40 @@ async function heldOutError(original: string, compiled: string, shapes: Record<s
   return { relL2: r.relL2Error, cosine: r.cosine, top1: r.top1Agreement };
 }
 
+/**
+ * Cost mode: compiles without verification, without calibration and with random:N for each N of
+ * --samples (comma-separated), then one verified compile without and with the largest N (the
+ * verification runs the original and compiled model on every sample). Wall and CPU seconds.
+ */
+async function cost(): Promise<void> {
+  const counts = o.samples!.split(",").map(Number);
+  const vnm = o.vnm!.split(",")[0]!;
+  console.log(`# ${new Date().toISOString().slice(0, 10)}, ${cpus().length} x ${cpus()[0]?.model}, Node ${process.version}, ${vnm}, score wanda`);
+  console.log("| model | tokens/sample | calibration | compile s (CPU s) | calibrate s (CPU s) | onnxruntime runs | prune s (sum of jobs) |");
+  console.log("|---|---|---|---|---|---|---|");
+  const run = async (input: string, s: Setup, calib: string | undefined, verify: boolean) => {
+    const cpu0 = process.cpuUsage();
+    const { report } = await compileFile(input, { vnm, minSize: 0, output: join(o.dir!, "cost.vnm.onnx"), calib, score: calib ? "wanda" : undefined, shapes: s.shapes, verify });
+    const cpu = process.cpuUsage(cpu0);
+    return { report, cpuS: (cpu.user + cpu.system) / 1e6 };
+  };
+  for (const name of o.kinds!.split(",")) {
+    const s = SETUPS[name]!;
+    const input = join(o.dir!, `${name}.onnx`);
+    writeModelFile(buildModel(s.kind, s.opts), input);
+    const tokens = Object.values(s.shapes)[0]!.slice(0, -1).reduce((a, b) => a * b, 1);
+    for (const [calib, verify] of [[undefined, false], ...counts.map((n) => [`random:${n}`, false]), [undefined, true], [`random:${Math.max(...counts)}`, true]] as Array<[string | undefined, boolean]>) {
+      const { report, cpuS } = await run(input, s, calib, verify);
+      const c = report.calibration;
+      const prune = [...new Map(report.layers.filter((l) => l.status !== "dense").map((l) => [l.weight, l.pruneMs ?? 0])).values()].reduce((a, b) => a + b, 0);
+      console.log(`| ${name} | ${name === "vit" ? "(images)" : tokens} | ${calib ?? "none"}${verify ? ", verified" : ""} | ${(report.totals.compileMs / 1000).toFixed(2)} (${cpuS.toFixed(2)}) | ${c ? `${(c.ms / 1000).toFixed(2)} (${(c.cpuMs / 1000).toFixed(2)})` : "-"} | ${c ? c.runs : "-"} | ${(prune / 1000).toFixed(2)} |`);
+    }
+  }
+}
+
 async function main(): Promise<void> {
   mkdirSync(o.dir!, { recursive: true });
+  if (o.mode === "cost") return cost();
   const samples = Number(o.samples);
   const heldout = Number(o.heldout);
   console.log(`# ${new Date().toISOString().slice(0, 10)}, ${cpus().length} x ${cpus()[0]?.model}, Node ${process.version}, calibration random:${samples}, held-out ${heldout}`);
