@@ -151,8 +151,6 @@ function table(headers: string[], rows: string[][]): string {
   return [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
 }
 
-const sci = (x: number | undefined) => (x === undefined ? "-" : x.toExponential(2));
-
 function statusText(l: LayerRow): string {
   if (l.status === "dense") return `dense: ${l.reason} [${l.code}]`;
   const shared = l.sharedWith ? ` (shares weight with ${l.sharedWith.join(", ")})` : "";
@@ -170,7 +168,7 @@ export function renderReport(rep: CompileReport): string {
   const rows = rep.layers.map((l) => {
     const cells = [l.node, l.weightShape ? l.weightShape.join("x") : "-", l.vnm ?? "-", pct(l.sparsity), pct(l.keptMagnitude)];
     if (scored) cells.push(l.status === "dense" ? "-" : (l.score ?? "-"), pct(l.keptScore ?? null));
-    if (calibrated) cells.push(sci(l.outputError));
+    if (calibrated) cells.push(l.outputError === undefined ? "-" : pct(l.outputError));
     cells.push(statusText(l));
     return cells;
   });
