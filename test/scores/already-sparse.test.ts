@@ -6,6 +6,8 @@ import { DataType } from "../../compiler/ir/dtype.js";
 import { InMemoryTensor } from "../../compiler/ir/tensor.js";
 import { readModelFile } from "../../compiler/serde/read.js";
 import { writeModelFile } from "../../compiler/serde/write.js";
+import { parseVnm } from "../../compiler/vnm/config.js";
+import { runPruneJob } from "../../compiler/weights/prune-job.js";
 import { buildModel } from "../../models/index.js";
 import { normals } from "../support/calib-models.js";
 import { rebuiltLayers } from "../support/compiled-weights.js";
@@ -85,6 +87,25 @@ describe("already V:N:M-sparse weights are packed exactly, not pruned again", fu
       expect(report.verification?.passed).to.equal(true);
     });
   }
+
+  it("keeps a nonzero that plain |W| selection loses to float64 rounding (a denormal-only column at M = 8)", () => {
+    // The block uses columns 1, 2, 3 and 7; column 7 holds only 1e-40. By |W|, the subsets {0,1,2,3}
+    // and {1,2,3,7} tie in float64 and the lower one wins, dropping the denormal; the nonzero
+    // indicator keeps it.
+    const W = new Float32Array(64);
+    for (let o = 0; o < 8; o++) {
+      W[o * 8 + 1] = 0.5 + o / 10;
+      W[o * 8 + 2] = o % 2 ? 0.3 : 0;
+      W[o * 8 + 3] = o % 2 || o === 0 ? 0 : 0.4;
+    }
+    W[7] = 1e-40;
+    const out = runPruneJob({
+      source: { kind: "bytes", bytes: new Uint8Array(W.buffer.slice(0)) }, baseType: DataType.FLOAT, baseDims: [8, 8], config: parseVnm("8:2:8"),
+      recipe: { baseName: "W", transposed: false, dataType: DataType.FLOAT, scale: 1, outFeatures: 8, inFeatures: 8 },
+    });
+    expect([out.alreadySparse, out.nonzerosBefore, out.nonzerosAfter]).to.deep.equal([true, 16, 16]);
+    expect(Array.from(out.columns)).to.deep.equal([1, 2, 3, 7]);
+  });
 
   it("a builder model whose weights were pruned to 16:2:8 by a first compile compiles to the same weights again", async () => {
     const mlp = join(tmp.dir, "mlp.onnx");
