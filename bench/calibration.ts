@@ -2,7 +2,7 @@
  * What calibration costs and what each score buys, on the builder models. Not a test.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/calibration.js [--samples 16] [--vnm 16:2:8,32:2:5]
- *     [--kinds mlp,bert,vit,llama,llama-large] [--heldout 8] [--dir /tmp/vnmc-calib-bench]
+ *     [--kinds mlp,bert,vit,llama,llama-large] [--heldout 8] [--dir /tmp/vnmc-calib-bench] [--mode quality|cost|jobs]
  *
  * For each model: a compile without calibration (magnitude), then with `--calib random:N` for each
  * score; the compile's own timings (calibration, pruning, verification) and, on held-out random
@@ -21,7 +21,11 @@ import { readModelFile } from "../compiler/serde/read.js";
 import { writeModelFile } from "../compiler/serde/write.js";
 import { asFloat, OutputAccumulator } from "../compiler/verify/compare.js";
 import { inputSpecs, randomInputs } from "../compiler/verify/random-inputs.js";
-import type { ScoreKind } from "../compiler/weights/scores.js";
+import { DataType } from "../compiler/ir/dtype.js";
+import { parseVnm } from "../compiler/vnm/config.js";
+import { type PruneJob, runPruneJob } from "../compiler/weights/prune-job.js";
+import { Scratch } from "../compiler/weights/scratch.js";
+import { OUTPUT_ERROR_ROWS, type ScoreKind } from "../compiler/weights/scores.js";
 import { buildModel, type ModelKind } from "../models/index.js";
 
 const { values: o } = parseArgs({
@@ -103,9 +107,38 @@ async function cost(): Promise<void> {
   }
 }
 
+/** Jobs mode: CPU time of one prune job per score, with and without the layer output error. */
+function jobs(): void {
+  console.log("| weight | score | output error rows | CPU ms (best of 3) |");
+  console.log("|---|---|---|---|");
+  for (const [out, inF] of [[1024, 2816], [4096, 4096]] as const) {
+    const W = Float32Array.from({ length: out * inF }, (_, i) => Math.sin(i * 12.9898) * 0.02);
+    const norms = Float32Array.from({ length: inF }, (_, k) => 1 + (k % 7));
+    const rows = Float32Array.from({ length: OUTPUT_ERROR_ROWS * inF }, (_, i) => Math.cos(i * 0.37));
+    const scratch = new Scratch();
+    const job = (kind: ScoreKind, withRows: boolean): PruneJob => ({
+      source: { kind: "bytes", bytes: new Uint8Array(W.buffer) }, baseType: DataType.FLOAT, baseDims: [inF, out], config: parseVnm(o.vnm!.split(",")[0]!),
+      recipe: { baseName: "W", transposed: true, dataType: DataType.FLOAT, scale: 1, outFeatures: out, inFeatures: inF },
+      scoring: { kind, norms, rows: withRows ? rows : undefined, rowCount: withRows ? OUTPUT_ERROR_ROWS : undefined },
+    });
+    runPruneJob(job("wanda", true), scratch); // warm-up
+    for (const [kind, withRows] of [["magnitude", false], ["wanda", false], ["ria", false], ["magnitude", true], ["wanda", true]] as Array<[ScoreKind, boolean]>) {
+      let best = Infinity;
+      for (let i = 0; i < 3; i++) {
+        const c = process.cpuUsage();
+        runPruneJob(job(kind, withRows), scratch);
+        const u = process.cpuUsage(c);
+        best = Math.min(best, (u.user + u.system) / 1000);
+      }
+      console.log(`| ${out}x${inF} | ${kind} | ${withRows ? OUTPUT_ERROR_ROWS : "-"} | ${best.toFixed(0)} |`);
+    }
+  }
+}
+
 async function main(): Promise<void> {
   mkdirSync(o.dir!, { recursive: true });
   if (o.mode === "cost") return cost();
+  if (o.mode === "jobs") return jobs();
   const samples = Number(o.samples);
   const heldout = Number(o.heldout);
   console.log(`# ${new Date().toISOString().slice(0, 10)}, ${cpus().length} x ${cpus()[0]?.model}, Node ${process.version}, calibration random:${samples}, held-out ${heldout}`);
