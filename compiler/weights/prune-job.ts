@@ -92,6 +92,7 @@ export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
   );
   const floatScratch = (name: string) => (scratch ? new Float32Array(scratch.bytes(name, n * 4).buffer, 0, n) : undefined);
   const score = kind === "magnitude" ? absW : computeScores(absW, out, inF, kind, job.scoring?.norms, floatScratch("score2"));
+  // (Channel permutation, when it comes, searches on `score` here and selects on the permuted one.)
   // An already V:N:M weight is selected by an indicator of its nonzeros: the optimum then keeps
   // exactly all of them (integer sums, no rounding), whatever its values or activation norms.
   const alreadySparse = detectExistingVnm(absW, out, inF, job.config);
