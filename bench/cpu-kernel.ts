@@ -5,6 +5,7 @@
  *
  *   node dist/bench/cpu-kernel.js [--shapes 4096x4096,...] [--tokens 1,16,256] [--threads 1,2]
  *        [--vnm 64:2:8,64:2:5] [--min-ms 1500] [--min-iters 5] [--rotate-mb 384] [--json out.json] [--quick]
+ *   node dist/bench/cpu-kernel.js --report run1.json,run2.json      (table of saved runs, merged)
  *
  * Shapes are N×K (out × in features): Llama-7B 4096×4096, 11008×4096, 4096×11008, ViT-base
  * 768×3072, 3072×768. T tokens of activations X [T, K]. Each weight is random, pruned and packed
@@ -20,7 +21,7 @@
  * plus X and Y) divided by the best streaming-read rate measured in the same run
  * (measureReadBandwidth, 1 GiB, the same thread count). "floor" = floor time / measured time.
  */
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -47,6 +48,7 @@ const { values: o } = parseArgs({
     "rotate-mb": { type: "string", default: "384" },
     dir: { type: "string", default: join(tmpdir(), "vnmc-cpu-kernel-bench") },
     json: { type: "string" },
+    report: { type: "string" },
     quick: { type: "boolean", default: false },
     keep: { type: "boolean", default: false },
   },
@@ -165,8 +167,12 @@ async function timeInterleaved(runners: Runner[], feeds: Record<string, ort.Tens
   return runners.map((r) => ({ median: median(r.times), min: Math.min(...r.times) }));
 }
 
+type Row = Record<string, unknown>;
+interface RunResult { runtime: string; date: string; bandwidth: Record<number, number>; probes: Array<Record<number, number>>; results: Row[] }
+
+async function measure(): Promise<RunResult> {
 const rng = new Rng(42);
-const results: Array<Record<string, unknown>> = [];
+const results: Row[] = [];
 const started = Date.now();
 log(`onnxruntime ${nativeRuntimeVersion()} (onnxruntime-node ${ort.env.versions.node}); ${cpus().length} cores (${cpus()[0]?.model ?? "?"})`);
 
@@ -257,29 +263,54 @@ try {
 
 probeBandwidth("end");
 log(`total ${((Date.now() - started) / 1000).toFixed(0)} s; floors use ${threadCounts.map((t) => `${bandwidth[t]!.toFixed(1)} GB/s (${t} thread${t > 1 ? "s" : ""})`).join(", ")}`);
-for (const r of results) {
-  const bw = bandwidth[r.threads as number]! * 1e6; // bytes per ms
-  r.denseFloor = ((r.denseBytes as number) + (r.ioBytes as number)) / bw / (r.denseMs as number);
-  for (const p of patterns) r[`floor_${p}`] = ((r[`bytes_${p}`] as number) + (r.ioBytes as number)) / bw / (r[`ms_${p}`] as number);
+return { runtime: nativeRuntimeVersion(), date: new Date().toISOString(), bandwidth, probes, results };
 }
 
-// Markdown table: medians; speed-up = dense / sparse (medians, then best runs); floor = floor time / time.
-const TARGETS: Record<string, Record<number, number>> = { "64:2:8": { 1: 2.5, 16: 2, 256: 1.3 }, "64:2:5": { 1: 1.6 } };
-const head = ["N×K", "T", "thr", "dense ms (floor)", ...patterns.map((p) => `${p} ms (floor)`), ...patterns.map((p) => `${p} speed-up`)];
-const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
-for (const r of results) {
-  const cells = [String(r.shape).replace("x", "×"), String(r.T), String(r.threads), `${(r.denseMs as number).toFixed(3)} (${Math.round(100 * (r.denseFloor as number))}%)`];
-  for (const p of patterns) cells.push(`${(r[`ms_${p}`] as number).toFixed(3)} (${Math.round(100 * (r[`floor_${p}`] as number))}%)`);
-  for (const p of patterns) {
-    const s = r[`speedup_${p}`] as number, best = r[`speedupMin_${p}`] as number;
-    const target = TARGETS[p]?.[r.T as number];
-    const met = target !== undefined && s >= target;
-    cells.push(`${met ? "**" : ""}${s.toFixed(2)}×${met ? "**" : ""} / ${best.toFixed(2)}×${target === undefined ? "" : ` (target ${target}×${met ? "" : ": miss"})`}`);
+/**
+ * Markdown table of one or more runs (--report a.json,b.json merges runs made at different times on
+ * this shared machine): per cell the best run time over all runs (interference only adds time), the
+ * floor fraction from it (bandwidth: the best probe of all runs), the speed-up of the best times and,
+ * after the slash, the median of the per-run median speed-ups.
+ */
+function render(runs: RunResult[]): string {
+  const TARGETS: Record<string, Record<number, number>> = { "64:2:8": { 1: 2.5, 16: 2, 256: 1.3 }, "64:2:5": { 1: 1.6 } };
+  const bw: Record<number, number> = {};
+  for (const r of runs) for (const [t, v] of Object.entries(r.bandwidth)) bw[Number(t)] = Math.max(bw[Number(t)] ?? 0, v);
+  const cells = new Map<string, Row[]>();
+  for (const r of runs) for (const row of r.results) {
+    const key = `${row.shape}|${row.T}|${row.threads}`;
+    cells.set(key, [...(cells.get(key) ?? []), row]);
   }
-  lines.push(`| ${cells.join(" | ")} |`);
+  const pats = patterns.filter((p) => runs.some((r) => r.results.some((x) => x[`ms_${p}`] !== undefined)));
+  const head = ["N×K", "T", "thr", "dense ms (floor)", ...pats.map((p) => `${p} ms (floor)`), ...pats.map((p) => `${p} speed-up best / median`)];
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
+  for (const rows of cells.values()) {
+    const r0 = rows[0]!;
+    const bytesPerMs = bw[r0.threads as number]! * 1e6;
+    const best = (k: string) => Math.min(...rows.map((x) => x[k] as number));
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+    const dense = best("denseMinMs");
+    const floorPct = (bytes: number, ms: number) => `${Math.round((100 * (bytes + (r0.ioBytes as number))) / bytesPerMs / ms)}%`;
+    const line = [String(r0.shape).replace("x", "×"), String(r0.T), String(r0.threads), `${dense.toFixed(3)} (${floorPct(r0.denseBytes as number, dense)})`];
+    for (const p of pats) line.push(`${best(`minMs_${p}`).toFixed(3)} (${floorPct(r0[`bytes_${p}`] as number, best(`minMs_${p}`))})`);
+    for (const p of pats) {
+      const s = dense / best(`minMs_${p}`);
+      const m = med(rows.map((x) => x[`speedup_${p}`] as number));
+      const target = TARGETS[p]?.[r0.T as number];
+      const met = target !== undefined && s >= target;
+      line.push(`${met ? "**" : ""}${s.toFixed(2)}×${met ? "**" : ""} / ${m.toFixed(2)}×${target === undefined ? "" : ` (target ${target}×${met ? "" : ": miss"})`}`);
+    }
+    lines.push(`| ${line.join(" | ")} |`);
+  }
+  return lines.join("\n");
 }
-process.stdout.write(lines.join("\n") + "\n");
-if (o.json) {
-  const { writeFileSync } = await import("node:fs");
-  writeFileSync(o.json, JSON.stringify({ runtime: nativeRuntimeVersion(), bandwidth, probes, results }, null, 2) + "\n");
+
+let runs: RunResult[];
+if (o.report) {
+  runs = o.report.split(",").map((f) => JSON.parse(readFileSync(f, "utf8")) as RunResult);
+} else {
+  const run = await measure();
+  runs = [run];
+  if (o.json) writeFileSync(o.json, JSON.stringify(run, null, 2) + "\n");
 }
+process.stdout.write(render(runs) + "\n");
