@@ -2,7 +2,7 @@
  * What calibration costs and what each score buys, on the builder models. Not a test.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/calibration.js [--samples 16] [--vnm 16:2:8,32:2:5]
- *     [--kinds mlp,bert,vit,llama,llama-large] [--heldout 8] [--dir /tmp/vnmc-calib-bench] [--mode quality|cost|jobs]
+ *     [--kinds mlp,bert,vit,llama,llama-large] [--heldout 8] [--dir /tmp/vnmc-calib-bench] [--mode quality|cost|jobs|trained]
  *
  * For each model: a compile without calibration (magnitude), then with `--calib random:N` for each
  * score; the compile's own timings (calibration, pruning, verification) and, on held-out random
@@ -27,6 +27,7 @@ import { type PruneJob, runPruneJob } from "../compiler/weights/prune-job.js";
 import { Scratch } from "../compiler/weights/scratch.js";
 import { OUTPUT_ERROR_ROWS, type ScoreKind } from "../compiler/weights/scores.js";
 import { buildModel, type ModelKind } from "../models/index.js";
+import { evalCharLm, evalDigitsVit, trainedDir } from "../models/trained/eval.js";
 
 const { values: o } = parseArgs({
   options: {
@@ -135,9 +136,37 @@ function jobs(): void {
   }
 }
 
+/**
+ * Trained mode: the committed trained models (models/trained/), calibrated on their committed
+ * training-split samples, evaluated on their held-out eval data, for each score and V:N:M.
+ */
+async function trained(): Promise<void> {
+  const dir = trainedDir();
+  const models = [
+    { name: "charlm (perplexity)", file: "charlm.onnx", calib: "calib/charlm", vnms: ["64:2:4", "64:2:5", "64:2:6", "64:2:8", "32:2:5", "32:2:8", "16:2:6", "128:2:6"], metric: async (p: string) => (await evalCharLm(p)).perplexity.toFixed(3) },
+    { name: "digits ViT (top-1 %)", file: "digits_vit.onnx", calib: "calib/digits_vit", vnms: ["64:2:4", "64:2:5", "32:2:5", "16:2:5", "16:2:6", "64:2:8"], metric: async (p: string) => ((await evalDigitsVit(p)).accuracy * 100).toFixed(1) },
+  ];
+  console.log("| model | V:N:M | dense | magnitude | wanda | ria |");
+  console.log("|---|---|---|---|---|---|");
+  for (const m of models) {
+    const input = join(dir, m.file);
+    const dense = await m.metric(input);
+    for (const vnm of m.vnms) {
+      const cells: string[] = [];
+      for (const score of ["magnitude", "wanda", "ria"] as const) {
+        const output = join(o.dir!, `trained.${score}.vnm.onnx`);
+        await compileFile(input, { vnm, minSize: 4096, calib: join(dir, m.calib), score, output, verify: false });
+        cells.push(await m.metric(output));
+      }
+      console.log(`| ${m.name} | ${vnm} | ${dense} | ${cells.join(" | ")} |`);
+    }
+  }
+}
+
 async function main(): Promise<void> {
   mkdirSync(o.dir!, { recursive: true });
   if (o.mode === "cost") return cost();
+  if (o.mode === "trained") return trained();
   if (o.mode === "jobs") return jobs();
   const samples = Number(o.samples);
   const heldout = Number(o.heldout);
