@@ -24,7 +24,7 @@ import { RewriteToVnm } from "../passes/rewrite-to-vnm.js";
 
 export const DEFAULT_VNM = "64:2:8";
 export const DEFAULT_MIN_SIZE = 4096;
-/** The score used when calibration data is given and no --score (see docs/quality.md for why). */
+/** The score used when calibration data is given and no --score (docs/calibration.md says why). */
 export const DEFAULT_CALIBRATED_SCORE: ScoreKind = "wanda";
 
 export interface CompileOptions {
