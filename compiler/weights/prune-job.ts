@@ -3,7 +3,7 @@ import { ExternalFileTensor, InMemoryTensor } from "../ir/tensor.js";
 import type { VnmConfig } from "../vnm/config.js";
 import { detectExistingVnm } from "../vnm/detect.js";
 import { gatherValues } from "../vnm/pack.js";
-import { selectVnm } from "../vnm/select.js";
+import { selectionSizes, selectVnm } from "../vnm/select.js";
 import { absScores, elementSize, toFloat32 } from "./float-view.js";
 import type { Scratch } from "./scratch.js";
 import { computeScores, layerOutputError, outputErrorPlan, type ScoreKind, type WeightScoring } from "./scores.js";
@@ -23,14 +23,16 @@ export interface PruneJob {
   config: VnmConfig;
   /** How to score (default magnitude), and calibration rows for the layer output error. */
   scoring?: WeightScoring;
+  /** Return `src` (the pruned-dense reference needs it); otherwise it stays in reused scratch memory. */
+  keepSrc?: boolean;
 }
 
 export interface PruneOutput {
   values: Uint8Array;
   columns: Int32Array;
   meta: Uint8Array;
-  /** [R, 2G]: source column of each value, -1 for zeros (kept for the pruned-dense reference). */
-  src: Int32Array;
+  /** [R, 2G]: source column of each value, -1 for zeros; only when the job asked (`keepSrc`). */
+  src?: Int32Array;
   /** The score the mask was chosen by. */
   score: ScoreKind;
   /** Σ score kept and Σ score, for that score. */
@@ -48,7 +50,7 @@ export interface PruneOutput {
   ms: number;
 }
 
-export function jobFor(recipe: WeightRecipe, config: VnmConfig, scoring?: WeightScoring): PruneJob {
+export function jobFor(recipe: WeightRecipe, config: VnmConfig, scoring?: WeightScoring, keepSrc = false): PruneJob {
   const { base, ...rest } = recipe;
   const source: WeightSource =
     base instanceof ExternalFileTensor
@@ -56,6 +58,7 @@ export function jobFor(recipe: WeightRecipe, config: VnmConfig, scoring?: Weight
       : { kind: "bytes", bytes: ownBuffer(base.read()) };
   const job: PruneJob = { source, baseType: base.dataType, baseDims: [...base.dims], recipe: rest, config };
   if (scoring) job.scoring = scoring;
+  if (keepSrc) job.keepSrc = true;
   return job;
 }
 
@@ -97,7 +100,10 @@ export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
   // exactly all of them (integer sums, no rounding), whatever its values or activation norms.
   const alreadySparse = detectExistingVnm(absW, out, inF, job.config);
   const selectBy = alreadySparse ? indicator(absW, floatScratch("indicator")) : score;
-  const sel = selectVnm(selectBy, out, inF, job.config, "exhaustive");
+  // `src` is the largest selection output (4 bytes per kept slot); unless the caller keeps it, it
+  // lives in scratch memory reused from weight to weight (fresh pages are expensive here).
+  const srcBuffer = scratch && !job.keepSrc ? new Int32Array(scratch.bytes("src", selectionSizes(out, inF, job.config).src * 4).buffer) : undefined;
+  const sel = selectVnm(selectBy, out, inF, job.config, "exhaustive", srcBuffer ? { buffers: { src: srcBuffer } } : {});
   const values = gatherValues(sel, rawOutIn, elementSize(recipe.dataType));
   const twoG = 2 * sel.groups;
   const kept = new Float64Array(3);
@@ -107,11 +113,12 @@ export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
     throw new Error(`internal: '${recipe.baseName}' already has the ${job.config.v}:${job.config.n}:${job.config.m} pattern, but packing kept ${nnzAfter} of its ${nnz} nonzeros`);
   }
   const result: PruneOutput = {
-    values, columns: sel.columns, meta: sel.meta, src: sel.src, score: kind,
+    values, columns: sel.columns, meta: sel.meta, score: kind,
     keptScore, totalScore: selectBy === score ? sel.totalScore : sum(score),
     keptMagnitude, totalMagnitude: selectBy === absW ? sel.totalScore : sum(absW),
     alreadySparse, nonzerosBefore: nnz, nonzerosAfter: nnzAfter, ms: 0,
   };
+  if (!srcBuffer) result.src = sel.src;
   const rows = job.scoring?.rows;
   if (rows && job.scoring!.rowCount) {
     const plan = outputErrorPlan(job.scoring!.rowCount, out, inF);

@@ -8,7 +8,9 @@ const scratch = new Scratch();
 parentPort!.on("message", (msg: { id: number; job: PruneJob }) => {
   try {
     const out = runPruneJob(msg.job, scratch);
-    parentPort!.postMessage({ id: msg.id, out }, [out.values.buffer, out.columns.buffer, out.meta.buffer, out.src.buffer] as ArrayBuffer[]);
+    const transfer = [out.values.buffer, out.columns.buffer, out.meta.buffer];
+    if (out.src) transfer.push(out.src.buffer);
+    parentPort!.postMessage({ id: msg.id, out }, transfer as ArrayBuffer[]);
   } catch (e) {
     parentPort!.postMessage({ id: msg.id, error: (e as Error).message });
   }

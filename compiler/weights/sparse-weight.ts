@@ -78,7 +78,7 @@ export class SparseWeight {
   /** Start pruning on the pool (idempotent). */
   prepare(): Promise<void> {
     if (this.cache || !this.pool) return Promise.resolve();
-    this.inFlight ??= this.pool.run(jobFor(this.recipe, this.config, this.scoring)).then(
+    this.inFlight ??= this.pool.run(jobFor(this.recipe, this.config, this.scoring, this.retain)).then(
       (out) => {
         this.inFlight = undefined;
         if (!this.cache) this.accept(out);
@@ -92,7 +92,7 @@ export class SparseWeight {
   }
 
   private compute(): PruneOutput {
-    return this.cache ?? this.accept(runPruneJob(jobFor(this.recipe, this.config, this.scoring), mainThreadScratch));
+    return this.cache ?? this.accept(runPruneJob(jobFor(this.recipe, this.config, this.scoring, this.retain), mainThreadScratch));
   }
 
   private take(part: Part): PruneOutput {
@@ -104,7 +104,8 @@ export class SparseWeight {
 
   /** The dense W ⊙ mask [out, in] in the weight's type, for the pruned-dense reference model. */
   prunedDense(): Uint8Array {
-    const { src } = this.compute();
+    // Only a retaining weight keeps `src`; otherwise select again, keeping it this time.
+    const src = this.compute().src ?? runPruneJob(jobFor(this.recipe, this.config, this.scoring, true)).src!;
     const r = this.recipe;
     const size = elementSize(r.dataType);
     const raw = materializeWeight(r);

@@ -145,7 +145,7 @@ describe("importance scores (magnitude, Wanda, RIA)", () => {
         e2s += (y - yp) ** 2;
       }
     }
-    expect(layerOutputError(W, out, inF, o.src, 2 * Math.ceil(inF / 8), X, r, 5)).to.be.closeTo(Math.sqrt(e2s / y2s), 1e-6);
+    expect(layerOutputError(W, out, inF, o.src!, 2 * Math.ceil(inF / 8), X, r, 5)).to.be.closeTo(Math.sqrt(e2s / y2s), 1e-6);
   });
 
   it("bound the output error's work on large layers by measuring every s-th output channel", () => {
