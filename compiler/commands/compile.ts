@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { type CompileOptions, compileFile, DEFAULT_CALIBRATED_SCORE, DEFAULT_MIN_SIZE, DEFAULT_VNM } from "../compile.js";
 import { progressBar } from "../progress.js";
 import { renderReport } from "../report.js";
+import { parseShapeOptions } from "./options.js";
 import { UsageError } from "./usage-error.js";
 
 export const COMPILE_HELP = `Usage: vnmc compile <model.onnx> [options]
@@ -26,16 +27,6 @@ Options:
   --json                  print the report as JSON instead of the table
   -q, --quiet             print nothing but errors
   -h, --help              show this help`;
-
-function parseShapes(list: string[]): Record<string, number[]> {
-  const out: Record<string, number[]> = {};
-  for (const s of list) {
-    const m = /^(.+)=(\d+(?:x\d+)*)$/.exec(s);
-    if (!m) throw new UsageError(`--shape '${s}' is not of the form name=1x128.`);
-    out[m[1]!] = m[2]!.split("x").map(Number);
-  }
-  return out;
-}
 
 export function parseIntOption(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -87,7 +78,7 @@ export async function compileCommand(args: string[]): Promise<number> {
     externalData: o["external-data"],
     verify: !o["no-verify"],
     threads: parseIntOption("--threads", o.threads),
-    shapes: parseShapes(o.shape ?? []),
+    shapes: parseShapeOptions(o.shape ?? []),
     calib: o.calib,
     score: o.score as CompileOptions["score"],
     onProgress: bar,

@@ -7,23 +7,7 @@ import { nativeStatus } from "../runtime/native-lib.js";
 import { readModelFile } from "../serde/read.js";
 import { asFloat } from "../verify/compare.js";
 import { inputSpecs, randomFeeds, type InputSpec, type TensorCtor } from "../verify/random-inputs.js";
-import { UsageError } from "./usage-error.js";
-
-export function parseShapeOptions(list: string[]): Record<string, number[]> {
-  const out: Record<string, number[]> = {};
-  for (const s of list) {
-    const m = /^(.+)=(\d+(?:x\d+)*)$/.exec(s);
-    if (!m) throw new UsageError(`--shape '${s}' is not of the form name=1x128.`);
-    out[m[1]!] = m[2]!.split("x").map(Number);
-  }
-  return out;
-}
-
-export function parsePositiveInt(name: string, v: string | undefined, dflt: number, min = 1): number {
-  if (v === undefined) return dflt;
-  if (!/^\d+$/.test(v) || Number(v) < min) throw new UsageError(`${name} needs an integer >= ${min} (got '${v}').`);
-  return Number(v);
-}
+export { parsePositiveInt, parseShapeOptions } from "./options.js";
 
 export function readModel(path: string): Model {
   return readModelFile(path).model;
