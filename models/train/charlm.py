@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import device, env_info, export_onnx, log, ort_session, seed_all
+from common import Mlp, device, env_info, export_onnx, log, ort_session, seed_all
 from data import VOCAB, encode, split_corpus, windows
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,17 +51,6 @@ class Attention(nn.Module):
             y = torch.matmul(torch.softmax(att, dim=-1), v)
         y = y.transpose(1, 2).reshape(B, T, self.d)
         return self.proj(y)
-
-
-class Mlp(nn.Module):
-    def __init__(self, d, hidden):
-        super().__init__()
-        self.fc1 = nn.Linear(d, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, d)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 
 def seed_all(seed):
@@ -165,3 +166,16 @@ def ort_session(path):
     so = ort.SessionOptions()
     so.log_severity_level = 3
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+class Mlp(nn.Module):
+    """The transformer MLP both trainers use; module names (fc1, fc2) become the ONNX node names."""
+
+    def __init__(self, d, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(d, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, d)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import device, env_info, export_onnx, log, ort_session, seed_all
+from common import Mlp, device, env_info, export_onnx, log, ort_session, seed_all
 from data import load_digits, stratified_split
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,17 +47,6 @@ class Attention(nn.Module):
         att = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.hd)), dim=-1)
         y = torch.matmul(att, v).transpose(1, 2).reshape(B, T, self.d)
         return self.proj(y)
-
-
-class Mlp(nn.Module):
-    def __init__(self, d, hidden):
-        super().__init__()
-        self.fc1 = nn.Linear(d, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, d)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):
