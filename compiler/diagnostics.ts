@@ -52,6 +52,7 @@ export const Codes = {
   BAD_CALIB_OPTION: "VNMC-U005",
   SCORE_NEEDS_CALIB: "VNMC-U006",
   BAD_SCORE: "VNMC-U007",
+  BAD_PERMUTE_TIME: "VNMC-U008",
   // input problems (exit 1)
   FILE_NOT_FOUND: "VNMC-E001",
   NOT_ONNX: "VNMC-E002",
@@ -91,4 +92,8 @@ export const Codes = {
   SKIP_SHAPE: "VNMC-S005",
   SKIP_DTYPE: "VNMC-S006",
   SKIP_ALREADY_SPARSE_OP: "VNMC-S007",
+  // channel permutation, --permute (info, warning)
+  PERMUTE_FOLD_PLANNED: "VNMC-P001",
+  PERMUTE_FOLDED: "VNMC-P002",
+  PERMUTE_TIME_CAPPED: "VNMC-P003",
 } as const;
