@@ -53,6 +53,12 @@ export const Codes = {
   SCORE_NEEDS_CALIB: "VNMC-U006",
   BAD_SCORE: "VNMC-U007",
   BAD_PERMUTE_TIME: "VNMC-U008",
+  /** --sparsity, --speedup or --tokens out of range (docs/choosing-vnm.md). */
+  BAD_TARGET: "VNMC-U009",
+  /** --vnm with --sparsity/--speedup, both targets, or --per-layer without one. */
+  TARGET_CONFLICT: "VNMC-U010",
+  /** No candidate V:N:M reaches the --sparsity or --speedup asked for. */
+  UNREACHABLE_TARGET: "VNMC-U011",
   // input problems (exit 1)
   FILE_NOT_FOUND: "VNMC-E001",
   NOT_ONNX: "VNMC-E002",
@@ -84,6 +90,10 @@ export const Codes = {
   VERIFY_SKIPPED: "VNMC-W003",
   CALIB_DATA_FREE: "VNMC-W004",
   CALIB_UNOBSERVED: "VNMC-W005",
+  /** V and M were chosen by the kept-score fraction: no calibration rows for the output error. */
+  CHOICE_WITHOUT_CALIB: "VNMC-W006",
+  /** The per-layer search thinned its Pareto front: the choice is near-optimal, not proven optimal. */
+  CHOICE_APPROXIMATE: "VNMC-W007",
   // reasons a MatMul/Gemm was not rewritten (info)
   SKIP_ACTIVATION_WEIGHT: "VNMC-S001",
   SKIP_WEIGHT_RANK: "VNMC-S002",
