@@ -1,0 +1,330 @@
+/**
+ * SparseGPT-style second-order pruning under the V:N:M constraint (Frantar & Alistarh 2023, adapted):
+ * given a weight W [out, in] and the Hessian of its layer's reconstruction error H = XᵀX [in, in]
+ * (summed over the calibration tokens), choose the V:N:M mask and update the weights that are kept so
+ * that X·Ŵᵀ stays close to X·Wᵀ. Pure numeric code: no I/O.
+ *
+ * The algorithm (OBS, column by column, lazily batched):
+ *  - Damping: Hd = H + λI with λ = damping · mean(diag H) (1 % by default). A dead channel (H[k,k] = 0:
+ *    never active on the calibration data) gets H[k,k] = 1 first, which decouples it: pruning its
+ *    weights moves no other weight, and nothing moves into it.
+ *  - U = the upper Cholesky factor of Hd⁻¹ (Hd⁻¹ = UᵀU). Processing column c, the optimal update of
+ *    the not-yet-processed columns j > c for a change δ of W[r, c] is W[r, j] −= (δ / U[c,c]) · U[c, j].
+ *  - Columns are processed group by group (groups of M, as the format's): at the start of each group
+ *    its mask is fixed from the current, already-updated weights by the V:N:M selection (selectVnm:
+ *    the block's 4 columns, then 2:4 per row) on a saliency score; then each column of the group is
+ *    pruned (W[r, c] = 0 where the mask drops it, unchanged where it keeps it) and its error is
+ *    propagated to the later columns of the lazy block at once, and to the columns after the block in
+ *    one batched update when the block ends. Pruned weights stay exactly 0; only columns not yet
+ *    processed are ever updated.
+ *  - Mask saliency: 'obs' (default) is SparseGPT's w² / U[c,c]² (the OBS error of dropping w given the
+ *    columns processed so far), 'wanda' is |w| · √H[c,c], 'magnitude' |w|; all on the current weights.
+ *    Dead channels score 0 (they are dropped first: the data never reads them).
+ *
+ * Everything runs in float64 in a fixed order, so the result is deterministic. Cost: about
+ * K³ for the factorisation plus out · K² multiply-adds for the updates (K = in_features).
+ */
+import type { VnmConfig } from "../vnm/config.js";
+import { validateVnm } from "../vnm/config.js";
+import { type SelectionRule, selectVnm, type VnmSelection } from "../vnm/select.js";
+
+export type SparseGptMaskScore = "obs" | "wanda" | "magnitude";
+export const SPARSEGPT_MASK_SCORES: readonly SparseGptMaskScore[] = ["obs", "wanda", "magnitude"];
+/** Damping as a fraction of the mean diagonal of H (SparseGPT's default). */
+export const DEFAULT_DAMPING = 0.01;
+/** Columns per lazy-batch block (rounded up to a multiple of M). */
+export const DEFAULT_BLOCK_SIZE = 128;
+
+export interface SparseGptOptions {
+  /** λ as a fraction of mean(diag H) (default DEFAULT_DAMPING). */
+  damping?: number;
+  /** Lazy-batch block width in columns, rounded up to a multiple of M (default DEFAULT_BLOCK_SIZE). */
+  blockSize?: number;
+  /** The saliency each group's mask is chosen by (default 'obs'). */
+  maskScore?: SparseGptMaskScore;
+  /** The selection rule (default 'exhaustive', as the other methods). */
+  rule?: SelectionRule;
+}
+
+export interface SparseGptResult {
+  /** The mask, as selectVnm returns it (scores: each group's saliency when the group was reached, scaled per group). */
+  selection: VnmSelection;
+  /** [R, 2G]: the updated kept weights in the order of the packed `values` (weight at column src[r, j]; 0 where src is −1). */
+  kept: Float32Array;
+  /** Input channels never active in the calibration data (H[k,k] = 0). */
+  deadChannels: number;
+  /** The damping λ that was added to H's diagonal (raised tenfold at a time if the factorisation failed). */
+  lambda: number;
+}
+
+/**
+ * Prunes W [out, inF] (row-major) to `cfg` with the Hessian H [inF, inF] (row-major, symmetric,
+ * positive semi-definite, e.g. Σ_t x_t x_tᵀ) and returns the mask and the updated kept weights.
+ */
+export function sparseGptPrune(
+  W: Float32Array | Float64Array, out: number, inF: number, H: Float64Array, cfg: VnmConfig, opts: SparseGptOptions = {},
+): SparseGptResult {
+  validateVnm(cfg);
+  if (W.length !== out * inF) throw new RangeError(`sparseGptPrune: W has ${W.length} elements, expected ${out} x ${inF}`);
+  if (H.length !== inF * inF) throw new RangeError(`sparseGptPrune: H has ${H.length} elements, expected ${inF} x ${inF}`);
+  const damping = opts.damping ?? DEFAULT_DAMPING;
+  if (!(damping > 0) || !Number.isFinite(damping)) throw new RangeError(`sparseGptPrune: damping must be positive (got ${damping})`);
+  const maskScore = opts.maskScore ?? "obs";
+  if (!SPARSEGPT_MASK_SCORES.includes(maskScore)) throw new RangeError(`sparseGptPrune: unknown mask score '${String(maskScore)}'`);
+  const rule = opts.rule ?? "exhaustive";
+  const m = cfg.m;
+  const K = inF;
+  const B = Math.max(m, Math.ceil((opts.blockSize ?? DEFAULT_BLOCK_SIZE) / m) * m);
+
+  const Wk = Float64Array.from(W);
+  if (!allFinite(Wk)) throw new RangeError("sparseGptPrune: the weight holds NaN or infinite values");
+  const diag = new Float64Array(K);
+  for (let k = 0; k < K; k++) diag[k] = H[k * K + k]!;
+  let dead = 0;
+  for (let k = 0; k < K; k++) {
+    const d = diag[k]!;
+    if (!(d >= 0) || d === Infinity) throw new RangeError(`sparseGptPrune: H[${k},${k}] is ${d}; the Hessian must be finite with a non-negative diagonal`);
+    if (d === 0) dead++;
+  }
+  const { U, lambda } = inverseCholeskyUpper(H, diag, K, damping);
+
+  const sqrtDiag = diag.map(Math.sqrt);
+  const S = new Float32Array(out * K); // each group's saliency when it was reached, scaled per group
+  const keep = new Uint8Array(out * K); // the mask as applied during the updates
+  const Err = new Float64Array(out * B);
+  const groupScore = new Float64Array(out * m);
+  const sub = new Float32Array(out * m);
+  for (let b0 = 0; b0 < K; b0 += B) {
+    const b1 = Math.min(K, b0 + B);
+    Err.fill(0);
+    for (let c0 = b0; c0 < b1; c0 += m) {
+      const mReal = Math.min(m, K - c0);
+      saliency(Wk, U, sqrtDiag, out, K, c0, mReal, maskScore, groupScore);
+      scaleInto(groupScore, out * mReal, sub, S, out, K, c0, mReal);
+      const sel = selectVnm(sub.subarray(0, out * mReal), out, mReal, cfg, rule);
+      markKept(sel.src, out, K, c0, keep);
+      for (let r = 0; r < out; r++) obsGroupRow(Wk, U, keep, Err, r, K, B, b0, b1, c0, mReal);
+    }
+    if (b1 < K) for (let r = 0; r < out; r++) lazyUpdateRow(Wk, U, Err, r, K, B, b0, b1);
+  }
+
+  const selection = selectVnm(S, out, K, cfg, rule);
+  const kept = keptValues(selection, Wk, keep, K);
+  return { selection, kept, deadChannels: dead, lambda };
+}
+
+/**
+ * U, upper triangular with Hd⁻¹ = UᵀU, for Hd = H (dead diagonal entries set to 1) + λI.
+ * With J the reversal, J·Hd·J = L·Lᵀ (Cholesky) gives Hd = T·Tᵀ with T = J·L·J upper, so
+ * Hd⁻¹ = (T⁻¹)ᵀ·T⁻¹ and U = T⁻¹ = J·L⁻¹·J: one factorisation and one triangular inverse.
+ * If rounding makes the factorisation fail, λ grows tenfold (up to five times).
+ */
+export function inverseCholeskyUpper(H: Float64Array, diag: Float64Array, K: number, damping: number): { U: Float64Array; lambda: number } {
+  let mean = 0;
+  for (let k = 0; k < K; k++) mean += diag[k]! === 0 ? 1 : diag[k]!;
+  mean /= Math.max(1, K);
+  let lambda = damping * mean;
+  const A = new Float64Array(K * K);
+  for (let attempt = 0; attempt < 6; attempt++, lambda *= 10) {
+    reversedDamped(H, diag, A, K, lambda);
+    if (choleskyLowerInPlace(A, K)) {
+      const Li = new Float64Array(K * K);
+      invertLower(A, Li, K);
+      // U[i][j] = Li[K-1-i][K-1-j]: reversing the element order of the whole matrix does exactly that.
+      return { U: Li.reverse(), lambda };
+    }
+  }
+  throw new Error("sparseGptPrune: the damped Hessian is not positive definite even with 100000x the damping; the calibration statistics are degenerate");
+}
+
+function reversedDamped(H: Float64Array, diag: Float64Array, A: Float64Array, K: number, lambda: number): void {
+  for (let i = 0; i < K; i++) {
+    const ri = K - 1 - i;
+    for (let j = 0; j < K; j++) A[i * K + j] = H[ri * K + (K - 1 - j)]!;
+    A[i * K + i] = (diag[ri]! === 0 ? 1 : diag[ri]!) + lambda;
+  }
+}
+
+/** Lower Cholesky factor of A (row-major, symmetric) into A's lower triangle; false if not positive definite. */
+function choleskyLowerInPlace(A: Float64Array, K: number): boolean {
+  for (let j = 0; j < K; j++) {
+    const rj = j * K;
+    let s = A[rj + j]!;
+    for (let p = 0; p < j; p++) s -= A[rj + p]! * A[rj + p]!;
+    if (!(s > 0) || !Number.isFinite(s)) return false;
+    const d = Math.sqrt(s);
+    A[rj + j] = d;
+    for (let i = j + 1; i < K; i++) {
+      const ri = i * K;
+      let t = A[ri + j]!;
+      for (let p = 0; p < j; p++) t -= A[ri + p]! * A[rj + p]!;
+      A[ri + j] = t / d;
+    }
+  }
+  return true;
+}
+
+/** Li = L⁻¹ for L lower triangular (the lower triangle of A), row by row: Li[i,:] = (e_i − Σ_{p<i} L[i,p]·Li[p,:]) / L[i,i]. */
+function invertLower(A: Float64Array, Li: Float64Array, K: number): void {
+  Li.fill(0);
+  for (let i = 0; i < K; i++) {
+    const ri = i * K;
+    for (let p = 0; p < i; p++) {
+      const a = A[ri + p]!;
+      if (a === 0) continue;
+      const rp = p * K;
+      for (let j = 0; j <= p; j++) Li[ri + j] = Li[ri + j]! - a * Li[rp + j]!;
+    }
+    const inv = 1 / A[ri + i]!;
+    for (let j = 0; j < i; j++) Li[ri + j] = Li[ri + j]! * inv;
+    Li[ri + i] = inv;
+  }
+}
+
+function allFinite(a: Float64Array): boolean {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return false;
+  return true;
+}
+
+// Hot loops in small functions of their own (V8 optimises them on the first large weight).
+
+/** The saliency of columns c0 .. c0+mReal−1 of every row, into s [out, mReal]. */
+function saliency(
+  Wk: Float64Array, U: Float64Array, sqrtDiag: Float64Array, out: number, K: number, c0: number, mReal: number, kind: SparseGptMaskScore, s: Float64Array,
+): void {
+  for (let j = 0; j < mReal; j++) {
+    const c = c0 + j;
+    const live = sqrtDiag[c]! > 0;
+    const u = U[c * K + c]!;
+    const f = !live ? 0 : kind === "obs" ? 1 / (u * u) : kind === "wanda" ? sqrtDiag[c]! : 1;
+    const squared = kind === "obs";
+    for (let r = 0; r < out; r++) {
+      const w = Wk[r * K + c]!;
+      s[r * mReal + j] = squared ? w * w * f : Math.abs(w) * f;
+    }
+  }
+}
+
+/** s / max(s) as float32 into sub [out, mReal] and into the group's columns of S [out, K]. */
+function scaleInto(s: Float64Array, n: number, sub: Float32Array, S: Float32Array, out: number, K: number, c0: number, mReal: number): void {
+  let max = 0;
+  for (let i = 0; i < n; i++) if (s[i]! > max) max = s[i]!;
+  const inv = max > 0 ? 1 / max : 0;
+  for (let r = 0; r < out; r++) {
+    for (let j = 0; j < mReal; j++) {
+      const x = Math.fround(s[r * mReal + j]! * inv);
+      sub[r * mReal + j] = x;
+      S[r * K + c0 + j] = x;
+    }
+  }
+}
+
+/** keep[r, c0 + local] = 1 for the kept slots of a one-group selection (src local columns, −1 for none). */
+function markKept(src: Int32Array, out: number, K: number, c0: number, keep: Uint8Array): void {
+  for (let r = 0; r < out; r++) {
+    const a = src[r * 2]!, b = src[r * 2 + 1]!;
+    if (a >= 0) keep[r * K + c0 + a] = 1;
+    if (b >= 0) keep[r * K + c0 + b] = 1;
+  }
+}
+
+/**
+ * OBS steps of row r over the group's columns: a dropped weight becomes exactly 0 and its error
+ * e = w / U[c,c] moves the later columns of the lazy block (j < b1) by −e·U[c, j]; a kept weight has no
+ * error. Errors are stored for the batched update of the columns after the block.
+ */
+function obsGroupRow(
+  Wk: Float64Array, U: Float64Array, keep: Uint8Array, Err: Float64Array, r: number, K: number, B: number, b0: number, b1: number, c0: number, mReal: number,
+): void {
+  const row = r * K;
+  const er = r * B - b0;
+  for (let c = c0; c < c0 + mReal; c++) {
+    if (keep[row + c] !== 0) continue;
+    const w = Wk[row + c]!;
+    Wk[row + c] = 0;
+    if (w === 0) continue;
+    const e = w / U[c * K + c]!;
+    Err[er + c] = e;
+    const uc = c * K;
+    for (let j = c + 1; j < b1; j++) Wk[row + j] = Wk[row + j]! - e * U[uc + j]!;
+  }
+}
+
+/** W[r, b1..K) −= Σ_{c in [b0, b1)} Err[r, c] · U[c, b1..K), two error terms at a time. */
+function lazyUpdateRow(Wk: Float64Array, U: Float64Array, Err: Float64Array, r: number, K: number, B: number, b0: number, b1: number): void {
+  const row = r * K;
+  const er = r * B - b0;
+  let pending = -1;
+  for (let c = b0; c < b1; c++) {
+    if (Err[er + c] === 0) continue;
+    if (pending < 0) {
+      pending = c;
+      continue;
+    }
+    const e0 = Err[er + pending]!, e1 = Err[er + c]!;
+    const u0 = pending * K, u1 = c * K;
+    for (let j = b1; j < K; j++) Wk[row + j] = Wk[row + j]! - (e0 * U[u0 + j]! + e1 * U[u1 + j]!);
+    pending = -1;
+  }
+  if (pending >= 0) {
+    const e0 = Err[er + pending]!;
+    const u0 = pending * K;
+    for (let j = b1; j < K; j++) Wk[row + j] = Wk[row + j]! - e0 * U[u0 + j]!;
+  }
+}
+
+/**
+ * The kept weights in values order, checking that the full selection is the mask the updates used
+ * (each (block, group) is selected independently, from the same scores, so it must be).
+ */
+function keptValues(sel: VnmSelection, Wk: Float64Array, keep: Uint8Array, K: number): Float32Array {
+  const { outFeatures: out, groups: G, src } = sel;
+  const twoG = 2 * G;
+  const kept = new Float32Array(sel.rows * twoG);
+  let keptCount = 0, maskCount = 0;
+  for (let r = 0; r < out; r++) {
+    for (let j = r * twoG, end = j + twoG; j < end; j++) {
+      const col = src[j]!;
+      if (col < 0) continue;
+      if (keep[r * K + col] === 0) throw new Error(`internal: sparseGptPrune's final selection keeps W[${r}, ${col}], which the updates pruned`);
+      kept[j] = Wk[r * K + col]!;
+      keptCount++;
+    }
+  }
+  for (let i = 0; i < out * K; i++) maskCount += keep[i]!;
+  if (keptCount !== maskCount) throw new Error(`internal: sparseGptPrune's final selection keeps ${keptCount} weights, the updates kept ${maskCount}`);
+  return kept;
+}
+
+/**
+ * Σ_r (W[r] − Ŵ[r]) · H · (W[r] − Ŵ[r])ᵀ = ‖X·Wᵀ − X·Ŵᵀ‖²_F for H = XᵀX: the reconstruction error of
+ * Ŵ on all calibration tokens. Ŵ is given densely [out, K]. For tests and measurements.
+ */
+export function hessianError(W: ArrayLike<number>, What: ArrayLike<number>, out: number, K: number, H: Float64Array): number {
+  const d = new Float64Array(K);
+  let total = 0;
+  for (let r = 0; r < out; r++) {
+    for (let k = 0; k < K; k++) d[k] = W[r * K + k]! - What[r * K + k]!;
+    for (let i = 0; i < K; i++) {
+      if (d[i] === 0) continue;
+      let s = 0;
+      for (let j = 0; j < K; j++) s += H[i * K + j]! * d[j]!;
+      total += d[i]! * s;
+    }
+  }
+  return total;
+}
+
+/** The dense [out, K] weight of a selection and its kept values (what the packed tensors stand for). */
+export function denseFromKept(sel: VnmSelection, kept: Float32Array): Float32Array {
+  const { outFeatures: out, inFeatures: K, groups: G, src } = sel;
+  const twoG = 2 * G;
+  const dense = new Float32Array(out * K);
+  for (let r = 0; r < out; r++) {
+    for (let j = r * twoG, end = j + twoG; j < end; j++) {
+      const col = src[j]!;
+      if (col >= 0) dense[r * K + col] = kept[j]!;
+    }
+  }
+  return dense;
+}

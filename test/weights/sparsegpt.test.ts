@@ -1,0 +1,210 @@
+import { expect } from "chai";
+import { parseVnm } from "../../compiler/vnm/config.js";
+import { denseFromKept, hessianError, inverseCholeskyUpper, sparseGptPrune } from "../../compiler/weights/sparsegpt.js";
+import { checkVnmPattern, seededRandom } from "../support/vnm-reference.js";
+
+/** X [n, K] with correlated channels (a shared latent factor) and scales over two orders of magnitude. */
+function activations(seed: number, n: number, K: number): Float64Array {
+  const r = seededRandom(seed);
+  const gauss = () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+  const scale = Array.from({ length: K }, () => Math.exp(r() * 4.6 - 2.3));
+  const mix = Array.from({ length: K }, () => r() * 1.5);
+  const X = new Float64Array(n * K);
+  for (let t = 0; t < n; t++) {
+    const z = gauss();
+    for (let k = 0; k < K; k++) X[t * K + k] = scale[k]! * (gauss() + mix[k]! * z);
+  }
+  return X;
+}
+
+function gram(X: Float64Array, n: number, K: number): Float64Array {
+  const H = new Float64Array(K * K);
+  for (let t = 0; t < n; t++) for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) H[i * K + j] += X[t * K + i]! * X[t * K + j]!;
+  return H;
+}
+
+function weights(seed: number, out: number, K: number): Float32Array {
+  const r = seededRandom(seed);
+  return Float32Array.from({ length: out * K }, () => (r() - 0.5) * 2);
+}
+
+/** Solves A x = b (A small, symmetric positive definite) by Gaussian elimination with partial pivoting. */
+function solve(A: number[][], b: number[]): number[] {
+  const n = b.length;
+  const M = A.map((row, i) => [...row, b[i]!]);
+  for (let c = 0; c < n; c++) {
+    let p = c;
+    for (let i = c + 1; i < n; i++) if (Math.abs(M[i]![c]!) > Math.abs(M[p]![c]!)) p = i;
+    [M[c], M[p]] = [M[p]!, M[c]!];
+    for (let i = c + 1; i < n; i++) {
+      const f = M[i]![c]! / M[c]![c]!;
+      for (let j = c; j <= n; j++) M[i]![j]! -= f * M[c]![j]!;
+    }
+  }
+  const x = new Array<number>(n).fill(0);
+  for (let i = n - 1; i >= 0; i--) {
+    let s = M[i]![n]!;
+    for (let j = i + 1; j < n; j++) s -= M[i]![j]! * x[j]!;
+    x[i] = s / M[i]![i]!;
+  }
+  return x;
+}
+
+/**
+ * The least-squares optimum for a fixed mask, independently: per row, the kept weights w_S minimising
+ * ‖X_S w_S − X w‖², i.e. H_SS w_S = (H w)_S (with `lambda` added to H's diagonal if asked).
+ */
+function leastSquares(W: Float32Array, out: number, K: number, H: Float64Array, mask: (r: number, k: number) => boolean, lambda = 0): Float64Array {
+  const R = new Float64Array(out * K);
+  for (let r = 0; r < out; r++) {
+    const S = Array.from({ length: K }, (_, k) => k).filter((k) => mask(r, k));
+    const Hw = Array.from({ length: K }, (_, i) => {
+      let s = 0;
+      for (let j = 0; j < K; j++) s += (H[i * K + j]! + (i === j ? lambda : 0)) * W[r * K + j]!;
+      return s;
+    });
+    const A = S.map((i) => S.map((j) => H[i * K + j]! + (i === j ? lambda : 0)));
+    const x = solve(A, S.map((i) => Hw[i]!));
+    S.forEach((k, i) => (R[r * K + k] = x[i]!));
+  }
+  return R;
+}
+
+const maskOf = (dense: Float32Array, K: number) => (r: number, k: number) => dense[r * K + k] !== 0;
+
+describe("SparseGPT under V:N:M (compiler/weights/sparsegpt.ts)", () => {
+  it("factors the damped inverse Hessian: UᵀU = (H + λI)⁻¹ with U upper triangular", () => {
+    const K = 12;
+    const H = gram(activations(1, 40, K), 40, K);
+    const diag = Float64Array.from({ length: K }, (_, k) => H[k * K + k]!);
+    const { U, lambda } = inverseCholeskyUpper(H, diag, K, 0.01);
+    const mean = diag.reduce((a, b) => a + b, 0) / K;
+    expect(lambda).to.be.closeTo(0.01 * mean, 1e-12 * mean);
+    for (let i = 0; i < K; i++) for (let j = 0; j < i; j++) expect(U[i * K + j], `U[${i},${j}]`).to.equal(0);
+    // (H + λI) · UᵀU = I
+    for (let i = 0; i < K; i++) {
+      for (let j = 0; j < K; j++) {
+        let s = 0;
+        for (let p = 0; p < K; p++) {
+          let inv = 0;
+          for (let q = 0; q < K; q++) inv += U[q * K + p]! * U[q * K + j]!;
+          s += (H[i * K + p]! + (i === p ? lambda : 0)) * inv;
+        }
+        expect(s, `(HUᵀU)[${i},${j}]`).to.be.closeTo(i === j ? 1 : 0, 1e-9);
+      }
+    }
+  });
+
+  it("equals the (damped) least-squares optimum when every row's pruned weights come before its kept ones", () => {
+    // One group of 4 (2:4): the last two columns are far larger, so every row keeps columns 2 and 3;
+    // each OBS step re-fits every later column, so the last one leaves the exact optimum for the mask.
+    const out = 8, K = 4, n = 30;
+    const X = activations(2, n, K);
+    const H = gram(X, n, K);
+    const W = weights(3, out, K);
+    for (let r = 0; r < out; r++) (W[r * K + 2] = 10 + r), (W[r * K + 3] = -12 - r);
+    const res = sparseGptPrune(W, out, K, H, parseVnm("8:2:4"));
+    const got = denseFromKept(res.selection, res.kept);
+    const mean = (H[0]! + H[5]! + H[10]! + H[15]!) / 4;
+    const want = leastSquares(W, out, K, H, (_, k) => k >= 2, 0.01 * mean);
+    for (let r = 0; r < out; r++) {
+      expect(got[r * K]).to.equal(0);
+      expect(got[r * K + 1]).to.equal(0);
+      for (const k of [2, 3]) expect(got[r * K + k], `W[${r},${k}]`).to.be.closeTo(want[r * K + k]!, 1e-5 * Math.abs(want[r * K + k]!));
+    }
+  });
+
+  for (const [vnm, out, K, n] of [["8:2:5", 16, 20, 60], ["8:2:8", 8, 32, 100], ["16:2:6", 16, 27, 80]] as const) {
+    it(`${vnm} on a ${out}x${K} weight: a valid pattern, less error than plain masking, close to the least-squares optimum for its mask`, () => {
+      const cfg = parseVnm(vnm);
+      for (const seed of [1, 2, 3]) {
+        const X = activations(10 + seed, n, K);
+        const H = gram(X, n, K);
+        const W = weights(20 + seed, out, K);
+        for (const blockSize of [cfg.m, 128]) {
+          const res = sparseGptPrune(W, out, K, H, cfg, { blockSize });
+          const got = denseFromKept(res.selection, res.kept);
+          expect(checkVnmPattern(got, out, K, cfg.v, cfg.m)).to.deep.equal([]);
+          const mask = maskOf(got, K);
+          const masked = W.map((w, i) => (mask(Math.floor(i / K), i % K) ? w : 0));
+          const optimum = leastSquares(W, out, K, H, mask);
+          const [eGot, eMasked, eOpt] = [hessianError(W, got, out, K, H), hessianError(W, masked, out, K, H), hessianError(W, optimum, out, K, H)];
+          expect(eGot, `seed ${seed}: sparsegpt ${eGot} vs masking ${eMasked}`).to.be.below(eMasked);
+          expect(eGot, `seed ${seed}: sparsegpt ${eGot} vs optimum ${eOpt}`).to.be.at.most(1.5 * eOpt);
+          expect(eOpt).to.be.at.most(eGot * (1 + 1e-9));
+        }
+      }
+    });
+  }
+
+  it("keeps pruned weights at exactly 0 and gives the same result for any lazy block width (to rounding)", () => {
+    const out = 16, K = 40, n = 90;
+    const cfg = parseVnm("8:2:5");
+    const H = gram(activations(5, n, K), n, K);
+    const W = weights(6, out, K);
+    const a = sparseGptPrune(W, out, K, H, cfg, { blockSize: 5 });
+    const b = sparseGptPrune(W, out, K, H, cfg, { blockSize: 15 });
+    const c = sparseGptPrune(W, out, K, H, cfg);
+    expect(Array.from(a.selection.src)).to.deep.equal(Array.from(c.selection.src));
+    expect(Array.from(b.selection.src)).to.deep.equal(Array.from(c.selection.src));
+    for (let i = 0; i < a.kept.length; i++) {
+      expect(a.kept[i]).to.be.closeTo(c.kept[i]!, 1e-5 * (1 + Math.abs(c.kept[i]!)));
+      expect(b.kept[i]).to.be.closeTo(c.kept[i]!, 1e-5 * (1 + Math.abs(c.kept[i]!)));
+      if (c.selection.src[i]! < 0) expect(c.kept[i]).to.equal(0);
+    }
+    // Deterministic: bit-identical on a second run.
+    const d = sparseGptPrune(W, out, K, H, cfg);
+    expect(Buffer.from(d.kept.buffer).equals(Buffer.from(c.kept.buffer))).to.equal(true);
+  });
+
+  it("handles dead channels (H[k,k] = 0): no NaN, they are dropped first, and nothing moves into or out of them", () => {
+    const out = 8, K = 16, n = 50;
+    const X = activations(7, n, K);
+    for (let t = 0; t < n; t++) (X[t * K + 3] = 0), (X[t * K + 9] = 0);
+    const H = gram(X, n, K);
+    const W = weights(8, out, K);
+    for (let r = 0; r < out; r++) W[r * K + 3] = 50; // large but never active
+    const res = sparseGptPrune(W, out, K, H, parseVnm("8:2:8"));
+    expect(res.deadChannels).to.equal(2);
+    const got = denseFromKept(res.selection, res.kept);
+    expect(Array.from(got).every(Number.isFinite)).to.equal(true);
+    for (let r = 0; r < out; r++) expect(got[r * K + 3], "a dead channel loses to every live one").to.equal(0);
+    // Nothing moves into a dead channel: a kept weight there keeps its value.
+    for (let r = 0; r < out; r++) if (got[r * K + 9] !== 0) expect(got[r * K + 9]).to.equal(W[r * K + 9]);
+    // Nothing moves out of one: with the dead channels' weights zeroed, the same mask and live values.
+    const zeroed = W.map((w, i) => (i % K === 3 || i % K === 9 ? 0 : w));
+    const again = sparseGptPrune(zeroed, out, K, H, parseVnm("8:2:8"));
+    expect(Array.from(again.selection.src)).to.deep.equal(Array.from(res.selection.src));
+    const got2 = denseFromKept(again.selection, again.kept);
+    for (let i = 0; i < got.length; i++) if (i % K !== 3 && i % K !== 9) expect(got2[i], `W[${Math.floor(i / K)},${i % K}]`).to.equal(got[i]);
+    const masked = W.map((w, i) => (got[i] !== 0 ? w : 0));
+    expect(hessianError(W, got, out, K, H)).to.be.below(hessianError(W, masked, out, K, H));
+  });
+
+  it("an all-zero Hessian (no information) prunes without NaN and leaves the kept weights as they were", () => {
+    const out = 8, K = 8;
+    const W = weights(9, out, K);
+    const res = sparseGptPrune(W, out, K, new Float64Array(K * K), parseVnm("8:2:4"));
+    expect(res.deadChannels).to.equal(K);
+    const got = denseFromKept(res.selection, res.kept);
+    for (let i = 0; i < got.length; i++) if (got[i] !== 0) expect(got[i]).to.equal(W[i]);
+  });
+
+  it("the mask saliency matters: obs and wanda choose differently on correlated activations", () => {
+    const out = 16, K = 32, n = 100;
+    const H = gram(activations(11, n, K), n, K);
+    const W = weights(12, out, K);
+    const cfg = parseVnm("8:2:8");
+    const obs = sparseGptPrune(W, out, K, H, cfg, { maskScore: "obs" });
+    const wanda = sparseGptPrune(W, out, K, H, cfg, { maskScore: "wanda" });
+    expect(Array.from(obs.selection.src)).to.not.deep.equal(Array.from(wanda.selection.src));
+  });
+
+  it("rejects inconsistent sizes, non-finite weights and a bad damping with a clear message", () => {
+    const cfg = parseVnm("8:2:4");
+    expect(() => sparseGptPrune(new Float32Array(7), 8, 1, new Float64Array(1), cfg)).to.throw(/W has 7 elements/);
+    expect(() => sparseGptPrune(new Float32Array(8), 2, 4, new Float64Array(4), cfg)).to.throw(/H has 4 elements/);
+    expect(() => sparseGptPrune(Float32Array.from({ length: 16 }, (_, i) => (i === 3 ? NaN : 1)), 4, 4, new Float64Array(16), cfg)).to.throw(/NaN/);
+    expect(() => sparseGptPrune(new Float32Array(16), 4, 4, new Float64Array(16), cfg, { damping: 0 })).to.throw(/damping/);
+  });
+});
