@@ -1,10 +1,13 @@
+import type { HessianAccumulator } from "./hessian.js";
+
 /**
  * Streaming statistics of one activation X [tokens, K] (the input of a layer), fed one sample at a
  * time: Σ_t X[t,k]² per input channel k (float64), and a uniform sample of whole rows (reservoir
  * sampling with a seeded generator, so the sample is reproducible) for measuring layer output errors.
  * Memory is K doubles plus `capacity` rows, however many tokens pass through.
  *
- * Other methods slot in as further accumulators of the same stream (e.g. XᵀX for SparseGPT).
+ * Other methods slot in as further accumulators of the same stream: `hessian` (XᵀX, for SparseGPT)
+ * when set.
  */
 export class ActivationStats {
   readonly sumSquares: Float64Array;
@@ -12,6 +15,8 @@ export class ActivationStats {
   tokens = 0;
   /** [capacity, K]: the first min(tokens, capacity) rows are a uniform sample of the rows seen. */
   readonly rows: Float32Array;
+  /** XᵀX of the same stream, when the pruning method needs it (set before the first `add`). */
+  hessian?: HessianAccumulator;
   private readonly next: () => number;
 
   constructor(readonly K: number, readonly capacity: number, seed: number) {
@@ -48,6 +53,7 @@ export class ActivationStats {
     } else {
       sumSquaresRows(x, this.sumSquares, n, K);
     }
+    this.hessian?.add(x, channelsFirst);
     for (let t = 0; t < n; t++) {
       const seen = this.tokens++;
       let slot = seen;

@@ -16,6 +16,7 @@ import { Codes, VnmcError } from "../diagnostics.js";
 import { DataType, dataTypeName } from "../ir/dtype.js";
 import { decodeBf16, decodeF16 } from "../numeric/half.js";
 import { ActivationStats, hash32 } from "./activation-stats.js";
+import { HessianAccumulator } from "./hessian.js";
 import type { CalibInput, CalibrationSource } from "./samples.js";
 
 /** One activation to observe. */
@@ -37,6 +38,8 @@ export const requestKey = (r: Pick<ActivationRequest, "name" | "channelsFirst">)
 export interface CollectOptions {
   /** Rows each activation keeps for layer output errors. */
   rowsPerActivation: number;
+  /** Also accumulate XᵀX of every activation (SparseGPT). */
+  hessian?: boolean;
   /** Soft cap on the bytes of activations fetched by one run (more runs per sample beyond it). */
   fetchBudgetBytes?: number;
   onSample?: (done: number, total: number) => void;
@@ -137,7 +140,10 @@ export async function collectActivationStats(
   const stats = new Map<string, ActivationStats>();
   for (const r of requests) {
     const key = requestKey(r);
-    if (!stats.has(key)) stats.set(key, new ActivationStats(r.K, opts.rowsPerActivation, hash32(key)));
+    if (stats.has(key)) continue;
+    const st = new ActivationStats(r.K, opts.rowsPerActivation, hash32(key));
+    if (opts.hessian) st.hessian = new HessianAccumulator(r.K);
+    stats.set(key, st);
   }
   const fetched = dedupe(requests.filter((r) => r.origin !== "input"));
   const fromInputs = requests.filter((r) => r.origin === "input");
