@@ -1,0 +1,104 @@
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import type { VnmConfig } from '../../compiler/vnm/config.js';
+import {
+  computeBoundLimit, gatherFactor, memoryBoundLimit, modelSpeedup, packedBytes, predictSpeedup, type SpeedupModelParams, sparseTimeUs,
+} from '../../compiler/vnm/speedup-model.js';
+import { SPEEDUP_TABLE } from '../../compiler/vnm/speedup-table.js';
+
+const cfg = (v: number, m: number): VnmConfig => ({ v, n: 2, m });
+const P = SPEEDUP_TABLE.params;
+/** No launch cost and no per-token cost on the decode path: what is left are the two limits. */
+const noFixed: SpeedupModelParams = {
+  ...P, dense: { ...P.dense, fixedUs: 0 }, decode: { ...P.decode, fixedUs: 0, tflops: Infinity }, prefill: { ...P.prefill, fixedUs: 0 },
+};
+
+describe('vnm/speedup-model', () => {
+  it('counts packed bytes as the format stores them (values, 4-bit meta, int32 column indices)', () => {
+    // 4096 x 4096 at 64:2:8: 4096 rows x 1024 fp16 values, 256 meta bytes per row, 64 blocks x 512 groups x 16 B.
+    expect(packedBytes({ outFeatures: 4096, inFeatures: 4096 }, cfg(64, 8))).to.equal(4096 * 1024 * 2 + 4096 * 256 + 64 * 512 * 16);
+    // The bench's prepared weights (bench/gpu/results.json, permuted indices) are within 0.2 % of it.
+    expect(packedBytes({ outFeatures: 4096, inFeatures: 4096 }, cfg(64, 8)) / 9977856).to.be.closeTo(1, 0.002);
+    // Padding: 100 rows at V = 128 are stored as 128.
+    expect(packedBytes({ outFeatures: 100, inFeatures: 64 }, cfg(128, 8))).to.equal(packedBytes({ outFeatures: 128, inFeatures: 64 }, cfg(128, 8)));
+  });
+
+  it('gathers more per MMA at small V (1 at V = 64, the measured design point)', () => {
+    expect(gatherFactor(64)).to.equal(1);
+    expect(gatherFactor(16)).to.be.greaterThan(gatherFactor(32));
+    expect(gatherFactor(32)).to.be.greaterThan(gatherFactor(64));
+    expect(gatherFactor(64)).to.be.greaterThan(gatherFactor(128));
+  });
+
+  for (const tokens of [1, 16, 64, 2048]) {
+    it(`is monotone at T = ${tokens}: faster with larger M and with larger V (whole blocks)`, () => {
+      for (const [out, inF] of [[4096, 4096], [11008, 4096], [1024, 256], [768, 3072]] as const) {
+        const shape = { outFeatures: out, inFeatures: inF };
+        for (const v of [16, 32, 64, 128]) {
+          for (let m = 4; m < 16; m++) {
+            expect(modelSpeedup(shape, tokens, cfg(v, m + 1)), `${out}x${inF} ${v}:2:${m + 1}`).to.be.at.least(modelSpeedup(shape, tokens, cfg(v, m)));
+          }
+        }
+        for (let m = 4; m <= 16; m++) {
+          for (const [a, b] of [[16, 32], [32, 64], [64, 128]] as const) {
+            expect(modelSpeedup(shape, tokens, cfg(b, m)), `${out}x${inF} M=${m}`).to.be.at.least(modelSpeedup(shape, tokens, cfg(a, m)));
+          }
+        }
+      }
+    });
+  }
+
+  it('is slower per call with more tokens', () => {
+    const shape = { outFeatures: 4096, inFeatures: 4096 };
+    let prev = 0;
+    for (const t of [1, 2, 8, 16, 17, 64, 256, 2048]) {
+      const us = sparseTimeUs(shape, t, cfg(64, 8), P);
+      expect(us).to.be.greaterThan(prev);
+      prev = us;
+    }
+  });
+
+  it('reaches the memory-bound limit at one token (no launch or per-token cost) and the compute-bound limit at many', () => {
+    const big = { outFeatures: 65536, inFeatures: 65536 };
+    for (const c of [cfg(16, 5), cfg(64, 8), cfg(128, 16)]) {
+      expect(modelSpeedup(big, 1, c, noFixed) / memoryBoundLimit(big, c, noFixed)).to.be.closeTo(1, 0.02);
+      expect(modelSpeedup(big, 1 << 20, c, noFixed) / computeBoundLimit(big, c, noFixed)).to.be.closeTo(1, 0.02);
+    }
+    // Decode limit of 64:2:8: 16 dense bytes per 8 columns over ~4.75 packed bytes, times the bandwidth ratio.
+    expect(memoryBoundLimit(big, cfg(64, 8))).to.be.closeTo((16 / 4.75) * (P.decode.bandwidthTBps / P.dense.bandwidthTBps), 0.01);
+    // Never above the limits with launch and per-token costs.
+    for (const shape of [big, { outFeatures: 4096, inFeatures: 4096 }]) {
+      for (const t of [1, 16]) expect(modelSpeedup(shape, t, cfg(64, 8))).to.be.below(memoryBoundLimit(shape, cfg(64, 8)));
+      expect(modelSpeedup(shape, 4096, cfg(64, 8))).to.be.below(computeBoundLimit(shape, cfg(64, 8)));
+    }
+  });
+
+  it('uses the measured ratio where the table has the shape, the model elsewhere', () => {
+    const m = SPEEDUP_TABLE.measured.find((x) => x.outFeatures === 4096 && x.inFeatures === 11008 && x.tokens === 1 && x.m === 8)!;
+    const p = predictSpeedup({ outFeatures: 4096, inFeatures: 11008 }, 1, cfg(64, 8));
+    expect(p.source).to.equal('measured');
+    expect(p.speedup).to.equal(m.speedup);
+    expect(p.denseUs / p.sparseUs).to.be.closeTo(m.speedup, 1e-9);
+    const q = predictSpeedup({ outFeatures: 4096, inFeatures: 11008 }, 1, cfg(128, 8));
+    expect(q.source).to.equal('model');
+    expect(() => predictSpeedup({ outFeatures: 8, inFeatures: 8 }, 0, cfg(64, 8))).to.throw(RangeError);
+  });
+
+  it('reproduces bench/gpu/results.json within the error the table states', () => {
+    const results = JSON.parse(readFileSync('bench/gpu/results.json', 'utf8')) as Array<{ N_out: number; K: number; T: number; config: string; speedup_vs_cublas: number }>;
+    // Every measurement is in the table, at the smaller ratio of its two index layouts.
+    for (const r of results) {
+      const [v, , m] = r.config.split(':').map(Number) as [number, number, number];
+      const x = SPEEDUP_TABLE.measured.find((y) => y.outFeatures === r.N_out && y.inFeatures === r.K && y.tokens === r.T && y.v === v && y.m === m)!;
+      expect(x, `${r.N_out}x${r.K} T=${r.T} ${r.config}`).to.not.equal(undefined);
+      expect(x.speedup).to.be.at.most(Number(r.speedup_vs_cublas.toPrecision(3)));
+    }
+    const logErr = SPEEDUP_TABLE.measured.map((x) => Math.log(modelSpeedup(x, x.tokens, cfg(x.v, x.m)) / x.speedup));
+    const rms = Math.sqrt(logErr.reduce((s, e) => s + e * e, 0) / logErr.length);
+    expect(rms).to.be.closeTo(SPEEDUP_TABLE.fit.speedupRmsLog, 0.002);
+    expect(rms).to.be.below(0.25);
+    // On the LLM-sized layers (the ones a 7B model is made of) the model is within 20 % everywhere.
+    const llm = SPEEDUP_TABLE.measured.filter((x) => x.outFeatures >= 4096 && x.inFeatures >= 4096);
+    for (const x of llm) expect(Math.abs(Math.log(modelSpeedup(x, x.tokens, cfg(x.v, x.m)) / x.speedup)), `${x.outFeatures}x${x.inFeatures} T=${x.tokens} M=${x.m}`).to.be.below(0.25);
+  });
+});
