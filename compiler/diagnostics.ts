@@ -59,6 +59,12 @@ export const Codes = {
   TARGET_CONFLICT: "VNMC-U010",
   /** No candidate V:N:M reaches the --sparsity or --speedup asked for. */
   UNREACHABLE_TARGET: "VNMC-U011",
+  /** --method other than select or sparsegpt. */
+  BAD_METHOD: "VNMC-U012",
+  /** --method sparsegpt without --calib. */
+  METHOD_NEEDS_CALIB: "VNMC-U013",
+  /** --method sparsegpt with an option it does not combine with (--score, --permute). */
+  METHOD_CONFLICT: "VNMC-U014",
   // input problems (exit 1)
   FILE_NOT_FOUND: "VNMC-E001",
   NOT_ONNX: "VNMC-E002",
