@@ -3,8 +3,10 @@ import type { Node } from "./ir/node.js";
 import type { TensorData } from "./ir/tensor.js";
 import type { Value } from "./ir/value.js";
 import type { VnmConfig } from "./vnm/config.js";
+import type { JobPermutation } from "./weights/prune-job.js";
 import type { PrunePool } from "./weights/prune-pool.js";
 import type { ScoreKind, WeightScoring } from "./weights/scores.js";
+import type { SparseGptMaskScore } from "./weights/sparsegpt.js";
 import type { SparseWeight } from "./weights/sparse-weight.js";
 import type { WeightRecipe } from "./weights/weight-recipe.js";
 
@@ -23,6 +25,13 @@ export interface PassOptions {
   pool?: PrunePool;
   /** The importance score asked for (default magnitude; layers without activation statistics fall back to it). */
   score?: ScoreKind;
+  /**
+   * --method sparsegpt: observed layers are pruned by SparseGPT (mask by `maskScore`, kept weights
+   * updated with the inverse Hessian; calibration gathers XᵀX). Absent: plain selection by `score`.
+   */
+  sparsegpt?: { maskScore: SparseGptMaskScore; damping: number };
+  /** Search channel permutations (--permute); the search budget is in compile.ts. */
+  permute?: boolean;
 }
 
 /** A MatMul/Gemm that will be rewritten. */
@@ -51,6 +60,27 @@ export interface Skipped {
   weightShape?: number[];
 }
 
+/**
+ * A layer whose input permutation folds into the rewritten layers producing its input, through
+ * elementwise ops only (see passes/plan-permutation-folds.ts).
+ */
+export interface FoldPlan {
+  consumer: Candidate;
+  producers: Candidate[];
+  /** Per-channel constant operands on the way, permuted along with the channels. */
+  constants: Array<{ node: Node; index: number }>;
+}
+
+/** A weight's channel permutations (--permute), by recipe key as `weights`. */
+export interface WeightPermutation extends JobPermutation {
+  stoppedBy: string;
+  ms: number;
+  /** Labels of the producers the input permutation was folded into. */
+  foldedInto?: string[];
+  /** Label of the consumer whose input permutation this weight's row order carries. */
+  carriesFoldOf?: string;
+}
+
 export interface CompileState {
   options: PassOptions;
   candidates: Candidate[];
@@ -64,6 +94,10 @@ export interface CompileState {
    * Filled by calibration before the rewrite; a weight without an entry is pruned by magnitude.
    */
   scoring?: Map<string, WeightScoring>;
+  /** --permute: where input permutations can fold into producers (plan-permutation-folds). */
+  foldPlans?: FoldPlan[];
+  /** --permute: the permutations found, by recipe key; a weight without one is packed unpermuted. */
+  permutations?: Map<string, WeightPermutation>;
 }
 
 export function nodeLabel(node: Node, index: number): string {

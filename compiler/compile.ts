@@ -11,13 +11,17 @@ import type { Pass } from "./pass/pass.js";
 import { buildReport, type CompileReport } from "./report.js";
 import { readModelFile } from "./serde/read.js";
 import { encodeModel, PROTOBUF_LIMIT, writeModelFile, writeModelFileAsync } from "./serde/write.js";
+import { DEFAULT_PERMUTE_SECONDS, searchPermutations } from "./weights/permutation-search.js";
 import { PrunePool } from "./weights/prune-pool.js";
+import { DEFAULT_DAMPING, DEFAULT_SPARSEGPT_MASK_SCORE, PRUNE_METHODS, type PruneMethod, SPARSEGPT_MASK_SCORES, type SparseGptMaskScore } from "./weights/sparsegpt.js";
 import { needsActivations, SCORE_KINDS, type ScoreKind } from "./weights/scores.js";
 import { VERSION } from "./version.js";
 import { verifyModels, type VerificationResult } from "./verify/verify.js";
 import { type VnmConfig, VnmConfigError, formatVnm, parseVnm } from "./vnm/config.js";
 import { AddFallbackFunction, MIN_FALLBACK_OPSET } from "../passes/add-fallback-function.js";
 import { FindCandidates } from "../passes/find-candidates.js";
+import { FoldPermutations } from "../passes/fold-permutations.js";
+import { PlanPermutationFolds } from "../passes/plan-permutation-folds.js";
 import { RecordMetadata } from "../passes/record-metadata.js";
 import { deadOnInput, RemoveUnused } from "../passes/remove-unused.js";
 import { RewriteToVnm } from "../passes/rewrite-to-vnm.js";
@@ -53,11 +57,27 @@ export interface CompileOptions {
   calib?: string;
   /** Importance score (default: DEFAULT_CALIBRATED_SCORE with calibration data, magnitude without). */
   score?: ScoreKind;
+  /**
+   * How kept weights are found: "select" (default) keeps the raw weights of the mask chosen by
+   * `score`; "sparsegpt" (needs `calib`) chooses each group's mask by its OBS saliency and UPDATES the
+   * kept weights with the inverse Hessian XᵀX to absorb the pruning error (compiler/weights/sparsegpt.ts).
+   */
+  method?: PruneMethod;
+  /** sparsegpt only, for experiments: the mask saliency (default DEFAULT_SPARSEGPT_MASK_SCORE) and damping (default 0.01). */
+  sparsegptMaskScore?: SparseGptMaskScore;
+  sparsegptDamping?: number;
+  /** Search input/output channel permutations that keep more of the score (free at run time). */
+  permute?: boolean;
+  /**
+   * Budget of the permutation search in seconds of one core's work, for the whole model (default
+   * DEFAULT_PERMUTE_SECONDS). Counted in operations, so the result is the same on every machine.
+   */
+  permuteTime?: number;
   onProgress?: (event: ProgressEvent) => void;
 }
 
 export interface ProgressEvent {
-  phase: "load" | "calibrate" | "compile" | "write" | "verify" | "done";
+  phase: "load" | "calibrate" | "permute" | "compile" | "write" | "verify" | "done";
   done: number;
   total: number;
 }
@@ -111,13 +131,15 @@ function countParameters(model: Model): number {
 }
 
 /** Passes after candidates are found (and calibration statistics gathered for them). */
-function rewritePasses(): Pass<CompileState>[] {
-  return [new RewriteToVnm(), new AddFallbackFunction(), new RemoveUnused()];
+function rewritePasses(permute: boolean): Pass<CompileState>[] {
+  return [...(permute ? [new FoldPermutations()] : []), new RewriteToVnm(), new AddFallbackFunction(), new RemoveUnused()];
 }
 
 /** The options as recorded in the output model: everything that changes the result, nothing else. */
-function recordedOptions(o: PassOptions, calibration: CalibrationSummary | undefined): Record<string, unknown> {
+function recordedOptions(o: PassOptions, calibration: CalibrationSummary | undefined, permuteTime: number | undefined): Record<string, unknown> {
   const recorded: Record<string, unknown> = { vnm: formatVnm(o.vnm), include: o.include, exclude: o.exclude, minSize: o.minSize, score: o.score, selection: "exhaustive" };
+  recorded.method = o.sparsegpt ? { name: "sparsegpt", maskScore: o.sparsegpt.maskScore, damping: o.sparsegpt.damping } : "select";
+  if (o.permute) recorded.permute = { seconds: permuteTime };
   if (calibration) recorded.calibration = { source: calibration.source, samples: calibration.samples, sha256: calibration.digest };
   return recorded;
 }
@@ -132,6 +154,33 @@ function resolveScore(score: string | undefined, calib: string | undefined): Sco
     throw new VnmcError(Codes.SCORE_NEEDS_CALIB, `--score ${kind} needs --calib (a folder of samples, or random:N for data-free statistics).`, "usage");
   }
   return kind;
+}
+
+/** The sparsegpt settings for --method sparsegpt, undefined for plain selection; usage errors otherwise. */
+function resolveMethod(opts: CompileOptions): PassOptions["sparsegpt"] {
+  const method = opts.method ?? "select";
+  if (!(PRUNE_METHODS as readonly string[]).includes(method)) {
+    throw new VnmcError(Codes.BAD_METHOD, `--method must be one of ${PRUNE_METHODS.join(", ")} (got '${method}').`, "usage");
+  }
+  if (method === "select") return undefined;
+  if (opts.calib === undefined) {
+    throw new VnmcError(Codes.METHOD_NEEDS_CALIB, "--method sparsegpt needs --calib (a folder of samples, or random:N for data-free statistics): it prunes with the inputs' XᵀX.", "usage");
+  }
+  if (opts.score !== undefined) {
+    throw new VnmcError(Codes.METHOD_CONFLICT, "--score applies to --method select; drop it, as --method sparsegpt chooses masks by its own OBS saliency.", "usage");
+  }
+  if (opts.permute) {
+    throw new VnmcError(Codes.METHOD_CONFLICT, "--method sparsegpt cannot be combined with --permute yet; drop one of them.", "usage");
+  }
+  const maskScore = opts.sparsegptMaskScore ?? DEFAULT_SPARSEGPT_MASK_SCORE;
+  if (!SPARSEGPT_MASK_SCORES.includes(maskScore)) {
+    throw new VnmcError(Codes.USAGE, `The sparsegpt mask score must be one of ${SPARSEGPT_MASK_SCORES.join(", ")} (got '${maskScore}').`, "usage");
+  }
+  const damping = opts.sparsegptDamping ?? DEFAULT_DAMPING;
+  if (!(damping > 0 && Number.isFinite(damping))) {
+    throw new VnmcError(Codes.USAGE, `The sparsegpt damping must be a positive number (got ${damping}).`, "usage");
+  }
+  return { maskScore, damping };
 }
 
 /**
@@ -151,7 +200,13 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     throw new VnmcError(Codes.OUTPUT_IS_INPUT, "The output path is the input model; choose another output with -o.", "usage");
   }
   const verify = opts.verify ?? true;
-  const score = resolveScore(opts.score, opts.calib);
+  const permuteTime = opts.permuteTime ?? DEFAULT_PERMUTE_SECONDS;
+  if (!(Number.isFinite(permuteTime) && permuteTime >= 0)) {
+    throw new VnmcError(Codes.BAD_PERMUTE_TIME, `--permute-time needs a non-negative number of seconds (got ${opts.permuteTime}).`, "usage");
+  }
+  const sparsegpt = resolveMethod(opts);
+  // sparsegpt chooses masks itself; layers it cannot observe fall back to magnitude selection.
+  const score = sparsegpt ? "magnitude" : resolveScore(opts.score, opts.calib);
   if (opts.calib !== undefined && opts.calib.trim() === "") {
     throw new VnmcError(Codes.BAD_CALIB_OPTION, "--calib needs a folder, an .npz/.npy/.pb file, or random:N.", "usage");
   }
@@ -171,12 +226,13 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
 
   const options: PassOptions = {
     vnm, include: opts.include ?? [], exclude: opts.exclude ?? [], minSize, emit: "sparse", retainPacked: verify,
-    pool: opts.threads === 0 ? undefined : new PrunePool(opts.threads), score,
+    pool: opts.threads === 0 ? undefined : new PrunePool(opts.threads), score, permute: opts.permute ?? false,
+    ...(sparsegpt ? { sparsegpt } : {}),
   };
   const diagnostics = new DiagnosticSink();
   const state: CompileState = { options, candidates: [], skipped: [], weights: new Map(), initiallyUnused: deadOnInput(model) };
   const ctx = { diagnostics, state };
-  const find = new PassManager<CompileState>([new FindCandidates()]);
+  const find = new PassManager<CompileState>([new FindCandidates(), ...(options.permute ? [new PlanPermutationFolds()] : [])]);
   find.run(model, ctx);
   // Calibration runs the original model, so it comes before any rewrite.
   let calibration: CalibrationSummary | undefined;
@@ -194,7 +250,15 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
       calibTiming.push({ pass: "calibrate", ms: calibration.ms, modified: false });
     }
   }
-  const manager = new PassManager<CompileState>([...rewritePasses(), new RecordMetadata(VERSION, recordedOptions(options, calibration))]);
+  // The permutation search scores weights as their prune jobs will (calibration first) for their final V:N:M.
+  if (options.permute && state.candidates.length > 0) {
+    progress({ phase: "permute", done: 0, total: 1 });
+    const summary = await searchPermutations(state, permuteTime, diagnostics, (done, total) => progress({ phase: "permute", done, total }));
+    calibTiming.push({ pass: "permute-search", ms: summary.ms, modified: false });
+  }
+  const manager = new PassManager<CompileState>([
+    ...rewritePasses(options.permute ?? false), new RecordMetadata(VERSION, recordedOptions(options, calibration, options.permute ? permuteTime : undefined)),
+  ]);
   manager.run(model, ctx);
   if (state.candidates.length === 0) {
     diagnostics.report({

@@ -7,6 +7,7 @@ import type { VerificationResult } from "./verify/verify.js";
 import { VERSION } from "./version.js";
 import { type VnmConfig, formatVnm } from "./vnm/config.js";
 import type { ScoreKind } from "./weights/scores.js";
+import { recipeKey } from "./weights/weight-recipe.js";
 
 export interface LayerRow {
   node: string;
@@ -38,6 +39,22 @@ export interface LayerRow {
   /** Name of the weight; nodes sharing one weight share its packed form. */
   weight?: string;
   sharedWith?: string[];
+  /** --permute: the channel permutation of the layer's weight. */
+  permutation?: LayerPermutation;
+}
+
+export interface LayerPermutation {
+  /** Kept score with the permutation / without, minus 1 (the search's gain; 0 when none was found). */
+  keptScoreGain: number;
+  /** Where the input permutation went: the absolute `columns`, or the producers' row order. */
+  input: "columns" | "folded";
+  /** The producers the input permutation was folded into. */
+  foldedInto?: string[];
+  /** The consumer whose input order this layer's rows write (its row_index). */
+  rowsCarry?: string;
+  /** What ended the search: converged, work (the budget), time (the wall-clock cap), already sparse. */
+  stoppedBy: string;
+  searchMs: number;
 }
 
 export interface CompileReport {
@@ -101,6 +118,15 @@ export function buildReport(r: ReportInput): CompileReport {
       row.outputErrorChannels = stats.outputError.channels;
     }
     if (shared.length) row.sharedWith = shared;
+    const perm = r.state.permutations?.get(recipeKey(c.recipe, formatVnm(c.config)));
+    if (perm) {
+      row.permutation = {
+        keptScoreGain: perm.keptBefore && perm.keptAfter ? perm.keptAfter / perm.keptBefore - 1 : 0,
+        input: perm.inputFolded ? "folded" : "columns", stoppedBy: perm.stoppedBy, searchMs: Math.round(perm.ms),
+      };
+      if (perm.foldedInto) row.permutation.foldedInto = perm.foldedInto;
+      if (perm.carriesFoldOf) row.permutation.rowsCarry = perm.carriesFoldOf;
+    }
     return row;
   });
   for (const s of r.state.skipped) {
@@ -143,7 +169,7 @@ export function formatBytes(n: number): string {
 }
 
 /** Columns named here are numbers, right-aligned. */
-const NUMERIC = new Set(["V:N:M", "sparsity", "kept |W|", "kept score", "out err"]);
+const NUMERIC = new Set(["V:N:M", "sparsity", "kept |W|", "kept score", "out err", "perm gain"]);
 
 function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -154,7 +180,11 @@ function table(headers: string[], rows: string[][]): string {
 function statusText(l: LayerRow): string {
   if (l.status === "dense") return `dense: ${l.reason} [${l.code}]`;
   const shared = l.sharedWith ? ` (shares weight with ${l.sharedWith.join(", ")})` : "";
-  return `${l.status}${shared}`;
+  const p = l.permutation;
+  const notes: string[] = [];
+  if (p?.foldedInto) notes.push(`input order folded into ${p.foldedInto.join(", ")}`);
+  if (p?.rowsCarry) notes.push(`rows ordered for ${p.rowsCarry}`);
+  return `${l.status}${shared}${notes.length ? `; ${notes.join("; ")}` : ""}`;
 }
 
 /** The human-readable report: a per-layer table, totals and verification. */
@@ -164,11 +194,14 @@ export function renderReport(rep: CompileReport): string {
   const headers = ["node", "weight", "V:N:M", "sparsity", "kept |W|"];
   if (scored) headers.push("score", "kept score");
   if (calibrated) headers.push("out err");
+  const permuted = rep.layers.some((l) => l.permutation);
+  if (permuted) headers.push("perm gain");
   headers.push("status");
   const rows = rep.layers.map((l) => {
     const cells = [l.node, l.weightShape ? l.weightShape.join("x") : "-", l.vnm ?? "-", pct(l.sparsity), pct(l.keptMagnitude)];
     if (scored) cells.push(l.status === "dense" ? "-" : (l.score ?? "-"), pct(l.keptScore ?? null));
     if (calibrated) cells.push(l.outputError === undefined ? "-" : pct(l.outputError));
+    if (permuted) cells.push(l.permutation ? `+${(l.permutation.keptScoreGain * 100).toFixed(1)}%` : "-");
     cells.push(statusText(l));
     return cells;
   });
@@ -179,6 +212,12 @@ export function renderReport(rep: CompileReport): string {
   if (already > 0) out.push(`  ${already} already had the ${rep.vnm} pattern and were packed exactly, nothing pruned`);
   out.push(`parameters: ${t.parametersBefore.toLocaleString("en-US")} -> ${t.parametersAfter.toLocaleString("en-US")}`);
   out.push(`file size: ${formatBytes(t.bytesBefore)} -> ${formatBytes(t.bytesAfter)}`);
+  if (permuted) {
+    const ps = rep.layers.flatMap((l) => (l.permutation ? [l.permutation] : []));
+    const folded = ps.filter((p) => p.input === "folded").length;
+    const stops = [...new Set(ps.map((p) => p.stoppedBy))].join(", ");
+    out.push(`channel permutation: ${ps.length} layer(s); input order folded into the producing layer for ${folded}, in columns for ${ps.length - folded}; search stopped by: ${stops}`);
+  }
   const c = rep.calibration;
   if (c) {
     const unobserved = c.unobservedLayers.length ? `; ${c.unobservedLayers.length} layer(s) pruned by magnitude, their inputs unobservable` : "";

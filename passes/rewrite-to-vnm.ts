@@ -1,4 +1,4 @@
-import type { Candidate, CompileState } from "../compiler/compile-state.js";
+import type { Candidate, CompileState, WeightPermutation } from "../compiler/compile-state.js";
 import { intAttr, intsAttr, floatAttr } from "../compiler/ir/attribute.js";
 import type { Graph } from "../compiler/ir/graph.js";
 import type { Model } from "../compiler/ir/model.js";
@@ -7,6 +7,7 @@ import type { Value } from "../compiler/ir/value.js";
 import type { Pass, PassContext } from "../compiler/pass/pass.js";
 import { formatVnm } from "../compiler/vnm/config.js";
 import { elementSize, fromFloat32, toFloat32, transposeBytes } from "../compiler/weights/float-view.js";
+import type { JobPermutation } from "../compiler/weights/prune-job.js";
 import { SparseWeight } from "../compiler/weights/sparse-weight.js";
 import { recipeKey } from "../compiler/weights/weight-recipe.js";
 
@@ -35,7 +36,7 @@ export class RewriteToVnm implements Pass<CompileState> {
       const key = recipeKey(c.recipe, formatVnm(c.config));
       let sparse = state.weights.get(key);
       if (!sparse) {
-        sparse = new SparseWeight(c.recipe, c.config, state.options.retainPacked, state.options.pool, state.scoring?.get(key));
+        sparse = new SparseWeight(c.recipe, c.config, state.options.retainPacked, state.options.pool, state.scoring?.get(key), jobPermutation(state.permutations?.get(key)));
         state.weights.set(key, sparse);
       }
       c.sparse = sparse;
@@ -120,6 +121,14 @@ export class RewriteToVnm implements Pass<CompileState> {
     node.attributes = node.attributes.filter((a) => a.name !== "transB" && a.name !== "alpha");
     node.attributes.push(intAttr("transB", 1), floatAttr("alpha", 1));
   }
+}
+
+/** The fields a prune job needs (the report's fields stay on the main thread). */
+function jobPermutation(p: WeightPermutation | undefined): JobPermutation | undefined {
+  if (!p) return undefined;
+  const job: JobPermutation = { input: p.input, output: p.output, inputFolded: p.inputFolded };
+  if (p.outputFold) job.outputFold = p.outputFold;
+  return job;
 }
 
 /** beta·C as a bias vector [out] when C is a scalar, [out] or [1, out]; undefined otherwise. */

@@ -1,6 +1,7 @@
 import { renameSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { type CompileOptions, compileFile, DEFAULT_CALIBRATED_SCORE, DEFAULT_MIN_SIZE, DEFAULT_VNM } from "../compile.js";
+import { DEFAULT_PERMUTE_SECONDS } from "../weights/permutation-search.js";
 import { progressBar } from "../progress.js";
 import { renderReport } from "../report.js";
 import { parseShapeOptions } from "./options.js";
@@ -20,6 +21,10 @@ Options:
                           random:N generates N samples (data-free; dynamic dims from --shape)
   --score <s>             importance score: magnitude, wanda or ria (default: ${DEFAULT_CALIBRATED_SCORE} with --calib,
                           magnitude without; wanda and ria need --calib)
+  --permute               search input/output channel permutations that keep more of the score (free
+                          at run time: folded into columns and row_index, or into the producing layer)
+  --permute-time <s>      search budget in seconds of one core's work for the whole model, split by
+                          weight size; counted in operations, so the output is reproducible (default ${DEFAULT_PERMUTE_SECONDS})
   --shape <name=AxBxC>    input shape for verification and random:N when the model has dynamic dims (repeatable)
   --no-verify             skip running the models in onnxruntime to check the result
   --threads <n>           worker threads for pruning (default: all cores; 0 = main thread only)
@@ -31,6 +36,12 @@ Options:
 export function parseIntOption(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v)) throw new UsageError(`${name} needs a non-negative integer (got '${v}').`);
+  return Number(v);
+}
+
+export function parseSecondsOption(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(v)) throw new UsageError(`${name} needs a non-negative number of seconds (got '${v}').`);
   return Number(v);
 }
 
@@ -51,6 +62,8 @@ export async function compileCommand(args: string[]): Promise<number> {
         shape: { type: "string", multiple: true },
         calib: { type: "string" },
         score: { type: "string" },
+        permute: { type: "boolean" },
+        "permute-time": { type: "string" },
         "no-verify": { type: "boolean" },
         threads: { type: "string" },
         report: { type: "string" },
@@ -81,6 +94,8 @@ export async function compileCommand(args: string[]): Promise<number> {
     shapes: parseShapeOptions(o.shape ?? []),
     calib: o.calib,
     score: o.score as CompileOptions["score"],
+    permute: o.permute,
+    permuteTime: parseSecondsOption("--permute-time", o["permute-time"]),
     onProgress: bar,
   };
   let result;

@@ -3,10 +3,12 @@ import { ExternalFileTensor, InMemoryTensor } from "../ir/tensor.js";
 import type { VnmConfig } from "../vnm/config.js";
 import { detectExistingVnm } from "../vnm/detect.js";
 import { gatherValues } from "../vnm/pack.js";
+import { applyInputPermutation, applyOutputPermutation, foldInputPermutationIntoProducer, gatherPermutedValues, permuteSelection } from "../vnm/permute.js";
 import { selectionSizes, selectVnm } from "../vnm/select.js";
 import { absScores, elementSize, toFloat32 } from "./float-view.js";
 import type { Scratch } from "./scratch.js";
 import { computeScores, layerOutputError, outputErrorPlan, type ScoreKind, type WeightScoring } from "./scores.js";
+import { sparseGptPack, type SparseGptMaskScore } from "./sparsegpt.js";
 import { storedWeight, type WeightRecipe } from "./weight-recipe.js";
 
 /** Where a weight's bytes come from, in a form that can be sent to a worker thread. */
@@ -25,14 +27,43 @@ export interface PruneJob {
   scoring?: WeightScoring;
   /** Return `src` (the pruned-dense reference needs it); otherwise it stays in reused scratch memory. */
   keepSrc?: boolean;
+  /** Channel permutations found by the search (compiler/weights/permute-job.ts) to apply. */
+  permutation?: JobPermutation;
+}
+
+/**
+ * The permutations a weight is packed with. The mask is selected on P_o·S·P_i; `columns` say where
+ * the kept activations are in the input the node actually reads, `row_index` which output channel
+ * each packed row writes.
+ */
+export interface JobPermutation {
+  /** [in]: permuted column c is original input channel input[c]. */
+  input: Int32Array;
+  /** [out]: packed row r is original output channel output[r]. */
+  output: Int32Array;
+  /**
+   * The input permutation is folded into the producer of this layer's input, which then writes its
+   * channels in permuted order: `columns` stay in permuted, windowed order.
+   */
+  inputFolded: boolean;
+  /** A consumer folded its input permutation σ into this layer: output channel o is written at σ⁻¹[o]. */
+  outputFold?: Int32Array;
+  /** Kept score of the identity and of the permutation (from the search), for the report. */
+  keptBefore?: number;
+  keptAfter?: number;
 }
 
 export interface PruneOutput {
   values: Uint8Array;
   columns: Int32Array;
   meta: Uint8Array;
-  /** [R, 2G]: source column of each value, -1 for zeros; only when the job asked (`keepSrc`). */
+  /**
+   * [R, 2G]: row o (an original output channel, o < out) lists the original input channels of its
+   * kept weights, -1 for zeros; only when the job asked (`keepSrc`).
+   */
   src?: Int32Array;
+  /** [R]: the `row_index` to write when it is not the identity (permuted rows). */
+  rowIndex?: Int32Array;
   /** The score the mask was chosen by. */
   score: ScoreKind;
   /** Σ score kept and Σ score, for that score. */
@@ -43,6 +74,11 @@ export interface PruneOutput {
   totalMagnitude: number;
   /** The weight already had the V:N:M pattern: every nonzero was kept, nothing was pruned. */
   alreadySparse: boolean;
+  /**
+   * Pruned by --method sparsegpt: the mask was chosen by `maskScore` and the kept weights were
+   * UPDATED (`values` are not copies of the raw weight; `src` says where each one goes).
+   */
+  sparsegpt?: { maskScore: SparseGptMaskScore; deadChannels: number; lambda: number };
   nonzerosBefore: number;
   nonzerosAfter: number;
   /** ‖X·Wᵀ − X·(W⊙mask)ᵀ‖ / ‖X·Wᵀ‖ on `rows` calibration rows and `channels` output channels, when rows were given. */
@@ -50,7 +86,7 @@ export interface PruneOutput {
   ms: number;
 }
 
-export function jobFor(recipe: WeightRecipe, config: VnmConfig, scoring?: WeightScoring, keepSrc = false): PruneJob {
+export function jobFor(recipe: WeightRecipe, config: VnmConfig, scoring?: WeightScoring, keepSrc = false, permutation?: JobPermutation): PruneJob {
   const { base, ...rest } = recipe;
   const source: WeightSource =
     base instanceof ExternalFileTensor
@@ -59,6 +95,7 @@ export function jobFor(recipe: WeightRecipe, config: VnmConfig, scoring?: Weight
   const job: PruneJob = { source, baseType: base.dataType, baseDims: [...base.dims], recipe: rest, config };
   if (scoring) job.scoring = scoring;
   if (keepSrc) job.keepSrc = true;
+  if (permutation) job.permutation = permutation;
   return job;
 }
 
@@ -70,11 +107,40 @@ function ownBuffer(view: Uint8Array): Uint8Array {
   return view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? view : new Uint8Array(view);
 }
 
-function sourceTensor(job: PruneJob): TensorData {
+function sourceTensor(job: Pick<PruneJob, "source" | "baseType" | "baseDims">): TensorData {
   const s = job.source;
   return s.kind === "file"
     ? new ExternalFileTensor(job.baseType, job.baseDims, s.path, s.offset, s.length)
     : new InMemoryTensor(job.baseType, job.baseDims, s.bytes);
+}
+
+export interface ScoredWeight {
+  recipe: WeightRecipe;
+  /** |W| [out, in]. */
+  absW: Float32Array;
+  /** Nonzeros of W. */
+  nnz: number;
+  /** The raw weight [out, in] in its own type. */
+  rawOutIn: Uint8Array;
+  /** The importance score [out, in] of the job's kind (`absW` itself for magnitude). */
+  score: Float32Array;
+  /** W already has the job's V:N:M pattern. */
+  alreadySparse: boolean;
+}
+
+/** Reads a job's weight and scores it (shared by pruning and the permutation search). */
+export function scoreWeight(job: Pick<PruneJob, "source" | "baseType" | "baseDims" | "recipe" | "config" | "scoring">, scratch?: Scratch): ScoredWeight {
+  const recipe: WeightRecipe = { ...job.recipe, base: sourceTensor(job) };
+  const { outFeatures: out, inFeatures: inF, transposed } = recipe;
+  const kind = job.scoring?.kind ?? "magnitude";
+  const raw = storedWeight(recipe, scratch);
+  const n = out * inF;
+  const { score: absW, nonzeros: nnz, rawOutIn } = absScores(
+    raw, recipe.dataType, out, inF, transposed, scratch?.bytes("score", n * 4), scratch?.bytes("transposed", raw.byteLength),
+  );
+  const into = scratch ? new Float32Array(scratch.bytes("score2", n * 4).buffer, 0, n) : undefined;
+  const score = kind === "magnitude" ? absW : computeScores(absW, out, inF, kind, job.scoring?.norms, into);
+  return { recipe, absW, nnz, rawOutIn, score, alreadySparse: detectExistingVnm(absW, out, inF, job.config) };
 }
 
 /**
@@ -85,45 +151,58 @@ function sourceTensor(job: PruneJob): TensorData {
  */
 export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
   const t0 = performance.now();
-  const recipe: WeightRecipe = { ...job.recipe, base: sourceTensor(job) };
-  const { outFeatures: out, inFeatures: inF, transposed } = recipe;
+  const { recipe, absW, nnz, rawOutIn, score, alreadySparse } = scoreWeight(job, scratch);
+  const { outFeatures: out, inFeatures: inF } = recipe;
   const kind = job.scoring?.kind ?? "magnitude";
-  const raw = storedWeight(recipe, scratch);
   const n = out * inF;
-  const { score: absW, nonzeros: nnz, rawOutIn } = absScores(
-    raw, recipe.dataType, out, inF, transposed, scratch?.bytes("score", n * 4), scratch?.bytes("transposed", raw.byteLength),
-  );
   const floatScratch = (name: string) => (scratch ? new Float32Array(scratch.bytes(name, n * 4).buffer, 0, n) : undefined);
-  const score = kind === "magnitude" ? absW : computeScores(absW, out, inF, kind, job.scoring?.norms, floatScratch("score2"));
-  // (Channel permutation, when it comes, searches on `score` here and selects on the permuted one.)
   // An already V:N:M weight is selected by an indicator of its nonzeros: the optimum then keeps
   // exactly all of them (integer sums, no rounding), whatever its values or activation norms.
-  const alreadySparse = detectExistingVnm(absW, out, inF, job.config);
   const selectBy = alreadySparse ? indicator(absW, floatScratch("indicator")) : score;
+  const perm = job.permutation;
+  // --method sparsegpt: mask and updated kept values from the OBS pass (an already-sparse weight is packed as it is).
+  const obs = job.scoring?.sparsegpt && !alreadySparse ? sparseGptPack(rawOutIn, recipe.dataType, out, inF, job.config, job.scoring.sparsegpt) : undefined;
+  if (obs && perm) throw new Error("internal: --method sparsegpt cannot be combined with a channel permutation yet");
   // `src` is the largest selection output (4 bytes per kept slot); unless the caller keeps it, it
   // lives in scratch memory reused from weight to weight (fresh pages are expensive here).
-  const srcBuffer = scratch && !job.keepSrc ? new Int32Array(scratch.bytes("src", selectionSizes(out, inF, job.config).src * 4).buffer) : undefined;
-  const sel = selectVnm(selectBy, out, inF, job.config, "exhaustive", srcBuffer ? { buffers: { src: srcBuffer } } : {});
-  const values = gatherValues(sel, rawOutIn, elementSize(recipe.dataType));
+  const srcBytes = selectionSizes(out, inF, job.config).src * 4;
+  const scratchSrc = (name: string) => (scratch && !job.keepSrc ? new Int32Array(scratch.bytes(name, srcBytes).buffer, 0, srcBytes / 4) : undefined);
+  const srcBuffer = perm ? (scratch ? new Int32Array(scratch.bytes("src-permuted", srcBytes).buffer, 0, srcBytes / 4) : undefined) : scratchSrc("src");
+  const searched = perm ? permuted(selectBy, out, inF, perm) : selectBy;
+  const sel = obs ? obs.selection : selectVnm(searched, out, inF, job.config, "exhaustive", srcBuffer ? { buffers: { src: srcBuffer } } : {});
+  let values: Uint8Array, columns: Int32Array, src: Int32Array, rowIndex: Int32Array | undefined;
+  if (perm) {
+    const ps = permuteSelection(sel, perm.input, perm.output);
+    values = gatherPermutedValues(ps, rawOutIn, elementSize(recipe.dataType));
+    columns = perm.inputFolded ? sel.columns : ps.columns;
+    rowIndex = perm.outputFold ? foldInputPermutationIntoProducer(ps.rowIndex, perm.outputFold) : ps.rowIndex;
+    src = srcByOriginalRow(ps.src, ps.rowIndex, 2 * sel.groups, scratchSrc("src"));
+  } else {
+    values = obs ? obs.values : gatherValues(sel, rawOutIn, elementSize(recipe.dataType));
+    columns = sel.columns;
+    src = sel.src;
+  }
   const twoG = 2 * sel.groups;
   const kept = new Float64Array(3);
-  keptSums(sel.src, absW, score, out, inF, twoG, kept);
+  keptSums(src, absW, score, out, inF, twoG, kept);
   const [keptMagnitude, keptScore, nnzAfter] = [kept[0]!, kept[1]!, kept[2]!];
   if (alreadySparse && nnzAfter !== nnz) {
     throw new Error(`internal: '${recipe.baseName}' already has the ${job.config.v}:${job.config.n}:${job.config.m} pattern, but packing kept ${nnzAfter} of its ${nnz} nonzeros`);
   }
   const result: PruneOutput = {
-    values, columns: sel.columns, meta: sel.meta, score: kind,
-    keptScore, totalScore: selectBy === score ? sel.totalScore : sum(score),
-    keptMagnitude, totalMagnitude: selectBy === absW ? sel.totalScore : sum(absW),
+    values, columns, meta: sel.meta, score: kind,
+    keptScore, totalScore: selectBy === score && !obs ? sel.totalScore : sum(score),
+    keptMagnitude, totalMagnitude: selectBy === absW && !obs ? sel.totalScore : sum(absW),
     alreadySparse, nonzerosBefore: nnz, nonzerosAfter: nnzAfter, ms: 0,
   };
-  if (!srcBuffer) result.src = sel.src;
+  if (job.keepSrc || !scratch) result.src = src;
+  if (rowIndex) result.rowIndex = rowIndex;
+  if (obs) result.sparsegpt = { maskScore: job.scoring!.sparsegpt!.maskScore, deadChannels: obs.deadChannels, lambda: obs.lambda };
   const rows = job.scoring?.rows;
   if (rows && job.scoring!.rowCount) {
     const plan = outputErrorPlan(job.scoring!.rowCount, out, inF);
     const W = toFloat32(rawOutIn, recipe.dataType);
-    const relError = layerOutputError(W, out, inF, sel.src, twoG, rows, plan.rows, plan.stride);
+    const relError = layerOutputError(W, out, inF, src, twoG, rows, plan.rows, plan.stride, obs?.written);
     result.outputError = { relError, rows: plan.rows, channels: plan.channels };
   }
   result.ms = performance.now() - t0;
@@ -132,6 +211,25 @@ export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
 
 // Hot loops live in small functions of their own so V8 optimises them on the first large weight
 // (inside runPruneJob they ran 10x slower, as on-stack replacement kept bailing out).
+
+/** P_o·S·P_i: the matrix the permuted selection is made on. */
+function permuted(score: Float32Array, out: number, inF: number, perm: JobPermutation): Float32Array {
+  return applyOutputPermutation(applyInputPermutation(score, out, inF, perm.input), out, inF, perm.output);
+}
+
+/**
+ * `src` [R, 2G] of a permuted selection (packed row order, original input channels) re-indexed by
+ * original output channel, the layout keptSums, the output error and the pruned-dense reference read.
+ */
+function srcByOriginalRow(src: Int32Array, rowIndex: Int32Array, twoG: number, into?: Int32Array): Int32Array {
+  const result = into && into.length >= src.length ? into.subarray(0, src.length) : new Int32Array(src.length);
+  result.fill(-1);
+  for (let r = 0; r < rowIndex.length; r++) {
+    const o = rowIndex[r]!;
+    if (o >= 0) result.set(src.subarray(r * twoG, r * twoG + twoG), o * twoG);
+  }
+  return result;
+}
 
 /** Σ|W| kept, Σ score kept and the number of kept nonzeros, into acc[0..2]. */
 function keptSums(src: Int32Array, absW: Float32Array, score: Float32Array, rows: number, cols: number, twoG: number, acc: Float64Array): void {

@@ -1,10 +1,14 @@
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import type { PermuteJob, PermuteOutput } from "./permute-job.js";
 import type { PruneJob, PruneOutput } from "./prune-job.js";
 
+/** What a worker does: prune and pack a weight, or search its channel permutations. */
+export type WorkerTask = { kind: "prune"; job: PruneJob } | { kind: "permute"; job: PermuteJob };
+
 interface Waiting {
-  job: PruneJob;
-  resolve: (o: PruneOutput) => void;
+  task: WorkerTask;
+  resolve: (o: never) => void;
   reject: (e: Error) => void;
 }
 
@@ -22,8 +26,16 @@ export class PrunePool {
   constructor(readonly size = Math.max(1, Math.min(availableParallelism(), 8))) {}
 
   run(job: PruneJob): Promise<PruneOutput> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ job, resolve, reject });
+    return this.submit({ kind: "prune", job });
+  }
+
+  search(job: PermuteJob): Promise<PermuteOutput> {
+    return this.submit({ kind: "permute", job });
+  }
+
+  private submit<T>(task: WorkerTask): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ task, resolve: resolve as (o: never) => void, reject });
       this.pump();
     });
   }
@@ -31,7 +43,7 @@ export class PrunePool {
   private spawn(): Worker {
     const w = new Worker(new URL("./prune-worker.js", import.meta.url));
     w.unref();
-    w.on("message", (msg: { out?: PruneOutput; error?: string }) => {
+    w.on("message", (msg: { out?: never; error?: string }) => {
       const task = this.running.get(w);
       this.running.delete(w);
       this.idle.push(w);
@@ -55,7 +67,7 @@ export class PrunePool {
       if (!w) return;
       const task = this.queue.shift()!;
       this.running.set(w, task);
-      w.postMessage({ id: this.nextId++, job: task.job });
+      w.postMessage({ id: this.nextId++, task: task.task });
     }
   }
 

@@ -3,7 +3,7 @@ import { LazyTensor, type TensorData } from "../ir/tensor.js";
 import { type VnmConfig, packedShape } from "../vnm/config.js";
 import { identityRowIndex } from "../vnm/pack.js";
 import { elementSize } from "./float-view.js";
-import { jobFor, type PruneOutput, runPruneJob } from "./prune-job.js";
+import { type JobPermutation, jobFor, type PruneOutput, runPruneJob } from "./prune-job.js";
 import type { ScoreKind, WeightScoring } from "./scores.js";
 import type { PrunePool } from "./prune-pool.js";
 import { Scratch } from "./scratch.js";
@@ -22,6 +22,22 @@ export interface PruneStats {
   nonzerosAfter: number;
   /** Relative output error of the layer on calibration rows, when there were any. */
   outputError?: { relError: number; rows: number; channels: number };
+  /** Pruned by --method sparsegpt: the kept weights were UPDATED (mask saliency, dead channels, damping λ). */
+  sparsegpt?: PruneOutput["sparsegpt"];
+  ms: number;
+}
+
+/** How a weight's channels were permuted (--permute), for the report. */
+export interface PermutationStats {
+  /** Kept score of the identity and of the permutation found (the chosen score's sum). */
+  keptBefore: number;
+  keptAfter: number;
+  /** What ended the search. */
+  stoppedBy: string;
+  /** Where the input permutation lives: absolute `columns`, or folded into the producer(s). */
+  input: "columns" | "producer";
+  /** A consumer's input permutation folded into this weight's row order. */
+  outputFolded: boolean;
   ms: number;
 }
 
@@ -52,6 +68,8 @@ export class SparseWeight {
     private readonly pool?: PrunePool,
     /** Score and calibration data; magnitude without. */
     readonly scoring?: WeightScoring,
+    /** Channel permutations to pack with (--permute). */
+    readonly permutation?: JobPermutation,
   ) {
     const s = packedShape(recipe.outFeatures, recipe.inFeatures, config);
     this.R = s.R;
@@ -70,6 +88,7 @@ export class SparseWeight {
       ms: out.ms,
     };
     if (out.outputError) this.stats.outputError = out.outputError;
+    if (out.sparsegpt) this.stats.sparsegpt = out.sparsegpt;
     this.cache = out;
     for (const p of PARTS) this.pending.add(p);
     return out;
@@ -78,7 +97,7 @@ export class SparseWeight {
   /** Start pruning on the pool (idempotent). */
   prepare(): Promise<void> {
     if (this.cache || !this.pool) return Promise.resolve();
-    this.inFlight ??= this.pool.run(jobFor(this.recipe, this.config, this.scoring, this.retain)).then(
+    this.inFlight ??= this.pool.run(jobFor(this.recipe, this.config, this.scoring, this.retain, this.permutation)).then(
       (out) => {
         this.inFlight = undefined;
         if (!this.cache) this.accept(out);
@@ -92,7 +111,7 @@ export class SparseWeight {
   }
 
   private compute(): PruneOutput {
-    return this.cache ?? this.accept(runPruneJob(jobFor(this.recipe, this.config, this.scoring, this.retain), mainThreadScratch));
+    return this.cache ?? this.accept(runPruneJob(jobFor(this.recipe, this.config, this.scoring, this.retain, this.permutation), mainThreadScratch));
   }
 
   private take(part: Part): PruneOutput {
@@ -105,9 +124,12 @@ export class SparseWeight {
   /** The dense W ⊙ mask [out, in] in the weight's type, for the pruned-dense reference model. */
   prunedDense(): Uint8Array {
     // Only a retaining weight keeps `src`; otherwise select again, keeping it this time.
-    const src = this.compute().src ?? runPruneJob(jobFor(this.recipe, this.config, this.scoring, true)).src!;
+    const done = this.compute().src ? this.compute() : runPruneJob(jobFor(this.recipe, this.config, this.scoring, true, this.permutation));
+    const src = done.src!;
     const r = this.recipe;
     const size = elementSize(r.dataType);
+    // sparsegpt updated the kept weights: the reference holds the packed values, not the raw ones.
+    if (done.sparsegpt) return denseFromValues(done.values, src, r.outFeatures, r.inFeatures, 2 * this.G, size);
     const raw = materializeWeight(r);
     const out = new Uint8Array(raw.byteLength);
     const twoG = 2 * this.G;
@@ -130,11 +152,23 @@ export class SparseWeight {
       columns: new LazyTensor(DataType.INT32, [this.R / this.config.v, this.G, 4], () => asBytes(this.take("columns").columns), prepare, this),
       meta: new LazyTensor(DataType.UINT8, [this.R, Math.ceil(this.G / 2)], () => this.take("meta").meta, prepare, this),
       row_index: new LazyTensor(DataType.INT32, [this.R], () => {
-        this.take("row_index");
-        return asBytes(identityRowIndex(this.recipe.outFeatures, this.R));
+        const rowIndex = this.take("row_index").rowIndex;
+        return asBytes(rowIndex ?? identityRowIndex(this.recipe.outFeatures, this.R));
       }, prepare, this),
     };
   }
+}
+
+/** W [out, in] in the weight's type with values [≥ out, twoG] at the columns `src` names (zero elsewhere). */
+function denseFromValues(values: Uint8Array, src: Int32Array, out: number, inF: number, twoG: number, size: number): Uint8Array {
+  const dense = new Uint8Array(out * inF * size);
+  for (let row = 0; row < out; row++) {
+    for (let j = row * twoG, end = j + twoG; j < end; j++) {
+      const col = src[j]!;
+      if (col >= 0) dense.set(values.subarray(j * size, j * size + size), (row * inF + col) * size);
+    }
+  }
+  return dense;
 }
 
 function asBytes(a: Int32Array): Uint8Array {
