@@ -36,6 +36,7 @@ void check(bool ok, const std::string& what) {
 std::vector<cpu::Isa> isas() {
   std::vector<cpu::Isa> v = {cpu::Isa::kPortable};
   if (cpu::isa_supported(cpu::Isa::kAvx2)) v.push_back(cpu::Isa::kAvx2);
+  if (cpu::isa_supported(cpu::Isa::kAvx512)) v.push_back(cpu::Isa::kAvx512);
   return v;
 }
 
@@ -150,9 +151,12 @@ void suite_dtype() {
     std::memcpy(&f, &u, 4);
   }
   for (size_t i = 0; i < 1000; ++i) fs[i] = std::ldexp(static_cast<float>(rng() % 4096) / 4096.0f, static_cast<int>(rng() % 40) - 30);
-  const cpu::IsaKernels* ks[2] = {&cpu::portable::kKernels, nullptr};
+  const cpu::IsaKernels* ks[3] = {&cpu::portable::kKernels, nullptr, nullptr};
 #if defined(VNMC_HAVE_AVX2_KERNELS)
   if (cpu::isa_supported(cpu::Isa::kAvx2)) ks[1] = &cpu::avx2::kKernels;
+#endif
+#if defined(VNMC_HAVE_AVX512_KERNELS)
+  if (cpu::isa_supported(cpu::Isa::kAvx512)) ks[2] = &cpu::avx512::kKernels;
 #endif
   for (const cpu::IsaKernels* k : ks) {
     if (!k) continue;
@@ -245,6 +249,34 @@ void suite_correctness() {
       cpu::PrepareOptions opt;
       opt.isa = isa;
       check(run_case(c, opt, pool, nullptr).empty(), std::string("large ") + cpu::isa_name(isa) + " " + s.describe());
+    }
+  }
+  // Every token count 1..19 (all remainders of the row path's token tiles: 4 on portable/AVX2, 8 on
+  // AVX-512), windowed (the AVX-512 gather's 4-group window permute when M <= 8, K >= 32) and
+  // permuted columns (its 16-lane gather), K with a partial last quad of groups, several chunk counts.
+  for (int64_t T = 1; T <= 19; ++T) {
+    for (ColumnMode cm : {ColumnMode::kWindowed, ColumnMode::kPermuted}) {
+      CaseSpec s;
+      s.K = 37 + 13 * T;  // G = ceil(K / M): various G % 4
+      s.N_out = 8 + 17 * T;
+      s.V = T % 3 == 0 ? 8 : T % 3 == 1 ? 32 : 128;
+      s.M = 4 + T % 5;
+      s.T = T;
+      s.cols = cm;
+      s.row_index = T % 2 == 0;
+      s.bias = T % 4 < 2;
+      s.val = T % 3 == 0 ? DType::kBFloat16 : T % 3 == 1 ? DType::kFloat16 : DType::kFloat32;
+      if (T % 5 == 0) s.a_shape = {1, T, s.K};
+      s.seed = 1000 + T;
+      const CaseData c = make_case(s);
+      for (cpu::Isa isa : isas())
+        for (int variant = 0; variant < 2; ++variant) {
+          cpu::PrepareOptions opt;
+          opt.isa = isa;
+          opt.row_path_max_tokens = variant == 0 ? -1 : 1 << 20;
+          check(run_case(c, opt, pool, nullptr).empty(),
+                std::string("token tiles ") + cpu::isa_name(isa) + " variant " + std::to_string(variant) + " " + s.describe());
+        }
     }
   }
   std::printf("correctness: %d random cases x %zu ISA(s) x 4 variants\n", cases, isas().size());

@@ -1,5 +1,5 @@
 // Plain-data interface between the CPU kernel's orchestrator (packed_gemm.cc) and its per-ISA
-// inner loops (kernels_portable.cc, kernels_avx2.cc).
+// inner loops (kernels_portable.cc, kernels_avx2.cc, kernels_avx512.cc).
 //
 // This header must stay free of templates and inline functions with external linkage: the AVX2
 // translation unit is compiled with -mavx2 -mfma -mf16c, and any inline function or template it
@@ -41,10 +41,11 @@ struct KernelData {
   const uint8_t* chunk_active;
 };
 
-// Row path (small T): rows vectorised 8 at a time, tokens in tiles of up to 4.
+// Row path (small T; every T on AVX-512): rows vectorised 8 at a time, tokens in tiles of up to
+// IsaKernels::row_tokens.
 //   A: [T][K] fp32; Y: [T][N_out] fp32 (only produced channels are written); bias: [N_out] or null.
 //   Computes chunks [c0, c1), which must lie in one block.
-//   scratch: at least row_path_scratch_floats(G) floats, 32-byte aligned.
+//   scratch: at least row_path_scratch_floats(G, row_tokens) floats, 32-byte aligned.
 struct RowArgs {
   const KernelData* d;
   const float* A;
@@ -70,10 +71,13 @@ struct TokenArgs {
   float* scratch;
 };
 
-constexpr int kRowTokens = 4;      // tokens per row-path tile
+constexpr int kRowTokens = 4;        // tokens per row-path tile (portable, AVX2)
+constexpr int kRowTokensAvx512 = 8;  // tokens per row-path tile (AVX-512)
 constexpr int64_t kGroupChunk = 16;  // groups per token-path group chunk
 
-static constexpr size_t row_path_scratch_floats(int64_t G) { return static_cast<size_t>(kRowTokens * 4 * G + 64); }
+static constexpr size_t row_path_scratch_floats(int64_t G, int row_tokens) {
+  return static_cast<size_t>(row_tokens * 4 * ((G + 3) / 4 * 4) + 64);  // G rounded up to quads
+}
 static constexpr size_t token_path_scratch_floats(int64_t rows, int32_t nv) {
   // accumulators rows x TT, unpacked values 8 x kGroupChunk x 2, offsets 8 x kGroupChunk x 2
   return static_cast<size_t>(rows * 8 * nv + 4 * kChunkRows * kGroupChunk + 64);
@@ -82,8 +86,9 @@ static constexpr size_t token_path_scratch_floats(int64_t rows, int32_t nv) {
 // The per-ISA entry points. Each ISA provides the same set (see kernels_*.cc).
 struct IsaKernels {
   const char* name;
+  int32_t row_tokens;  // tokens per row-path tile (sizes the row path's scratch)
   void (*row_path)(const RowArgs&);
-  void (*token_path)(const TokenArgs&);
+  void (*token_path)(const TokenArgs&);  // null: the row path serves every token count
   // Activation and output conversions (n elements).
   void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
   void (*bf16_to_f32)(const uint16_t* src, float* dst, size_t n);
@@ -96,6 +101,11 @@ extern const IsaKernels kKernels;
 }
 #if defined(VNMC_HAVE_AVX2_KERNELS)
 namespace avx2 {
+extern const IsaKernels kKernels;
+}
+#endif
+#if defined(VNMC_HAVE_AVX512_KERNELS)
+namespace avx512 {
 extern const IsaKernels kKernels;
 }
 #endif

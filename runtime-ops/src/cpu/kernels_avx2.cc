@@ -287,7 +287,7 @@ void cvt_f32_bf16(const float* s, uint16_t* d, size_t n) {
 
 }  // namespace
 
-const IsaKernels kKernels = {"avx2", row_path, token_path, cvt_f16_f32, cvt_bf16_f32, cvt_f32_f16, cvt_f32_bf16};
+const IsaKernels kKernels = {"avx2", kRowTokens, row_path, token_path, cvt_f16_f32, cvt_bf16_f32, cvt_f32_f16, cvt_f32_bf16};
 
 }  // namespace avx2
 }  // namespace cpu

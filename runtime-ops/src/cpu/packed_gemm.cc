@@ -15,28 +15,61 @@ namespace vnmc {
 namespace cpu {
 
 // --- ISA ----------------------------------------------------------------------------------------
-const char* isa_name(Isa isa) { return isa == Isa::kAvx2 ? "avx2" : "portable"; }
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "portable";
+  }
+}
 
 bool isa_supported(Isa isa) {
-  if (isa == Isa::kPortable) return true;
+  switch (isa) {
+    case Isa::kPortable: return true;
+    case Isa::kAvx2: {
 #if defined(VNMC_HAVE_AVX2_KERNELS)
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  }();
-  return ok;
+      static const bool ok = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+      }();
+      return ok;
 #else
-  return false;
+      return false;
 #endif
+    }
+    case Isa::kAvx512: {
+#if defined(VNMC_HAVE_AVX512_KERNELS)
+      // The AVX-512 file is compiled with -mavx512f/bw/dq/vl and -mavx2 -mfma -mf16c. (GCC's
+      // __builtin_cpu_supports also checks that the OS saves the zmm state, via XGETBV.)
+      static const bool ok = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+      }();
+      return ok;
+#else
+      return false;
+#endif
+    }
+  }
+  return false;
 }
 
 Isa best_isa() {
+  Isa cap = Isa::kAvx512;
   const char* env = std::getenv("VNMC_CPU_ISA");
-  if (env && std::strcmp(env, "portable") == 0) return Isa::kPortable;
-  return isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kPortable;
+  if (env && std::strcmp(env, "portable") == 0) cap = Isa::kPortable;
+  if (env && std::strcmp(env, "avx2") == 0) cap = Isa::kAvx2;
+  for (Isa i : {Isa::kAvx512, Isa::kAvx2})
+    if (static_cast<int>(i) <= static_cast<int>(cap) && isa_supported(i)) return i;
+  return Isa::kPortable;
 }
 
 static const IsaKernels& kernels_for(Isa isa) {
+#if defined(VNMC_HAVE_AVX512_KERNELS)
+  if (isa == Isa::kAvx512 && isa_supported(Isa::kAvx512)) return avx512::kKernels;
+#endif
 #if defined(VNMC_HAVE_AVX2_KERNELS)
   if (isa == Isa::kAvx2 && isa_supported(Isa::kAvx2)) return avx2::kKernels;
 #endif
@@ -115,7 +148,9 @@ std::unique_ptr<PackedGemm> PackedGemm::create(const PackedWeights& w, const Pre
     const Dims& dm = w.dims;
     p->dims_ = dm;
     p->act_ = w.act_dtype;
-    p->isa_ = isa_supported(opt.isa) ? opt.isa : Isa::kPortable;
+    p->isa_ = opt.isa;
+    if (p->isa_ == Isa::kAvx512 && !isa_supported(p->isa_)) p->isa_ = Isa::kAvx2;
+    if (!isa_supported(p->isa_)) p->isa_ = Isa::kPortable;
     p->windowed_ = w.windowed;
     p->row_max_ = opt.row_path_max_tokens >= 0 ? opt.row_path_max_tokens : kDefaultRowPathMaxTokens;
     im.k = &kernels_for(p->isa_);
@@ -132,7 +167,7 @@ std::unique_ptr<PackedGemm> PackedGemm::create(const PackedWeights& w, const Pre
     d.windowed = w.windowed ? 1 : 0;
 
     int store = kStoreF32;
-    const bool keep = opt.keep_half_values == 1 || (opt.keep_half_values < 0 && p->isa_ == Isa::kAvx2);
+    const bool keep = opt.keep_half_values == 1 || (opt.keep_half_values < 0 && p->isa_ != Isa::kPortable);
     if (keep && w.value_dtype == DType::kFloat16) store = kStoreF16;
     if (keep && w.value_dtype == DType::kBFloat16) store = kStoreBF16;
     d.store = store;
@@ -252,7 +287,7 @@ void row_item(void* p, size_t i) {
   a.c1 = std::min(a.c0 + x.cr, (b + 1) * d.cpb);
   a.bias = x.bias;
   a.Y = x.Y;
-  a.scratch = thread_scratch(row_path_scratch_floats(d.G));
+  a.scratch = thread_scratch(row_path_scratch_floats(d.G, x.k->row_tokens));
   if (!a.scratch) {
     const_cast<RunCtx&>(x).failed = true;
     return;
@@ -377,7 +412,7 @@ std::string PackedGemm::run(const void* A, int64_t T, const float* bias, void* Y
     x.bias = bias;
     x.Y = Yf;
 
-    const bool token_path = T > row_max_ && d.K * kMaxTokenTile < (int64_t{1} << 31);
+    const bool token_path = k->token_path && T > row_max_ && d.K * kMaxTokenTile < (int64_t{1} << 31);
     if (!token_path) {
       std::vector<float> abuf;
       if (act_ == DType::kFloat32) {

@@ -12,12 +12,13 @@
 namespace vnmc {
 namespace cpu {
 
-enum class Isa { kPortable = 0, kAvx2 = 1 };
+enum class Isa { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
 
 const char* isa_name(Isa isa);
 bool isa_supported(Isa isa);  // compiled in and supported by this CPU
-// The fastest supported ISA; the environment variable VNMC_CPU_ISA=portable|avx2 overrides it
-// (an unsupported request falls back to portable).
+// The fastest supported ISA (avx512 > avx2 > portable); the environment variable
+// VNMC_CPU_ISA=portable|avx2|avx512 caps it (a request the CPU cannot run falls back to the next one
+// down).
 Isa best_isa();
 
 // Runs fn(ctx, i) for i in [0, n), possibly concurrently, and returns when all calls are done.
@@ -42,7 +43,8 @@ struct PrepareOptions {
   // registers; converted to fp32 once for the portable path), 0 always fp32, 1 keep 16-bit.
   int keep_half_values = -1;
   // Largest token count that takes the row path (rows vectorised, for decode); larger counts take
-  // the token path (tokens vectorised). -1: default (kDefaultRowPathMaxTokens).
+  // the token path (tokens vectorised). -1: default (kDefaultRowPathMaxTokens). An ISA without a
+  // token path (AVX-512) takes the row path for every token count.
   int64_t row_path_max_tokens = -1;
 };
 
