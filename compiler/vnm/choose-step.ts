@@ -13,7 +13,7 @@ import type { WeightScoring } from '../weights/scores.js';
 import { elementSize } from '../weights/float-view.js';
 import { materializeWeight, recipeKey } from '../weights/weight-recipe.js';
 import {
-  budgetOf, type ChooseRequest, explainLayer, type LayerChoice, type LayerInput, type LayerOption, layerOptions, modelFigures,
+  budgetOf, type ChooseRequest, DEFAULT_TOKENS, explainLayer, type LayerChoice, type LayerInput, type LayerOption, layerOptions, modelFigures,
   rankUniform, solvePerLayer, uniformShortlist, unreachable, type VnmTarget,
 } from './choose-vnm.js';
 import { type VnmConfig, formatVnm } from './config.js';
@@ -71,6 +71,45 @@ function weightsOf(state: CompileState): Weight[] {
     w.candidates.push(c);
   }
   return [...byKey.values()];
+}
+
+/** The options that ask for a choice, as compileFile gets them. */
+export interface ChooseOptions {
+  vnm?: unknown;
+  sparsity?: number;
+  speedup?: number;
+  perLayer?: boolean;
+  tokens?: number;
+}
+
+/** A number option from the command line; a usage error unless it is one. */
+export function parseTargetNumber(name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text)) throw new VnmcError(Codes.BAD_TARGET, `${name} needs a number (got '${text}').`, 'usage');
+  return Number(text);
+}
+
+/** The choice asked for, or undefined for --vnm (or the default); usage errors for bad combinations and values. */
+export function resolveChooseRequest(o: ChooseOptions): ChooseRequest | undefined {
+  const conflict = (msg: string) => new VnmcError(Codes.TARGET_CONFLICT, msg, 'usage');
+  const bad = (msg: string) => new VnmcError(Codes.BAD_TARGET, msg, 'usage');
+  const hasTarget = o.sparsity !== undefined || o.speedup !== undefined;
+  if (o.sparsity !== undefined && o.speedup !== undefined) throw conflict('Give either --sparsity or --speedup, not both.');
+  if (hasTarget && o.vnm !== undefined) throw conflict('--vnm fixes V:N:M, so it cannot be combined with --sparsity or --speedup; drop one of them.');
+  if (!hasTarget && o.perLayer) throw conflict('--per-layer needs a target to share among layers: add --speedup S or --sparsity s.');
+  if (!hasTarget && o.tokens !== undefined) throw conflict('--tokens only sets the token count of the speedup model, used with --speedup or --sparsity; add one or drop --tokens.');
+  if (!hasTarget) return undefined;
+  const tokens = o.tokens ?? DEFAULT_TOKENS;
+  if (!Number.isInteger(tokens) || tokens < 1) throw bad(`--tokens must be a positive integer (got ${tokens}).`);
+  let target: VnmTarget;
+  if (o.sparsity !== undefined) {
+    if (!(o.sparsity > 0 && o.sparsity < 1)) throw bad(`--sparsity must be a fraction between 0 and 1, e.g. 0.75 (got ${o.sparsity}).`);
+    target = { kind: 'sparsity', value: o.sparsity };
+  } else {
+    if (!(Number.isFinite(o.speedup) && o.speedup! >= 1)) throw bad(`--speedup must be a number of at least 1, e.g. 1.6 (got ${o.speedup}).`);
+    target = { kind: 'speedup', value: o.speedup! };
+  }
+  return { target, perLayer: o.perLayer ?? false, tokens };
 }
 
 function describe(t: VnmTarget): string {

@@ -292,11 +292,8 @@ export function explainLayer(
   const summary = (o: LayerOption) => ({ vnm: formatVnm(o.config), predictedSpeedup: o.speedup, error: o.error! });
   if (!perLayer) {
     const r = uniformRunnerUp && opts.find((o) => o.config.v === uniformRunnerUp.v && o.config.m === uniformRunnerUp.m);
-    base.reason = `one V:N:M for all layers: the lowest model error meeting ${describeTarget(target)}`;
-    if (r) {
-      base.runnerUp = summary(r);
-      base.reason += `; next best ${base.runnerUp.vnm}`;
-    }
+    base.reason = `one V:N:M for all layers: the lowest total error meeting ${describeTarget(target)}`;
+    if (r) base.runnerUp = summary(r);
     return base;
   }
   const total = choice.reduce((s, i, k) => s + optionCost(options[k]![i]!, target), 0);
