@@ -11,6 +11,7 @@ import { formatVnm } from "../vnm/config.js";
 import { OUTPUT_ERROR_ROWS, type ScoreKind, type WeightScoring } from "../weights/scores.js";
 import { recipeKey } from "../weights/weight-recipe.js";
 import type { ActivationStats } from "./activation-stats.js";
+import { HessianAccumulator } from "./hessian.js";
 import { type ActivationRequest, collectActivationStats, requestKey } from "./collect.js";
 import type { CalibrationSource } from "./samples.js";
 
@@ -95,7 +96,8 @@ export async function calibrate(
   const distinct = new Map(requests.map((r) => [requestKey(r), r]));
   const rows = rowsPerActivation([...distinct.values()].map((r) => r.K));
   const hash = createHash("sha256");
-  const { stats, runs } = await collectActivationStats(modelPath, [...distinct.values()], hashing(source, hash), { rowsPerActivation: rows, onSample });
+  const sparsegpt = state.options.sparsegpt;
+  const { stats, runs } = await collectActivationStats(modelPath, [...distinct.values()], hashing(source, hash), { rowsPerActivation: rows, onSample, hessian: sparsegpt !== undefined });
 
   // Per weight: the statistics of every observed input that reads it (a weight shared by two layers
   // sees the tokens of both).
@@ -111,9 +113,12 @@ export async function calibrate(
     byWeight.set(key, list);
   }
   const scoring = new Map<string, WeightScoring>();
+  const matrices = new Map<ActivationStats, Float64Array>(); // one XᵀX per activation, shared by its weights (q, k, v)
   for (const [key, list] of byWeight) {
     if (list.length === 0) continue;
-    scoring.set(key, combine(list, score, OUTPUT_ERROR_ROWS));
+    const s = combine(list, score, OUTPUT_ERROR_ROWS);
+    if (sparsegpt) s.sparsegpt = { ...combineHessians(list, matrices), ...sparsegpt };
+    scoring.set(key, s);
   }
   state.scoring = scoring;
   return {
@@ -124,6 +129,19 @@ export async function calibrate(
 }
 
 const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
+
+/** XᵀX over the union of the activations' tokens (a weight shared by several inputs sees all of them). */
+function combineHessians(list: ActivationStats[], matrices: Map<ActivationStats, Float64Array>): { hessian: Float64Array; tokens: number } {
+  if (list.length === 1) {
+    const st = list[0]!;
+    let hessian = matrices.get(st);
+    if (!hessian) matrices.set(st, (hessian = st.hessian!.matrix()));
+    return { hessian, tokens: st.hessian!.tokens };
+  }
+  const sum = new HessianAccumulator(list[0]!.K);
+  for (const st of list) sum.addFrom(st.hessian!);
+  return { hessian: sum.matrix(), tokens: sum.tokens };
+}
 
 /** Norms over the union of the activations' tokens, and up to `maxRows` of their rows. */
 function combine(list: ActivationStats[], kind: ScoreKind, maxRows: number): WeightScoring {

@@ -4,8 +4,10 @@
  *   magnitude  |W[o,k]|
  *   wanda      |W[o,k]| · ‖X[:,k]‖₂
  *   ria        (|W[o,k]| / Σ_j |W[j,k]| + |W[o,k]| / Σ_j |W[o,j]|) · ‖X[:,k]‖₂^0.5
- * Only the selection reads the scores; kept weights are always copied from the raw weight.
+ * Only the selection reads the scores; kept weights are copied from the raw weight, except with
+ * --method sparsegpt (compiler/weights/sparsegpt.ts), which updates them.
  */
+import type { SparseGptMaskScore } from "./sparsegpt.js";
 
 export type ScoreKind = "magnitude" | "wanda" | "ria";
 export const SCORE_KINDS: readonly ScoreKind[] = ["magnitude", "wanda", "ria"];
@@ -27,6 +29,11 @@ export interface WeightScoring {
   /** Calibration rows X [rowCount, in], a uniform sample of tokens, for the layer output error. */
   rows?: Float32Array;
   rowCount?: number;
+  /**
+   * --method sparsegpt: prune with second-order updates of the kept weights. `hessian` is XᵀX [in, in]
+   * over all calibration tokens (float64, symmetric); the mask is chosen by `maskScore`, not `kind`.
+   */
+  sparsegpt?: { hessian: Float64Array; tokens: number; maskScore: SparseGptMaskScore; damping: number };
 }
 
 /**
@@ -123,12 +130,15 @@ export function outputErrorPlan(available: number, out: number, inF: number): { 
  * The relative output error ‖Y − Ŷ‖_F / ‖Y‖_F of a mask on rows X [r, in], with Y = X·Wᵀ (dense W
  * [out, in]) and Ŷ = X·(W ⊙ mask)ᵀ, over the output channels 0, stride, 2·stride, ... The mask is
  * given as the selection's `src` [≥ out, twoG]: the kept input column of each packed value of a row,
- * −1 for none. 0 when Y is 0 and so is the error.
+ * −1 for none. Ŷ uses W's values at the kept columns, or `kept` [≥ out, twoG] (the values as packed, in
+ * src's order) when the kept weights were updated (sparsegpt). 0 when Y is 0 and so is the error.
  *
  * Y takes a dense pass, Ŷ only the kept weights (2 of every M), four rows of X at a time so each
  * weight is loaded once per four products; both accumulate in float64, so Y − Ŷ loses nothing.
  */
-export function layerOutputError(W: Float32Array, out: number, inF: number, src: Int32Array, twoG: number, X: Float32Array, r: number, stride = 1): number {
+export function layerOutputError(
+  W: Float32Array, out: number, inF: number, src: Int32Array, twoG: number, X: Float32Array, r: number, stride = 1, kept?: Float32Array,
+): number {
   const acc = new Float64Array(2);
   const cols = new Int32Array(twoG);
   const vals = new Float32Array(twoG);
@@ -139,7 +149,7 @@ export function layerOutputError(W: Float32Array, out: number, inF: number, src:
       const col = src[j]!;
       if (col < 0) continue;
       cols[n] = col;
-      vals[n++] = W[base + col]!;
+      vals[n++] = kept ? kept[j]! : W[base + col]!;
     }
     rowError(W, base, cols, vals, n, X, r, inF, acc);
   }

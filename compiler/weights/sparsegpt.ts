@@ -24,9 +24,11 @@
  * Everything runs in float64 in a fixed order, so the result is deterministic. Cost: about
  * K³ for the factorisation plus out · K² multiply-adds for the updates (K = in_features).
  */
+import { DataType } from "../ir/dtype.js";
 import type { VnmConfig } from "../vnm/config.js";
 import { validateVnm } from "../vnm/config.js";
 import { type SelectionRule, selectVnm, type VnmSelection } from "../vnm/select.js";
+import { fromFloat32, toFloat32 } from "./float-view.js";
 
 export type SparseGptMaskScore = "obs" | "wanda" | "magnitude";
 export const SPARSEGPT_MASK_SCORES: readonly SparseGptMaskScore[] = ["obs", "wanda", "magnitude"];
@@ -327,4 +329,34 @@ export function denseFromKept(sel: VnmSelection, kept: Float32Array): Float32Arr
     }
   }
   return dense;
+}
+
+// ---- The prune job's use of it (compiler/weights/prune-job.ts) ----
+
+/** How kept weights are found: 'select' keeps the raw values of the mask; 'sparsegpt' updates them. */
+export type PruneMethod = "select" | "sparsegpt";
+export const PRUNE_METHODS: readonly PruneMethod[] = ["select", "sparsegpt"];
+/** The saliency sparsegpt chooses masks by (docs/calibration.md says why). */
+export const DEFAULT_SPARSEGPT_MASK_SCORE: SparseGptMaskScore = "obs";
+
+export interface SparseGptPacked {
+  selection: VnmSelection;
+  /** [R, 2G] packed values in the weight's type (the updated kept weights, rounded to it). */
+  values: Uint8Array;
+  /** The same values as float32, exactly as written (for the layer output error). */
+  written: Float32Array;
+  deadChannels: number;
+  lambda: number;
+}
+
+/** SparseGPT on a raw weight [out, in] of a prunable type: the mask and the packed, updated values. */
+export function sparseGptPack(
+  rawOutIn: Uint8Array, dataType: number, out: number, inF: number, cfg: VnmConfig,
+  sg: { hessian: Float64Array; maskScore: SparseGptMaskScore; damping: number },
+): SparseGptPacked {
+  const W = toFloat32(rawOutIn, dataType);
+  const res = sparseGptPrune(W, out, inF, sg.hessian, cfg, { maskScore: sg.maskScore, damping: sg.damping });
+  const values = fromFloat32(res.kept, dataType);
+  const written = dataType === DataType.FLOAT ? res.kept : toFloat32(values, dataType);
+  return { selection: res.selection, values, written, deadChannels: res.deadChannels, lambda: res.lambda };
 }
