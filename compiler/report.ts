@@ -41,6 +41,13 @@ export interface LayerRow {
   sharedWith?: string[];
   /** --permute: the channel permutation of the layer's weight. */
   permutation?: LayerPermutation;
+  /**
+   * Pruned by --method sparsegpt: the mask was chosen by the saliency `maskScore` (no `score` then) and
+   * the KEPT WEIGHTS WERE UPDATED with the inverse Hessian, so they differ from the original weights;
+   * `outputError` is measured with the updated weights. `deadChannels`: inputs never active in the
+   * calibration data; `lambda`: the damping added to XᵀX's diagonal.
+   */
+  sparsegpt?: { maskScore: string; deadChannels: number; lambda: number };
 }
 
 export interface LayerPermutation {
@@ -64,6 +71,11 @@ export interface CompileReport {
   vnm: string;
   /** The score asked for. */
   score: ScoreKind;
+  /**
+   * "select": kept weights are the original ones at the mask; "sparsegpt": observed layers were pruned
+   * by SparseGPT and their kept weights updated (see LayerRow.sparsegpt).
+   */
+  method: "select" | "sparsegpt";
   /** Present when compiled with --calib. */
   calibration?: CalibrationSummary;
   layers: LayerRow[];
@@ -118,6 +130,11 @@ export function buildReport(r: ReportInput): CompileReport {
       row.outputErrorChannels = stats.outputError.channels;
     }
     if (shared.length) row.sharedWith = shared;
+    if (stats?.sparsegpt) {
+      row.sparsegpt = { ...stats.sparsegpt };
+      delete row.score;
+      row.keptScore = null;
+    }
     const perm = r.state.permutations?.get(recipeKey(c.recipe, formatVnm(c.config)));
     if (perm) {
       row.permutation = {
@@ -141,6 +158,7 @@ export function buildReport(r: ReportInput): CompileReport {
     output: r.output,
     vnm: formatVnm(r.vnm),
     score: r.score,
+    method: r.state.options.sparsegpt ? "sparsegpt" : "select",
     ...(r.calibration ? { calibration: { ...r.calibration, ms: Math.round(r.calibration.ms), cpuMs: Math.round(r.calibration.cpuMs) } } : {}),
     layers,
     totals: {
@@ -189,7 +207,7 @@ function statusText(l: LayerRow): string {
 
 /** The human-readable report: a per-layer table, totals and verification. */
 export function renderReport(rep: CompileReport): string {
-  const scored = rep.score !== "magnitude" || rep.layers.some((l) => l.score !== undefined && l.score !== "magnitude");
+  const scored = rep.score !== "magnitude" || rep.layers.some((l) => (l.score !== undefined && l.score !== "magnitude") || l.sparsegpt);
   const calibrated = rep.calibration !== undefined;
   const headers = ["node", "weight", "V:N:M", "sparsity", "kept |W|"];
   if (scored) headers.push("score", "kept score");
@@ -199,7 +217,7 @@ export function renderReport(rep: CompileReport): string {
   headers.push("status");
   const rows = rep.layers.map((l) => {
     const cells = [l.node, l.weightShape ? l.weightShape.join("x") : "-", l.vnm ?? "-", pct(l.sparsity), pct(l.keptMagnitude)];
-    if (scored) cells.push(l.status === "dense" ? "-" : (l.score ?? "-"), pct(l.keptScore ?? null));
+    if (scored) cells.push(l.status === "dense" ? "-" : l.sparsegpt ? "sparsegpt" : (l.score ?? "-"), pct(l.keptScore ?? null));
     if (calibrated) cells.push(l.outputError === undefined ? "-" : pct(l.outputError));
     if (permuted) cells.push(l.permutation ? `+${(l.permutation.keptScoreGain * 100).toFixed(1)}%` : "-");
     cells.push(statusText(l));
@@ -218,10 +236,15 @@ export function renderReport(rep: CompileReport): string {
     const stops = [...new Set(ps.map((p) => p.stoppedBy))].join(", ");
     out.push(`channel permutation: ${ps.length} layer(s); input order folded into the producing layer for ${folded}, in columns for ${ps.length - folded}; search stopped by: ${stops}`);
   }
+  const updated = rep.layers.filter((l) => l.sparsegpt);
+  if (updated.length > 0) {
+    const dead = updated.reduce((n, l) => n + l.sparsegpt!.deadChannels, 0);
+    out.push(`method sparsegpt: the KEPT WEIGHTS of ${updated.length} layer(s) were UPDATED with the inverse Hessian XᵀX to absorb the pruning error, so they differ from the original weights (masks by ${updated[0]!.sparsegpt!.maskScore} saliency${dead ? `; ${dead} input channel(s) never active in the calibration data` : ""})`);
+  }
   const c = rep.calibration;
   if (c) {
     const unobserved = c.unobservedLayers.length ? `; ${c.unobservedLayers.length} layer(s) pruned by magnitude, their inputs unobservable` : "";
-    out.push(`calibration: ${c.description}${c.dataFree ? " -- DATA-FREE: scores and errors reflect random inputs, not real data" : ""}; score ${rep.score}; ${(c.ms / 1000).toFixed(2)} s${unobserved}`);
+    out.push(`calibration: ${c.description}${c.dataFree ? " -- DATA-FREE: scores and errors reflect random inputs, not real data" : ""}; ${rep.method === "sparsegpt" ? "method sparsegpt" : `score ${rep.score}`}; ${(c.ms / 1000).toFixed(2)} s${unobserved}`);
   } else {
     out.push(`score: ${rep.score} (no calibration data)`);
   }

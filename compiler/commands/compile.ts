@@ -21,6 +21,9 @@ Options:
                           random:N generates N samples (data-free; dynamic dims from --shape)
   --score <s>             importance score: magnitude, wanda or ria (default: ${DEFAULT_CALIBRATED_SCORE} with --calib,
                           magnitude without; wanda and ria need --calib)
+  --method <m>            how kept weights are found: select (default: keep the original weights of the
+                          mask --score chooses) or sparsegpt (needs --calib; masks by OBS saliency, and
+                          the KEPT WEIGHTS ARE UPDATED with the inverse Hessian XᵀX to absorb the error)
   --permute               search input/output channel permutations that keep more of the score (free
                           at run time: folded into columns and row_index, or into the producing layer)
   --permute-time <s>      search budget in seconds of one core's work for the whole model, split by
@@ -62,6 +65,7 @@ export async function compileCommand(args: string[]): Promise<number> {
         shape: { type: "string", multiple: true },
         calib: { type: "string" },
         score: { type: "string" },
+        method: { type: "string" },
         permute: { type: "boolean" },
         "permute-time": { type: "string" },
         "no-verify": { type: "boolean" },
@@ -94,6 +98,7 @@ export async function compileCommand(args: string[]): Promise<number> {
     shapes: parseShapeOptions(o.shape ?? []),
     calib: o.calib,
     score: o.score as CompileOptions["score"],
+    method: o.method as CompileOptions["method"],
     permute: o.permute,
     permuteTime: parseSecondsOption("--permute-time", o["permute-time"]),
     onProgress: bar,
