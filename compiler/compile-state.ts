@@ -2,6 +2,7 @@ import type { Graph } from "./ir/graph.js";
 import type { Node } from "./ir/node.js";
 import type { TensorData } from "./ir/tensor.js";
 import type { Value } from "./ir/value.js";
+import type { ChooseRequest } from "./vnm/choose-vnm.js";
 import type { VnmConfig } from "./vnm/config.js";
 import type { JobPermutation } from "./weights/prune-job.js";
 import type { PrunePool } from "./weights/prune-pool.js";
@@ -32,6 +33,10 @@ export interface PassOptions {
   sparsegpt?: { maskScore: SparseGptMaskScore; damping: number };
   /** Search channel permutations (--permute); the search budget is in compile.ts. */
   permute?: boolean;
+  /** --sparsity / --speedup: the V:N:M choice asked for; candidates get their config from it (choose-step.ts). */
+  choose?: ChooseRequest;
+  /** The V:N:M chosen per candidate label, once chosen (FindCandidates applies it on a fresh read). */
+  chosen?: Map<string, VnmConfig>;
 }
 
 /** A MatMul/Gemm that will be rewritten. */

@@ -17,7 +17,9 @@ import { DEFAULT_DAMPING, DEFAULT_SPARSEGPT_MASK_SCORE, PRUNE_METHODS, type Prun
 import { needsActivations, SCORE_KINDS, type ScoreKind } from "./weights/scores.js";
 import { VERSION } from "./version.js";
 import { verifyModels, type VerificationResult } from "./verify/verify.js";
+import { type ChoiceSummary, checkReachable, chooseVnm, resolveChooseRequest } from "./vnm/choose-step.js";
 import { type VnmConfig, VnmConfigError, formatVnm, parseVnm } from "./vnm/config.js";
+import type { SpeedupTable } from "./vnm/speedup-model.js";
 import { AddFallbackFunction, MIN_FALLBACK_OPSET } from "../passes/add-fallback-function.js";
 import { FindCandidates } from "../passes/find-candidates.js";
 import { FoldPermutations } from "../passes/fold-permutations.js";
@@ -73,11 +75,23 @@ export interface CompileOptions {
    * DEFAULT_PERMUTE_SECONDS). Counted in operations, so the result is the same on every machine.
    */
   permuteTime?: number;
+  /**
+   * Instead of `vnm`: choose V and M for at least this sparsity (0..1), or this predicted GEMM
+   * speedup (>= 1), ranking by calibration error (docs/choosing-vnm.md).
+   */
+  sparsity?: number;
+  speedup?: number;
+  /** With sparsity or speedup: choose per layer under one global budget. */
+  perLayer?: boolean;
+  /** Tokens per GEMM call for the speedup model (default 1, a decode step). */
+  tokens?: number;
+  /** The speedup table (default: the one shipped, compiler/vnm/speedup-table.ts): tests, own measurements. */
+  speedupTable?: SpeedupTable;
   onProgress?: (event: ProgressEvent) => void;
 }
 
 export interface ProgressEvent {
-  phase: "load" | "calibrate" | "permute" | "compile" | "write" | "verify" | "done";
+  phase: "load" | "calibrate" | "choose" | "permute" | "compile" | "write" | "verify" | "done";
   done: number;
   total: number;
 }
@@ -140,6 +154,10 @@ function recordedOptions(o: PassOptions, calibration: CalibrationSummary | undef
   const recorded: Record<string, unknown> = { vnm: formatVnm(o.vnm), include: o.include, exclude: o.exclude, minSize: o.minSize, score: o.score, selection: "exhaustive" };
   recorded.method = o.sparsegpt ? { name: "sparsegpt", maskScore: o.sparsegpt.maskScore, damping: o.sparsegpt.damping } : "select";
   if (o.permute) recorded.permute = { seconds: permuteTime };
+  if (o.choose) {
+    recorded.choose = { target: o.choose.target, perLayer: o.choose.perLayer, tokens: o.choose.tokens };
+    if (o.choose.perLayer) recorded.vnm = "per-layer";
+  }
   if (calibration) recorded.calibration = { source: calibration.source, samples: calibration.samples, sha256: calibration.digest };
   return recorded;
 }
@@ -190,6 +208,7 @@ function resolveMethod(opts: CompileOptions): PassOptions["sparsegpt"] {
 export async function compileFile(input: string, opts: CompileOptions = {}): Promise<CompileResult> {
   const t0 = performance.now();
   const progress = opts.onProgress ?? (() => {});
+  const choose = resolveChooseRequest(opts);
   const vnm = resolveVnm(opts.vnm);
   const minSize = opts.minSize ?? DEFAULT_MIN_SIZE;
   if (!Number.isInteger(minSize) || minSize < 0) {
@@ -227,13 +246,15 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
   const options: PassOptions = {
     vnm, include: opts.include ?? [], exclude: opts.exclude ?? [], minSize, emit: "sparse", retainPacked: verify,
     pool: opts.threads === 0 ? undefined : new PrunePool(opts.threads), score, permute: opts.permute ?? false,
-    ...(sparsegpt ? { sparsegpt } : {}),
+    ...(sparsegpt ? { sparsegpt } : {}), ...(choose ? { choose } : {}),
   };
   const diagnostics = new DiagnosticSink();
   const state: CompileState = { options, candidates: [], skipped: [], weights: new Map(), initiallyUnused: deadOnInput(model) };
   const ctx = { diagnostics, state };
   const find = new PassManager<CompileState>([new FindCandidates(), ...(options.permute ? [new PlanPermutationFolds()] : [])]);
   find.run(model, ctx);
+  // An unreachable target fails before anything is calibrated or pruned.
+  if (choose) checkReachable(state, choose, opts.speedupTable);
   // Calibration runs the original model, so it comes before any rewrite.
   let calibration: CalibrationSummary | undefined;
   const calibTiming: PassTiming[] = [];
@@ -249,6 +270,14 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
       calibration = await calibrate(loaded.path!, model, state, calibSource, score, diagnostics, (done, total) => progress({ phase: "calibrate", done, total }));
       calibTiming.push({ pass: "calibrate", ms: calibration.ms, modified: false });
     }
+  }
+  // V and M are chosen on the calibration rows, before anything is searched or packed for them.
+  let choice: ChoiceSummary | undefined;
+  if (choose && state.candidates.length > 0) {
+    progress({ phase: "choose", done: 0, total: 1 });
+    choice = await chooseVnm(state, choose, diagnostics, opts.speedupTable);
+    if (choice?.vnm) options.vnm = parseVnm(choice.vnm);
+    calibTiming.push({ pass: "choose-vnm", ms: choice?.ms ?? 0, modified: false });
   }
   // The permutation search scores weights as their prune jobs will (calibration first) for their final V:N:M.
   if (options.permute && state.candidates.length > 0) {
@@ -306,7 +335,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     if (!result.dataPath && existsSync(`${outputPath}.data`)) rmSync(`${outputPath}.data`);
     progress({ phase: "done", done: 1, total: 1 });
     const report = buildReport({
-      input: resolve(input), output: outputPath, vnm, state, diagnostics: diagnostics.items,
+      input: resolve(input), output: outputPath, vnm: options.vnm, choice, state, diagnostics: diagnostics.items,
       paramsBefore, paramsAfter: countParameters(model),
       bytesBefore, bytesAfter: fileSize(outputPath) + fileSize(result.dataPath ? `${outputPath}.data` : undefined),
       timings: [...find.timings, ...calibTiming, ...manager.timings, { pass: "write", ms: writeMs, modified: false } satisfies PassTiming, ...verifyTiming],

@@ -5,6 +5,9 @@ import type { PassTiming } from "./pass/manager.js";
 import type { OutputComparison } from "./verify/compare.js";
 import type { VerificationResult } from "./verify/verify.js";
 import { VERSION } from "./version.js";
+import { type ChoiceReport, choiceReport, renderChoice } from "./vnm/choice-report.js";
+import type { ChoiceSummary } from "./vnm/choose-step.js";
+import type { LayerChoice } from "./vnm/choose-vnm.js";
 import { type VnmConfig, formatVnm } from "./vnm/config.js";
 import type { ScoreKind } from "./weights/scores.js";
 import { recipeKey } from "./weights/weight-recipe.js";
@@ -48,6 +51,8 @@ export interface LayerRow {
    * calibration data; `lambda`: the damping added to XᵀX's diagonal.
    */
   sparsegpt?: { maskScore: string; deadChannels: number; lambda: number };
+  /** --sparsity / --speedup: why this layer got its V:N:M (predicted speedup, error, runner-up). */
+  choice?: LayerChoice;
 }
 
 export interface LayerPermutation {
@@ -78,6 +83,8 @@ export interface CompileReport {
   method: "select" | "sparsegpt";
   /** Present when compiled with --calib. */
   calibration?: CalibrationSummary;
+  /** Present when V:N:M was chosen from --sparsity / --speedup ("vnm" is then the choice, or "per-layer"). */
+  choice?: ChoiceReport;
   layers: LayerRow[];
   totals: {
     rewritten: number;
@@ -108,6 +115,7 @@ export interface ReportInput {
   verification?: VerificationResult;
   calibration?: CalibrationSummary;
   score: ScoreKind;
+  choice?: ChoiceSummary;
 }
 
 
@@ -135,6 +143,8 @@ export function buildReport(r: ReportInput): CompileReport {
       delete row.score;
       row.keptScore = null;
     }
+    const chosen = r.choice?.layers[c.label];
+    if (chosen) row.choice = chosen;
     const perm = r.state.permutations?.get(recipeKey(c.recipe, formatVnm(c.config)));
     if (perm) {
       row.permutation = {
@@ -156,7 +166,8 @@ export function buildReport(r: ReportInput): CompileReport {
     vnmcVersion: VERSION,
     input: r.input,
     output: r.output,
-    vnm: formatVnm(r.vnm),
+    vnm: r.choice?.perLayer ? "per-layer" : formatVnm(r.vnm),
+    ...(r.choice ? { choice: choiceReport(r.choice) } : {}),
     score: r.score,
     method: r.state.options.sparsegpt ? "sparsegpt" : "select",
     ...(r.calibration ? { calibration: { ...r.calibration, ms: Math.round(r.calibration.ms), cpuMs: Math.round(r.calibration.cpuMs) } } : {}),
@@ -225,6 +236,7 @@ export function renderReport(rep: CompileReport): string {
   });
   const t = rep.totals;
   const out = [table(headers, rows), ""];
+  if (rep.choice) out.push(renderChoice(rep.choice, rep.layers), "");
   out.push(`layers: ${t.rewritten} rewritten, ${t.leftDense} left dense`);
   const already = rep.layers.filter((l) => l.status === "already sparse").length;
   if (already > 0) out.push(`  ${already} already had the ${rep.vnm} pattern and were packed exactly, nothing pruned`);

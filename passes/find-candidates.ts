@@ -42,7 +42,8 @@ export class FindCandidates implements Pass<CompileState> {
           }
         }
         if (verdict.ok) {
-          ctx.state.candidates.push({ ...verdict.candidate, label, config: options.vnm });
+          // A chosen V:N:M (--sparsity/--speedup) is found again by label when verification re-reads the model.
+          ctx.state.candidates.push({ ...verdict.candidate, label, config: options.chosen?.get(label) ?? options.vnm });
         } else {
           ctx.state.skipped.push({ label, opType: node.opType, code: verdict.code, reason: verdict.reason, weightShape: verdict.shape });
           report("info", verdict.code, `${node.opType} '${label}' left dense: ${verdict.reason}`, label);

@@ -2,6 +2,8 @@ import { renameSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { type CompileOptions, compileFile, DEFAULT_CALIBRATED_SCORE, DEFAULT_MIN_SIZE, DEFAULT_VNM } from "../compile.js";
 import { DEFAULT_PERMUTE_SECONDS } from "../weights/permutation-search.js";
+import { parseTargetNumber } from "../vnm/choose-step.js";
+import { DEFAULT_TOKENS } from "../vnm/choose-vnm.js";
 import { progressBar } from "../progress.js";
 import { renderReport } from "../report.js";
 import { parseShapeOptions } from "./options.js";
@@ -12,6 +14,14 @@ export const COMPILE_HELP = `Usage: vnmc compile <model.onnx> [options]
 Options:
   -o, --output <file>     output model (default: <model>.vnm.onnx next to the input)
   --vnm <V:N:M>           sparsity pattern, V in 8..256 (powers of 2), N = 2, M in 4..32 (default ${DEFAULT_VNM})
+  --sparsity <s>          instead of --vnm: choose V in 16..128 and M in 4..16 with at least this sparsity
+                          (e.g. 0.75), the one with the least calibration error (docs/choosing-vnm.md)
+  --speedup <S>           instead of --vnm: choose V and M whose predicted GPU GEMM speedup is at least S
+                          (e.g. 1.6; measured ratios where known, a fitted model elsewhere)
+  --per-layer             with --sparsity or --speedup: choose V and M per layer, the target holding for
+                          the model's GEMMs together (sensitive layers keep more weights)
+  --tokens <n>            tokens per GEMM call for the speedup prediction (default ${DEFAULT_TOKENS}: a decode step;
+                          use batch x sequence length for encoders and prefill)
   --include <glob>        only rewrite MatMul/Gemm nodes whose name matches (repeatable)
   --exclude <glob>        never rewrite nodes whose name matches, e.g. "*lm_head*" (repeatable)
   --min-size <n>          leave weights with fewer than n elements dense (default ${DEFAULT_MIN_SIZE})
@@ -68,6 +78,10 @@ export async function compileCommand(args: string[]): Promise<number> {
         method: { type: "string" },
         permute: { type: "boolean" },
         "permute-time": { type: "string" },
+        sparsity: { type: "string" },
+        speedup: { type: "string" },
+        "per-layer": { type: "boolean" },
+        tokens: { type: "string" },
         "no-verify": { type: "boolean" },
         threads: { type: "string" },
         report: { type: "string" },
@@ -101,6 +115,10 @@ export async function compileCommand(args: string[]): Promise<number> {
     method: o.method as CompileOptions["method"],
     permute: o.permute,
     permuteTime: parseSecondsOption("--permute-time", o["permute-time"]),
+    sparsity: parseTargetNumber("--sparsity", o.sparsity),
+    speedup: parseTargetNumber("--speedup", o.speedup),
+    perLayer: o["per-layer"],
+    tokens: parseTargetNumber("--tokens", o.tokens),
     onProgress: bar,
   };
   let result;

@@ -259,6 +259,7 @@ export async function chooseVnm(
     if (scoring && w.scoring) scoring.set(recipeKey(w.candidates[0]!.recipe, formatVnm(config)), w.scoring);
   });
   if (scoring) state.scoring = scoring;
+  state.options.chosen = new Map(state.candidates.map((c) => [c.label, c.config]));
 
   const withRows = weights.filter((w) => (w.scoring?.rowCount ?? 0) > 0).length;
   const errorMeasure = withRows === weights.length ? 'output' : withRows === 0 ? 'kept-score' : 'mixed';
