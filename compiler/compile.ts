@@ -329,6 +329,8 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
           `The compiled model does not match the pruned weights (output '${worst.name}' off by ${worst.maxRelError.toExponential(2)}, allowed ${verification.tolerance}); this is a vnmc bug, please report it with the model.`,
         );
       }
+      // Verification finished: the last point where a caller (the API's AbortSignal) can stop before the output is moved into place.
+      progress({ phase: "verify", done: 3, total: 3 });
     }
     if (result.dataPath) renameSync(result.dataPath, `${outputPath}.data`);
     renameSync(staged, outputPath);
