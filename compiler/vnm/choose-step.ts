@@ -126,8 +126,9 @@ export function checkReachable(state: CompileState, req: ChooseRequest, table: S
   const options = weights.map((w) => layerOptions(w.input, req.tokens, table));
   const miss = unreachable(weights.map((w) => w.input), options, req.target);
   if (!miss) return;
+  const advice = miss.best >= 1 ? `ask for at most ${Math.floor(miss.best * 100) / 100}, or use --vnm` : 'no V:N:M is faster than dense there: use --vnm or --sparsity';
   const msg = req.target.kind === 'speedup'
-    ? `${describe(req.target)} cannot be reached: the fastest V:N:M settings are predicted at ${miss.best.toFixed(2)}x for --tokens ${req.tokens} on these layers; ask for at most ${Math.floor(miss.best * 100) / 100}, or use --vnm.`
+    ? `${describe(req.target)} cannot be reached: the fastest V:N:M settings are predicted at ${miss.best.toFixed(2)}x for --tokens ${req.tokens} on these layers; ${advice}.`
     : `${describe(req.target)} cannot be reached: V:N:M keeps at least 2 of every 16 weights (at most ${(miss.best * 100).toFixed(1)}% sparse); ask for at most ${Math.floor(miss.best * 1000) / 1000}.`;
   throw new VnmcError(Codes.UNREACHABLE_TARGET, msg, 'usage');
 }

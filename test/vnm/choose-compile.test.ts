@@ -137,8 +137,8 @@ describe('compile with --sparsity / --speedup / --per-layer (choosing V:N:M)', f
     await expectError(U({ speedup: 1.5, tokens: 0 }), Codes.BAD_TARGET, /^--tokens must be a positive integer \(got 0\)\.$/);
     await expectError(U({ sparsity: 0.9 }), Codes.UNREACHABLE_TARGET, /^--sparsity 0\.9 cannot be reached: .*at most 87\.5% sparse/);
     // The shipped table: these small layers are launch-bound, no V:N:M is faster than dense at one token.
-    await expectError(U({ speedup: 1.6 }), Codes.UNREACHABLE_TARGET, /^--speedup 1\.6 cannot be reached: the fastest V:N:M settings are predicted at 0\.\d\dx for --tokens 1/);
-    await expectError(U({ speedup: 50, speedupTable: NO_LAUNCH, perLayer: true }), Codes.UNREACHABLE_TARGET, /^--speedup 50 cannot be reached/);
+    await expectError(U({ speedup: 1.6 }), Codes.UNREACHABLE_TARGET, /^--speedup 1\.6 cannot be reached: the fastest V:N:M settings are predicted at 0\.\d\dx for --tokens 1 on these layers; no V:N:M is faster than dense there: use --vnm or --sparsity\.$/);
+    await expectError(U({ speedup: 50, speedupTable: NO_LAUNCH, perLayer: true }), Codes.UNREACHABLE_TARGET, /^--speedup 50 cannot be reached: .* predicted at \d\.\d\dx .*; ask for at most \d\.\d+, or use --vnm\.$/);
     expect(() => parseTargetNumber('--sparsity', 'abc')).to.throw(/^--sparsity needs a number \(got 'abc'\)\.$/);
     expect(parseTargetNumber('--speedup', '1.6')).to.equal(1.6);
   });
