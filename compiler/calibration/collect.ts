@@ -11,7 +11,10 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import * as ort from "onnxruntime-node";
-import { GraphProtoSchema, ModelProtoSchema, TypeProtoSchema, ValueInfoProtoSchema } from "onnx-buf";
+import {
+  AttributeProto_AttributeType as AT, AttributeProtoSchema, GraphProtoSchema, ModelProtoSchema, type NodeProto, NodeProtoSchema,
+  type TensorProto, TensorProtoSchema, TypeProtoSchema, ValueInfoProtoSchema,
+} from "onnx-buf";
 import { Codes, VnmcError } from "../diagnostics.js";
 import { DataType, dataTypeName } from "../ir/dtype.js";
 import { decodeBf16, decodeF16 } from "../numeric/half.js";
@@ -93,11 +96,19 @@ export function floatData(type: string, data: unknown): Float32Array | Float64Ar
   }
 }
 
-/** The model file's bytes followed by graph outputs for `names` (see the file comment). */
-export function withExtraOutputs(modelBytes: Uint8Array, outputs: Array<{ name: string; elemType: number }>): Uint8Array {
+/** Nodes and initializers appended to the model's graph (by the same merge rule as the outputs). */
+export interface ExtraNodes {
+  nodes: NodeProto[];
+  initializers: TensorProto[];
+}
+
+/** The model file's bytes followed by graph outputs for `names` (and `extra` nodes; see the file comment). */
+export function withExtraOutputs(modelBytes: Uint8Array, outputs: Array<{ name: string; elemType: number }>, extra?: ExtraNodes): Uint8Array {
   if (outputs.length === 0) return modelBytes;
   const tail = toBinary(ModelProtoSchema, create(ModelProtoSchema, {
     graph: create(GraphProtoSchema, {
+      node: extra?.nodes ?? [],
+      initializer: extra?.initializers ?? [],
       output: outputs.map((o) => create(ValueInfoProtoSchema, {
         name: o.name,
         type: create(TypeProtoSchema, { value: { case: "tensorType", value: { elemType: o.elemType } } }),
@@ -129,6 +140,41 @@ export async function createSession(bytesOrPath: Uint8Array | string, modelDir: 
   }
 }
 
+/** One XᵀX computed by onnxruntime: the activation's Gram matrix [K, K] (float32 per run), accumulated here in float64. */
+interface Gram {
+  request: ActivationRequest;
+  /** The graph output that holds it. */
+  output: string;
+  acc: HessianAccumulator;
+}
+
+/**
+ * Nodes computing XᵀX [K, K] of each activation in onnxruntime's GEMM (a JS loop would cost about
+ * tokens · K² / 2 multiply-adds per activation on one core): X [..., K] → Reshape [-1, K] →
+ * Gemm(transA) ; X [K, n] (channels first) → Gemm(transB). Reduced-precision activations are cast to
+ * float first.
+ */
+export function gramNodes(grams: Array<Pick<Gram, "request" | "output">>): ExtraNodes {
+  const nodes: NodeProto[] = [];
+  const initializers: TensorProto[] = [];
+  const intAttr = (name: string, i: number) => create(AttributeProtoSchema, { name, type: AT.INT, i: BigInt(i) });
+  for (const { request: r, output } of grams) {
+    let x = r.name;
+    if (r.elemType !== DataType.FLOAT && r.elemType !== DataType.DOUBLE) {
+      nodes.push(create(NodeProtoSchema, { name: `${output}_cast`, opType: "Cast", input: [x], output: [`${output}_cast`], attribute: [intAttr("to", DataType.FLOAT)] }));
+      x = `${output}_cast`;
+    }
+    if (r.channelsFirst) {
+      nodes.push(create(NodeProtoSchema, { name: `${output}_gemm`, opType: "Gemm", input: [x, x], output: [output], attribute: [intAttr("transB", 1)] }));
+      continue;
+    }
+    initializers.push(create(TensorProtoSchema, { name: `${output}_shape`, dataType: DataType.INT64, dims: [2n], int64Data: [-1n, BigInt(r.K)] }));
+    nodes.push(create(NodeProtoSchema, { name: `${output}_flat`, opType: "Reshape", input: [x, `${output}_shape`], output: [`${output}_flat`] }));
+    nodes.push(create(NodeProtoSchema, { name: `${output}_gemm`, opType: "Gemm", input: [`${output}_flat`, `${output}_flat`], output: [output], attribute: [intAttr("transA", 1)] }));
+  }
+  return { nodes, initializers };
+}
+
 /**
  * Observes `requests` on every calibration sample of `source`, running the model at `modelPath`.
  * Samples are read, run and dropped one at a time.
@@ -142,12 +188,15 @@ export async function collectActivationStats(
     const key = requestKey(r);
     if (stats.has(key)) continue;
     const st = new ActivationStats(r.K, opts.rowsPerActivation, hash32(key));
-    if (opts.hessian) st.hessian = new HessianAccumulator(r.K);
+    // XᵀX of a model input is summed in JS as it streams by; of a fetched value, by onnxruntime.
+    if (opts.hessian && r.origin === "input") st.hessian = new HessianAccumulator(r.K);
     stats.set(key, st);
   }
   const fetched = dedupe(requests.filter((r) => r.origin !== "input"));
   const fromInputs = requests.filter((r) => r.origin === "input");
-  const session = await instrumentedSession(modelPath, dedupeNames(fetched.filter((r) => r.origin === "internal")));
+  const grams = new Map<string, Gram>();
+  if (opts.hessian) for (const r of fetched) grams.set(requestKey(r), { request: r, output: `vnmc_xtx_${grams.size}`, acc: new HessianAccumulator(r.K) });
+  const session = await instrumentedSession(modelPath, dedupeNames(fetched.filter((r) => r.origin === "internal")), [...grams.values()]);
   // Tokens per input element, learnt from the first fetch: sizes the groups of outputs fetched per run.
   let tokensPerInputElement: number | undefined;
   let runs = 0;
@@ -176,7 +225,8 @@ export async function collectActivationStats(
         }
         let out: ort.InferenceSession.OnnxValueMapType;
         try {
-          out = await session.run(feeds, [...new Set(group.map((r) => r.name))], { logSeverityLevel: 4 });
+          const gramOutputs = group.flatMap((r) => grams.get(requestKey(r))?.output ?? []);
+          out = await session.run(feeds, [...new Set(group.map((r) => r.name)), ...gramOutputs], { logSeverityLevel: 4 });
         } catch (e) {
           throw new VnmcError(Codes.CALIB_RUNTIME, `onnxruntime could not run the model on calibration sample '${sample.label}': ${firstLine(e)}.`);
         }
@@ -187,6 +237,11 @@ export async function collectActivationStats(
           if (!x) throw new Error(`internal: activation '${r.name}' came back as ${t.type}`);
           addChecked(stats.get(requestKey(r))!, x, r, sample.label, t.dims);
           const tokens = x.length / r.K;
+          const gram = grams.get(requestKey(r));
+          if (gram) {
+            const g = out[gram.output]!;
+            gram.acc.addGram(floatData(g.type, g.data)!, tokens);
+          }
           tokensPerInputElement = Math.max(tokensPerInputElement ?? 0, tokens / Math.max(1, inputElements));
         }
       }
@@ -195,13 +250,21 @@ export async function collectActivationStats(
   } finally {
     await session.release();
   }
+  for (const [key, g] of grams) stats.get(key)!.hessian = g.acc;
   return { stats, samples: source.count, runs };
 }
 
-/** A session of the model with `exposed` as extra outputs (the file's bytes are dropped once it is loaded). */
-async function instrumentedSession(modelPath: string, exposed: ActivationRequest[]): Promise<ort.InferenceSession> {
+/**
+ * A session of the model with `exposed` as extra outputs, and the XᵀX of `grams` (the file's bytes
+ * are dropped once it is loaded).
+ */
+async function instrumentedSession(modelPath: string, exposed: ActivationRequest[], grams: Gram[]): Promise<ort.InferenceSession> {
   const file = readFileSync(modelPath);
-  const bytes = withExtraOutputs(new Uint8Array(file.buffer, file.byteOffset, file.byteLength), exposed.map((r) => ({ name: r.name, elemType: r.elemType })));
+  const outputs = [
+    ...exposed.map((r) => ({ name: r.name, elemType: r.elemType })),
+    ...grams.map((g) => ({ name: g.output, elemType: g.request.elemType === DataType.DOUBLE ? DataType.DOUBLE : DataType.FLOAT })),
+  ];
+  const bytes = withExtraOutputs(new Uint8Array(file.buffer, file.byteOffset, file.byteLength), outputs, grams.length ? gramNodes(grams) : undefined);
   return createSession(bytes, dirname(modelPath), "model to gather calibration statistics");
 }
 

@@ -34,6 +34,14 @@ export class HessianAccumulator {
     this.tokens += n;
   }
 
+  /** Adds a Gram matrix XᵀX [K, K] computed elsewhere (onnxruntime) over `tokens` rows; its upper triangle is used. */
+  addGram(g: Float32Array | Float64Array, tokens: number): void {
+    const K = this.K;
+    if (g.length !== K * K) throw new Error(`internal: a Gram matrix of ${g.length} elements for K = ${K}`);
+    for (let i = 0; i < K; i++) for (let j = i; j < K; j++) this.sum[i * K + j] = this.sum[i * K + j]! + g[i * K + j]!;
+    this.tokens += tokens;
+  }
+
   /** Adds another accumulator's sums (the tokens of both). */
   addFrom(other: HessianAccumulator): void {
     if (other.K !== this.K) throw new Error(`internal: adding a ${other.K}-channel Hessian to a ${this.K}-channel one`);

@@ -151,19 +151,30 @@ function reversedDamped(H: Float64Array, diag: Float64Array, A: Float64Array, K:
 function choleskyLowerInPlace(A: Float64Array, K: number): boolean {
   for (let j = 0; j < K; j++) {
     const rj = j * K;
-    let s = A[rj + j]!;
-    for (let p = 0; p < j; p++) s -= A[rj + p]! * A[rj + p]!;
+    const s = A[rj + j]! - dot(A, rj, rj, j);
     if (!(s > 0) || !Number.isFinite(s)) return false;
     const d = Math.sqrt(s);
     A[rj + j] = d;
     for (let i = j + 1; i < K; i++) {
       const ri = i * K;
-      let t = A[ri + j]!;
-      for (let p = 0; p < j; p++) t -= A[ri + p]! * A[rj + p]!;
-      A[ri + j] = t / d;
+      A[ri + j] = (A[ri + j]! - dot(A, ri, rj, j)) / d;
     }
   }
   return true;
+}
+
+/** Σ_{p<n} A[a+p]·A[b+p], four partial sums (the loop is latency-bound with one). */
+function dot(A: Float64Array, a: number, b: number, n: number): number {
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  let p = 0;
+  for (; p + 4 <= n; p += 4) {
+    s0 += A[a + p]! * A[b + p]!;
+    s1 += A[a + p + 1]! * A[b + p + 1]!;
+    s2 += A[a + p + 2]! * A[b + p + 2]!;
+    s3 += A[a + p + 3]! * A[b + p + 3]!;
+  }
+  for (; p < n; p++) s0 += A[a + p]! * A[b + p]!;
+  return (s0 + s1) + (s2 + s3);
 }
 
 /** Li = L⁻¹ for L lower triangular (the lower triangle of A), row by row: Li[i,:] = (e_i − Σ_{p<i} L[i,p]·Li[p,:]) / L[i,i]. */
@@ -171,9 +182,18 @@ function invertLower(A: Float64Array, Li: Float64Array, K: number): void {
   Li.fill(0);
   for (let i = 0; i < K; i++) {
     const ri = i * K;
-    for (let p = 0; p < i; p++) {
+    // Rows p of Li are zero past p: four rows at a time over their common prefix, then the rest.
+    let p = 0;
+    for (; p + 4 <= i; p += 4) {
+      const a0 = A[ri + p]!, a1 = A[ri + p + 1]!, a2 = A[ri + p + 2]!, a3 = A[ri + p + 3]!;
+      const r0 = p * K, r1 = r0 + K, r2 = r1 + K, r3 = r2 + K;
+      for (let j = 0; j <= p; j++) Li[ri + j] = Li[ri + j]! - (a0 * Li[r0 + j]! + a1 * Li[r1 + j]! + a2 * Li[r2 + j]! + a3 * Li[r3 + j]!);
+      Li[ri + p + 1] = Li[ri + p + 1]! - (a1 * Li[r1 + p + 1]! + a2 * Li[r2 + p + 1]! + a3 * Li[r3 + p + 1]!);
+      Li[ri + p + 2] = Li[ri + p + 2]! - (a2 * Li[r2 + p + 2]! + a3 * Li[r3 + p + 2]!);
+      Li[ri + p + 3] = Li[ri + p + 3]! - a3 * Li[r3 + p + 3]!;
+    }
+    for (; p < i; p++) {
       const a = A[ri + p]!;
-      if (a === 0) continue;
       const rp = p * K;
       for (let j = 0; j <= p; j++) Li[ri + j] = Li[ri + j]! - a * Li[rp + j]!;
     }
