@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { benchCommand } from "./commands/bench.js";
+import { buildCommand } from "./commands/build.js";
 import { compileCommand } from "./commands/compile.js";
 import { libPathCommand } from "./commands/lib-path.js";
 import { runCommand } from "./commands/run.js";
@@ -12,6 +13,7 @@ const COMMANDS: Record<string, { summary: string; run: (args: string[]) => Promi
   compile: { summary: "compile an ONNX model to V:N:M sparsity (vnmc compile --help)", run: compileCommand },
   run: { summary: "run a model once on generated inputs, on vnmc's kernels when built (vnmc run --help)", run: runCommand },
   bench: { summary: "time dense vs vnmc kernels vs fallback on the same inputs (vnmc bench --help)", run: benchCommand },
+  build: { summary: "compile the models of vnmc.config.json that changed, check quality budgets (vnmc build --help)", run: buildCommand },
   "lib-path": { summary: "print the path of libvnmc_ort.so, the onnxruntime custom-op library", run: libPathCommand },
 };
 

@@ -65,6 +65,8 @@ export const Codes = {
   METHOD_NEEDS_CALIB: "VNMC-U013",
   /** --method sparsegpt with an option it does not combine with (--score, --permute). */
   METHOD_CONFLICT: "VNMC-U014",
+  /** vnmc build: the config file is missing, unreadable or has a bad key or value (the message names it). */
+  BAD_CONFIG: "VNMC-U015",
   // input problems (exit 1)
   FILE_NOT_FOUND: "VNMC-E001",
   NOT_ONNX: "VNMC-E002",
@@ -112,4 +114,11 @@ export const Codes = {
   PERMUTE_FOLD_PLANNED: "VNMC-P001",
   PERMUTE_FOLDED: "VNMC-P002",
   PERMUTE_TIME_CAPPED: "VNMC-P003",
+  // vnmc build, deploy and the bundler plugin (exit 1)
+  /** A compiled model missed a quality budget of its config (maxOutputError, minCosine, minTop1Agreement). */
+  BUDGET_MISSED: "VNMC-B001",
+  /** One or more models of a build failed (each failure is listed with its own code). */
+  BUILD_FAILED: "VNMC-B002",
+  /** vnmc deploy: the model is not a compiled model, or the target's files could not be written. */
+  DEPLOY_FAILED: "VNMC-B003",
 } as const;
