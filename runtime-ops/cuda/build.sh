@@ -32,8 +32,8 @@ gen=()
 if [ ! -f "$build/CMakeCache.txt" ] && command -v ninja >/dev/null 2>&1; then gen=(-G Ninja); fi
 jobs="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
 cmake -S "$root" -B "$build" "${gen[@]}" "${args[@]}" >/dev/null
-cmake --build "$build" --parallel "$jobs" --target vnmc_cuda vnmc_cuda_capi vnmc_cuda_tests
-echo "built: $build/libvnmc_cuda.so $build/vnmc_cuda_tests"
+cmake --build "$build" --parallel "$jobs" --target vnmc_cuda vnmc_cuda_capi vnmc_cuda_tests vnmc_ort vnmc_ep vnmc_ort_cuda_host
+echo "built: $build/{libvnmc_cuda.so,vnmc_cuda_tests,libvnmc_ort.so (CPU + CUDA kernels),libvnmc_ep.so (EP plugin),vnmc_ort_cuda_host}"
 if [ "$test" = 1 ]; then
   ctest --test-dir "$build" -R '^cuda\.' --output-on-failure
 fi

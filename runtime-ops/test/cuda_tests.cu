@@ -29,7 +29,7 @@ namespace {
 
 int g_pass = 0, g_fail = 0;
 bool g_verbose = false;
-double g_worst_rel[2] = {0, 0};  // fp16, bf16
+double g_worst_rel[4] = {0, 0, 0, 0};  // fp16, bf16, fp32 act with fp16 / bf16 values
 
 #define CK(x)                                                                                   \
   do {                                                                                          \
@@ -48,13 +48,17 @@ std::string check_output(const CaseData& c, const std::vector<uint8_t>& out, dou
   std::vector<double> y, scale;
   reference(c, &y, &scale);
   const CaseSpec& s = c.spec;
-  const double ulp = s.act == DType::kFloat16 ? 1.0 / 1024 : 1.0 / 128;
+  // Half activations: the output is rounded once (ulp) and the fp32 sums add ~1e-4 of sum|terms|.
+  // Float activations with half values: A is also rounded to the value type, up to ulp of sum|terms|.
+  const bool f32_act = s.act == DType::kFloat32;
+  const double ulp = (f32_act ? s.val : s.act) == DType::kFloat16 ? 1.0 / 1024 : 1.0 / 128;
+  const double term_tol = f32_act ? ulp : 1e-4;
   double num = 0, den = 0;
   std::string first;
   int64_t bad = 0;
   for (int64_t i = 0; i < s.T * s.N_out; ++i) {
     const double got = decode(s.act, out.data(), i);
-    const double tol = ulp * std::fabs(y[i]) + 1e-4 * scale[i] + 1e-6;
+    const double tol = ulp * std::fabs(y[i]) + term_tol * scale[i] + 1e-6;
     const double diff = std::fabs(got - y[i]);
     num += (got - y[i]) * (got - y[i]);
     den += y[i] * y[i];
@@ -95,7 +99,7 @@ std::string run_case(const CaseData& c, const cuda::Options& opt, int runs, std:
   if (T != s.T) return "token count mismatch";
   *launch = g->describe_launch(T);
 
-  const size_t a_bytes = c.A.size(), y_bytes = static_cast<size_t>(T * s.N_out) * 2;
+  const size_t a_bytes = c.A.size(), y_bytes = static_cast<size_t>(T * s.N_out) * dtype_size(s.act);
   const size_t ws_bytes = g->workspace_bytes(T);
   DevMem dA, dY, dW;
   CK(cudaMalloc(&dA.p, a_bytes));
@@ -106,7 +110,7 @@ std::string run_case(const CaseData& c, const cuda::Options& opt, int runs, std:
   CK(cudaStreamCreate(&st));
   std::string result;
   for (int r = 0; r < runs && result.empty(); ++r) {
-    CK(cudaMemset(dY.p, 0xff, y_bytes));  // NaN in fp16 and bf16: every element must be written
+    CK(cudaMemset(dY.p, 0xff, y_bytes));  // NaN in fp32, fp16 and bf16: every element must be written
     if (ws_bytes) CK(cudaMemset(dW.p, 0xff, ws_bytes));
     err = g->run(dA.p, T, dY.p, dW.p, ws_bytes, st);
     if (!err.empty()) {
@@ -122,7 +126,7 @@ std::string run_case(const CaseData& c, const cuda::Options& opt, int runs, std:
     CK(cudaMemcpy(out.data(), dY.p, y_bytes, cudaMemcpyDeviceToHost));
     double rel = 0;
     result = check_output(c, out, &rel);
-    double& worst = g_worst_rel[s.act == DType::kBFloat16 ? 1 : 0];
+    double& worst = g_worst_rel[(s.act == DType::kFloat32 ? 2 : 0) + (s.val == DType::kBFloat16 ? 1 : 0)];
     if (rel > worst) worst = rel;
     if (!result.empty() && runs > 1) result = "run " + std::to_string(r) + ": " + result;
   }
@@ -157,6 +161,13 @@ CaseSpec spec(int64_t K, int64_t N, int64_t V, int64_t M, DType dt, ColumnMode c
   s.bias = bias;
   s.T = T;
   s.seed = ++g_seed;
+  return s;
+}
+
+// Float activations with half values (reduced-precision weights).
+CaseSpec spec_f32(int64_t K, int64_t N, int64_t V, int64_t M, DType val, ColumnMode cm, bool ri, bool bias, int64_t T) {
+  CaseSpec s = spec(K, N, V, M, val, cm, ri, bias, T);
+  s.act = DType::kFloat32;
   return s;
 }
 
@@ -211,6 +222,21 @@ void split_k() {
   check_case(spec(2048, 640, 128, 8, DType::kBFloat16, ColumnMode::kPermuted, true, true, 200), opts(), "prefill K=2048");
 }
 
+// Float activations with fp16 / bf16 values: decode (T = 1 and pairs), prefill, split-K, batch dims.
+void f32_activations() {
+  for (DType val : {DType::kFloat16, DType::kBFloat16}) {
+    check_case(spec_f32(200, 136, 64, 8, val, ColumnMode::kWindowed, true, true, 1), opts(), "f32 act decode T=1");
+    check_case(spec_f32(333, 90, 32, 5, val, ColumnMode::kPermuted, false, true, 7), opts(), "f32 act decode");
+    check_case(spec_f32(250, 150, 128, 16, val, ColumnMode::kRandom, true, false, 16), opts(1, 2), "f32 act decode");
+    check_case(spec_f32(520, 200, 64, 6, val, ColumnMode::kWindowed, true, true, 130), opts(), "f32 act prefill");
+    check_case(spec_f32(100, 72, 16, 4, val, ColumnMode::kPermuted, false, true, 257), opts(), "f32 act prefill");
+    check_case(spec_f32(4096, 1024, 64, 8, val, ColumnMode::kWindowed, false, true, 64), opts(), "f32 act K=4096", 2);
+    CaseSpec s = spec_f32(200, 136, 64, 8, val, ColumnMode::kWindowed, true, true, 6);
+    s.a_shape = {2, 3, 200};
+    check_case(s, opts(), "f32 act batch dims");
+  }
+}
+
 // Many tokens.
 void large_t() {
   check_case(spec(520, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 2048), opts(), "T=2048");
@@ -257,7 +283,7 @@ void validation() {
     CaseSpec s = spec(64, 64, 16, 4, DType::kFloat32, ColumnMode::kWindowed, false, false, 1);
     return s;
   }());
-  expect_reject(f32, "float activations (not on GPU yet)");
+  expect_reject(f32, "float activations with float values (CPU only)");
 }
 
 void quick() {
@@ -268,6 +294,8 @@ void quick() {
   check_case(spec(250, 90, 64, 16, DType::kFloat16, ColumnMode::kRandom, true, false, 65), opts(2, 0, 3), "q pf3");
   check_case(spec(200, 72, 16, 4, DType::kFloat16, ColumnMode::kWindowed, true, true, 100), opts(2, 0, 2), "q pf small V");
   check_case(spec(200, 72, 32, 8, DType::kBFloat16, ColumnMode::kPermuted, false, true, 33), opts(2, 0, 3), "q pf small V");
+  check_case(spec_f32(200, 136, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 5), opts(), "q f32 act");
+  check_case(spec_f32(333, 90, 32, 5, DType::kBFloat16, ColumnMode::kPermuted, false, true, 70), opts(), "q f32 act");
   validation();
 }
 
@@ -294,9 +322,11 @@ int main(int argc, char** argv) {
     split_k();
     large_t();
     batch_dims();
+    f32_activations();
     validation();
   }
-  std::printf("worst relative error: fp16 %.3g, bf16 %.3g\n", g_worst_rel[0], g_worst_rel[1]);
+  std::printf("worst relative error: fp16 %.3g, bf16 %.3g, fp32 act + fp16 values %.3g, + bf16 values %.3g\n",
+              g_worst_rel[0], g_worst_rel[1], g_worst_rel[2], g_worst_rel[3]);
   std::printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }

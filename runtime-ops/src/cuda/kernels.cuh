@@ -107,6 +107,25 @@ __device__ __forceinline__ uint16_t f32_to_out(float v) {
   }
 }
 
+// Float activations with half values: A rounded to the half type before the kernels, Y widened after.
+template <bool BF16>
+__global__ void f32_to_half_kernel(const float* __restrict__ x, uint16_t* __restrict__ y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = f32_to_out<BF16>(x[i]);
+}
+template <bool BF16>
+__global__ void half_to_f32_kernel(const uint16_t* __restrict__ x, float* __restrict__ y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if constexpr (BF16) {
+      y[i] = __bfloat162float(__ushort_as_bfloat16(x[i]));
+    } else {
+      y[i] = __half2float(__ushort_as_half(x[i]));
+    }
+  }
+}
+
 // Column index of position pos (0..3) of group g of block blk.
 template <bool WIN>
 __device__ __forceinline__ int column_of(const Params& p, int blk, int g, int pos) {

@@ -91,7 +91,8 @@ void decode_occupancy_for(bool bf16, bool sb, bool win, int (&bps)[2]);
 
 struct VnmGemmCuda::Impl {
   Options opt;
-  bool bf16 = false;
+  bool f32_act = false;  // float activations/outputs, converted around the half kernels
+  bool bf16 = false;     // the kernels' half type (values, and activations inside the kernels)
   bool windowed = false;
   bool identity = false;
   bool shared_b = false;
@@ -196,12 +197,15 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const Attributes& attrs, DType 
 
 std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const float* bias_f32, const Options& opt,
                                                  std::string* err) {
-  if (w.act_dtype != DType::kFloat16 && w.act_dtype != DType::kBFloat16) {
-    *err = std::string("VNMSparseGemm CUDA kernel: activations of type ") + dtype_name(w.act_dtype) +
-           " are not supported on the GPU (float16 or bfloat16 only)";
+  const bool f32_act = w.act_dtype == DType::kFloat32;
+  if (f32_act ? (w.value_dtype != DType::kFloat16 && w.value_dtype != DType::kBFloat16)
+              : (w.act_dtype != DType::kFloat16 && w.act_dtype != DType::kBFloat16)) {
+    *err = std::string("VNMSparseGemm CUDA kernel: activations ") + dtype_name(w.act_dtype) + " with values " +
+           dtype_name(w.value_dtype) +
+           " are not supported on the GPU (float16/float16, bfloat16/bfloat16, float/float16, float/bfloat16)";
     return nullptr;
   }
-  if (w.value_dtype != w.act_dtype) {
+  if (!f32_act && w.value_dtype != w.act_dtype) {
     *err = "VNMSparseGemm CUDA kernel: values must have the activation type";
     return nullptr;
   }
@@ -217,7 +221,8 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const f
   g->impl_.reset(new Impl());
   Impl& im = *g->impl_;
   im.opt = opt;
-  im.bf16 = w.act_dtype == DType::kBFloat16;
+  im.f32_act = f32_act;
+  im.bf16 = w.value_dtype == DType::kBFloat16;
   const Dims& d = w.dims;
 
   cudaError_t ce = cudaGetDevice(&im.device);
@@ -378,6 +383,7 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
   const Impl& a = *impl_;
   Impl& b = *g->impl_;
   b.opt = a.opt;
+  b.f32_act = a.f32_act;
   b.bf16 = a.bf16;
   b.windowed = a.windowed;
   b.identity = a.identity;
@@ -417,7 +423,17 @@ size_t VnmGemmCuda::device_weight_bytes() const {
   return im.vals.n + im.meta.n + (im.windowed ? im.wofs.n : im.cols.n) + im.rowmap.n + im.bias.n;
 }
 
+int VnmGemmCuda::device() const { return impl_->device; }
+
 size_t VnmGemmCuda::workspace_bytes(int64_t T) const {
+  size_t n = half_workspace_bytes(T);
+  if (impl_->f32_act && T > 0)  // A and Y in the half type, after the kernels' own scratch
+    n = static_cast<size_t>(round_up(static_cast<int64_t>(n), 256) + round_up(T * dims_.K * 2, 256) +
+                            round_up(T * dims_.N_out * 2, 256));
+  return n;
+}
+
+size_t VnmGemmCuda::half_workspace_bytes(int64_t T) const {
   const Impl& im = *impl_;
   if (T <= 0) return 0;
   if (im.use_decode(T)) return T >= 2 ? static_cast<size_t>(dims_.K * 32) : 0;  // At2 pairs
@@ -533,6 +549,44 @@ cudaError_t prefill_dispatch(int cfg, bool sb, const dev::Params& p, const void*
 std::string VnmGemmCuda::run(const void* A, int64_t T, void* Y, void* workspace, size_t workspace_size,
                              void* stream) const {
   const Impl& im = *impl_;
+  if (!im.f32_act) return run_half(A, T, Y, workspace, workspace_size, stream);
+  if (T < 0 || T > 0x7fffffff) return "VNMSparseGemm CUDA kernel: token count out of range";
+  if (T == 0) return {};
+  if (!A || !Y) return "VNMSparseGemm CUDA kernel: null activation or output pointer";
+  const size_t need = workspace_bytes(T);
+  if (!workspace || workspace_size < need) {
+    std::ostringstream os;
+    os << "VNMSparseGemm CUDA kernel: workspace of " << need << " bytes needed for T=" << T << ", got "
+       << workspace_size;
+    return os.str();
+  }
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  const size_t inner = static_cast<size_t>(round_up(static_cast<int64_t>(half_workspace_bytes(T)), 256));
+  unsigned char* base = static_cast<unsigned char*>(workspace);
+  uint16_t* Ah = reinterpret_cast<uint16_t*>(base + inner);
+  uint16_t* Yh = reinterpret_cast<uint16_t*>(base + inner + round_up(T * dims_.K * 2, 256));
+  const int64_t na = T * dims_.K, ny = T * dims_.N_out;
+  const unsigned ba = static_cast<unsigned>(std::min<int64_t>(ceil_div(na, 256), 65535));
+  const unsigned by = static_cast<unsigned>(std::min<int64_t>(ceil_div(ny, 256), 65535));
+  if (im.bf16)
+    dev::f32_to_half_kernel<true><<<ba, 256, 0, st>>>(static_cast<const float*>(A), Ah, na);
+  else
+    dev::f32_to_half_kernel<false><<<ba, 256, 0, st>>>(static_cast<const float*>(A), Ah, na);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("convert launch", e);
+  std::string r = run_half(Ah, T, Yh, inner ? workspace : nullptr, inner, stream);
+  if (!r.empty()) return r;
+  if (im.bf16)
+    dev::half_to_f32_kernel<true><<<by, 256, 0, st>>>(Yh, static_cast<float*>(Y), ny);
+  else
+    dev::half_to_f32_kernel<false><<<by, 256, 0, st>>>(Yh, static_cast<float*>(Y), ny);
+  e = cudaGetLastError();
+  return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("convert launch", e);
+}
+
+std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* workspace, size_t workspace_size,
+                                  void* stream) const {
+  const Impl& im = *impl_;
   if (T < 0 || T > 0x7fffffff) return "VNMSparseGemm CUDA kernel: token count out of range";
   if (T == 0) return {};
   if (!A || !Y) return "VNMSparseGemm CUDA kernel: null activation or output pointer";
@@ -586,7 +640,7 @@ std::string VnmGemmCuda::run(const void* A, int64_t T, void* Y, void* workspace,
   const int64_t Tp = round_up(T, Impl::config_tn(cfg));
   const int ks = im.prefill_ksplit(T, cfg);
   const size_t at_bytes = im.prefill_at_bytes(T, cfg, dims_.K);
-  const size_t need = workspace_bytes(T);
+  const size_t need = half_workspace_bytes(T);
   if (!workspace || workspace_size < need) {
     std::ostringstream os;
     os << "VNMSparseGemm CUDA kernel: workspace of " << need << " bytes needed for T=" << T << ", got "
@@ -620,6 +674,78 @@ std::string VnmGemmCuda::run(const void* A, int64_t T, void* Y, void* workspace,
     e = cudaGetLastError();
     if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("finalize launch", e);
   }
+  return {};
+}
+
+std::string copy_to_host(void* dst, const void* src, size_t n) {
+  if (n == 0) return {};
+  const cudaError_t e = cudaMemcpy(dst, src, n, cudaMemcpyDefault);
+  return e == cudaSuccess ? std::string() : cuda_err("cudaMemcpy to host", e);
+}
+
+std::unique_ptr<OrderedRunner> OrderedRunner::create(std::unique_ptr<VnmGemmCuda> gemm, std::string* err) {
+  if (!gemm) {
+    *err = "VNMSparseGemm CUDA kernel: no kernel";
+    return nullptr;
+  }
+  std::unique_ptr<OrderedRunner> r(new OrderedRunner());
+  cudaEvent_t ev = nullptr;
+  const cudaError_t e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+  if (e != cudaSuccess) {
+    *err = "VNMSparseGemm CUDA kernel: " + cuda_err("cudaEventCreate", e);
+    return nullptr;
+  }
+  r->event_ = ev;
+  r->gemm_ = std::move(gemm);
+  return r;
+}
+
+OrderedRunner::~OrderedRunner() {
+  if (event_) {
+    if (launched_) cudaEventSynchronize(static_cast<cudaEvent_t>(event_));
+    cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+  }
+  if (workspace_) cudaFree(workspace_);
+}
+
+std::string OrderedRunner::run(const void* A, int64_t T, void* Y, void* stream) {
+  std::lock_guard<std::mutex> lk(mu_);
+  int cur = -1;
+  cudaError_t e = cudaGetDevice(&cur);
+  if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("cudaGetDevice", e);
+  const int dev = gemm_->device();
+  if (cur != dev && (e = cudaSetDevice(dev)) != cudaSuccess)
+    return "VNMSparseGemm CUDA kernel: " + cuda_err("cudaSetDevice", e);
+  struct Restore {
+    int cur, dev;
+    ~Restore() {
+      if (cur != dev && cur >= 0) cudaSetDevice(cur);
+    }
+  } restore{cur, dev};
+  cudaEvent_t ev = static_cast<cudaEvent_t>(event_);
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  const size_t need = gemm_->workspace_bytes(T);
+  if (need > workspace_size_) {
+    if (launched_ && (e = cudaEventSynchronize(ev)) != cudaSuccess)
+      return "VNMSparseGemm CUDA kernel: " + cuda_err("cudaEventSynchronize", e);
+    if (workspace_) cudaFree(workspace_);
+    workspace_ = nullptr;
+    workspace_size_ = 0;
+    const size_t n = std::max(need, static_cast<size_t>(1) << 20);
+    if ((e = cudaMalloc(&workspace_, n)) != cudaSuccess) {
+      workspace_ = nullptr;
+      return "VNMSparseGemm CUDA kernel: " + cuda_err("workspace cudaMalloc", e);
+    }
+    workspace_size_ = n;
+  }
+  if (launched_ && st != static_cast<cudaStream_t>(last_stream_) && (e = cudaStreamWaitEvent(st, ev, 0)) != cudaSuccess)
+    return "VNMSparseGemm CUDA kernel: " + cuda_err("cudaStreamWaitEvent", e);
+  const std::string r = gemm_->run(A, T, Y, workspace_, workspace_size_, stream);
+  if (!r.empty()) return r;
+  if ((e = cudaEventRecord(ev, st)) != cudaSuccess)
+    return "VNMSparseGemm CUDA kernel: " + cuda_err("cudaEventRecord", e);
+  launched_ = true;
+  last_stream_ = stream;
   return {};
 }
 

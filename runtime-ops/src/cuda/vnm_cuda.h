@@ -14,12 +14,16 @@
 // be captured in a CUDA graph.
 //
 // Activations and values: float16/float16 or bfloat16/bfloat16 (fp32 accumulation, outputs rounded
-// to nearest even). Float activations are not supported on the GPU yet (create() says so).
+// to nearest even), and float activations with float16 or bfloat16 values (reduced-precision weights):
+// A is rounded to the value type on the fly, the tensor cores run as for half activations, and the
+// output is widened back to float (so it carries the value type's rounding, ~2^-11 / 2^-8 relative;
+// fp16 activations beyond +-65504 overflow). float/float is CPU only.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "vnmc/contract.h"
@@ -59,6 +63,8 @@ class VnmGemmCuda {
   // A second object with its own device copy of the prepared weights (benchmarks rotate copies so
   // that the weights do not sit in L2). Null and *err on failure.
   std::unique_ptr<VnmGemmCuda> clone(std::string* err) const;
+  // Device the weights live on (the current device at create()).
+  int device() const;
   VnmGemmCuda(const VnmGemmCuda&) = delete;
   VnmGemmCuda& operator=(const VnmGemmCuda&) = delete;
 
@@ -82,10 +88,41 @@ class VnmGemmCuda {
 
  private:
   VnmGemmCuda() = default;
+  // run() for half activations and outputs (the float path converts around it).
+  std::string run_half(const void* A, int64_t T, void* Y, void* workspace, size_t workspace_size, void* stream) const;
+  size_t half_workspace_bytes(int64_t T) const;
   std::unique_ptr<Impl> impl_;
   Dims dims_;
   DType act_ = DType::kFloat16;
 };
+
+// A prepared kernel as an onnxruntime kernel uses it: it owns its device workspace (grown on demand)
+// and orders its launches across streams (each launch waits for the previous one through an event),
+// so concurrent Run() calls on different streams cannot race on the workspace or the decode
+// scratch. Thread-safe. Not for CUDA-graph capture when the workspace must grow (cudaMalloc).
+class OrderedRunner {
+ public:
+  static std::unique_ptr<OrderedRunner> create(std::unique_ptr<VnmGemmCuda> gemm, std::string* err);
+  ~OrderedRunner();
+  OrderedRunner(const OrderedRunner&) = delete;
+  OrderedRunner& operator=(const OrderedRunner&) = delete;
+  // Y = A W^T + bias for T tokens on `stream` (a cudaStream_t; null = legacy default stream).
+  std::string run(const void* A, int64_t T, void* Y, void* stream);
+  const VnmGemmCuda& gemm() const { return *gemm_; }
+
+ private:
+  OrderedRunner() = default;
+  std::mutex mu_;
+  std::unique_ptr<VnmGemmCuda> gemm_;
+  void* workspace_ = nullptr;
+  size_t workspace_size_ = 0;
+  void* event_ = nullptr;        // cudaEvent_t of the last launch
+  void* last_stream_ = nullptr;
+  bool launched_ = false;
+};
+
+// Copies n bytes from device (or host) memory to host memory, synchronously. "" or the error.
+std::string copy_to_host(void* dst, const void* src, size_t n);
 
 }  // namespace cuda
 }  // namespace vnmc

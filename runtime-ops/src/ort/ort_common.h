@@ -18,7 +18,7 @@ namespace ort {
 // them all to the one `com.vnmc` domain.
 void AppendCpuOps(std::vector<const OrtCustomOp*>& ops);
 #if defined(VNMC_WITH_CUDA)
-void AppendCudaOps(std::vector<const OrtCustomOp*>& ops);  // src/cuda/ (not written yet)
+void AppendCudaOps(std::vector<const OrtCustomOp*>& ops);  // src/ort/cuda_op.cc (VNMC_WITH_CUDA builds)
 #endif
 
 DType from_ort(ONNXTensorElementDataType t);
