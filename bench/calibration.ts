@@ -2,7 +2,7 @@
  * What calibration costs and what each score buys, on the builder models. Not a test.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/calibration.js [--samples 16] [--vnm 16:2:8,32:2:5]
- *     [--kinds mlp,bert,vit,llama,llama-large] [--heldout 8] [--dir /tmp/vnmc-calib-bench] [--mode quality|cost|jobs|trained]
+ *     [--kinds mlp,bert,vit,llama,llama-large] [--heldout 8] [--dir /tmp/vnmc-calib-bench] [--mode quality|cost|jobs|trained|sparsegpt]
  *
  * For each model: a compile without calibration (magnitude), then with `--calib random:N` for each
  * score; the compile's own timings (calibration, pruning, verification) and, on held-out random
@@ -163,10 +163,49 @@ async function trained(): Promise<void> {
   }
 }
 
+/**
+ * Sparsegpt mode: the trained models as in trained mode, Wanda selection against --method sparsegpt
+ * (its default OBS saliency, and the Wanda-like saliency |W|·‖X_k‖ on the updated weights), with the
+ * mean layer output error and the compile's wall time (no verification, one worker per core).
+ */
+async function sparsegpt(): Promise<void> {
+  const dir = trainedDir();
+  const models = [
+    { name: "charlm (perplexity)", file: "charlm.onnx", calib: "calib/charlm", vnms: ["64:2:4", "64:2:5", "64:2:6", "64:2:8", "32:2:5", "32:2:8", "16:2:6", "128:2:6"], metric: async (p: string) => (await evalCharLm(p)).perplexity.toFixed(3) },
+    { name: "digits ViT (top-1 %)", file: "digits_vit.onnx", calib: "calib/digits_vit", vnms: ["64:2:4", "64:2:5", "32:2:5", "16:2:5", "16:2:6", "64:2:8"], metric: async (p: string) => ((await evalDigitsVit(p)).accuracy * 100).toFixed(1) },
+  ];
+  const variants: Array<[string, CompileOptions]> = [
+    ["wanda", { score: "wanda" }],
+    ["sparsegpt", { method: "sparsegpt" }],
+    ["sparsegpt, wanda saliency", { method: "sparsegpt", sparsegptMaskScore: "wanda" }],
+  ];
+  console.log(`# ${new Date().toISOString().slice(0, 10)}, ${cpus().length} x ${cpus()[0]?.model}, Node ${process.version}`);
+  console.log(`| model | V:N:M | dense | ${variants.map(([v]) => v).join(" | ")} |`);
+  console.log(`|---|---|---|${variants.map(() => "---|").join("")}`);
+  for (const m of models) {
+    const input = join(dir, m.file);
+    const dense = await m.metric(input);
+    for (const vnm of m.vnms) {
+      const cells: string[] = [];
+      for (const [, opts] of variants) {
+        const output = join(o.dir!, "trained.sparsegpt.vnm.onnx");
+        const t0 = performance.now();
+        const { report } = await compileFile(input, { vnm, minSize: 4096, calib: join(dir, m.calib), output, verify: false, ...opts });
+        const s = (performance.now() - t0) / 1000;
+        const errs = report.layers.flatMap((l) => (l.outputError === undefined ? [] : [l.outputError]));
+        const meanErr = errs.reduce((a, b) => a + b, 0) / Math.max(1, errs.length);
+        cells.push(`${await m.metric(output)} (${meanErr.toFixed(3)}, ${s.toFixed(1)} s)`);
+      }
+      console.log(`| ${m.name} | ${vnm} | ${dense} | ${cells.join(" | ")} |`);
+    }
+  }
+}
+
 async function main(): Promise<void> {
   mkdirSync(o.dir!, { recursive: true });
   if (o.mode === "cost") return cost();
   if (o.mode === "trained") return trained();
+  if (o.mode === "sparsegpt") return sparsegpt();
   if (o.mode === "jobs") return jobs();
   const samples = Number(o.samples);
   const heldout = Number(o.heldout);
