@@ -150,7 +150,14 @@ export function sampleRows(out: number): number[] {
 function trialJob(w: Weight, rows: number[], sample: Uint8Array, config: VnmConfig) {
   const r = w.candidates[0]!.recipe;
   const base = new InMemoryTensor(r.dataType, [rows.length, r.inFeatures], sample);
-  return jobFor({ base, baseName: r.baseName, transposed: false, dataType: r.dataType, scale: 1, outFeatures: rows.length, inFeatures: r.inFeatures }, config, w.scoring);
+  // Trials select masks by the score only: SparseGPT's updates would lower every candidate's error at
+  // many times the cost (docs/choosing-vnm.md).
+  let scoring = w.scoring;
+  if (scoring?.sparsegpt) {
+    const { sparsegpt: _updates, ...rest } = scoring;
+    scoring = rest;
+  }
+  return jobFor({ base, baseName: r.baseName, transposed: false, dataType: r.dataType, scale: 1, outFeatures: rows.length, inFeatures: r.inFeatures }, config, scoring);
 }
 
 function sampleBytes(w: Weight, rows: number[]): Uint8Array {

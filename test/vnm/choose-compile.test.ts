@@ -124,6 +124,14 @@ describe('compile with --sparsity / --speedup / --per-layer (choosing V:N:M)', f
     expect(readFileSync(a.outputPath).equals(readFileSync(b.outputPath))).to.equal(true);
   });
 
+  it('combines with --permute and --method sparsegpt (the chosen V:N:M is what they search and prune for)', async () => {
+    for (const extra of [{ permute: true, permuteTime: 0.5 }, { method: 'sparsegpt' as const }]) {
+      const { report } = await compileFile(mlp, { speedup: 2, perLayer: true, calib: 'random:2', minSize: 0, speedupTable: NO_LAUNCH, output: out('combo.onnx'), ...extra });
+      expect(report.verification?.passed, JSON.stringify(extra)).to.equal(true);
+      for (const l of report.layers.filter((x) => x.status !== 'dense')) expect(l.vnm).to.equal(l.choice!.vnm);
+    }
+  });
+
   it('rejects conflicting options, values out of range and unreachable targets with clear usage errors', async () => {
     const U = (o: CompileOptions) => compileFile(mlp, { minSize: 0, verify: false, output: out('x.onnx'), ...o });
     await expectError(U({ vnm: '64:2:8', sparsity: 0.75 }), Codes.TARGET_CONFLICT, /^--vnm fixes V:N:M, so it cannot be combined with --sparsity or --speedup/);
