@@ -187,9 +187,6 @@ function resolveMethod(opts: CompileOptions): PassOptions["sparsegpt"] {
   if (opts.score !== undefined) {
     throw new VnmcError(Codes.METHOD_CONFLICT, "--score applies to --method select; drop it, as --method sparsegpt chooses masks by its own OBS saliency.", "usage");
   }
-  if (opts.permute) {
-    throw new VnmcError(Codes.METHOD_CONFLICT, "--method sparsegpt cannot be combined with --permute yet; drop one of them.", "usage");
-  }
   const maskScore = opts.sparsegptMaskScore ?? DEFAULT_SPARSEGPT_MASK_SCORE;
   if (!SPARSEGPT_MASK_SCORES.includes(maskScore)) {
     throw new VnmcError(Codes.USAGE, `The sparsegpt mask score must be one of ${SPARSEGPT_MASK_SCORES.join(", ")} (got '${maskScore}').`, "usage");

@@ -9,6 +9,7 @@ import { Codes, type DiagnosticSink } from "../diagnostics.js";
 import { formatVnm } from "../vnm/config.js";
 import { PERMUTE_WORK_PER_SECOND, type PermuteJob, type PermuteOutput, runPermuteJob } from "./permute-job.js";
 import { jobFor } from "./prune-job.js";
+import type { ScoreKind, WeightScoring } from "./scores.js";
 import { Scratch } from "./scratch.js";
 import { recipeKey } from "./weight-recipe.js";
 
@@ -29,6 +30,17 @@ export interface PermutationSearchSummary {
 }
 
 /**
+ * What the search scores by: the layer's own score; under sparsegpt (whose masks follow the OBS
+ * saliency w²/[H⁻¹]_kk) Wanda's |w|·‖X_k‖, its diagonal approximation. Only the norms travel to the
+ * worker, not the calibration rows or the Hessian.
+ */
+function searchScoring(s: WeightScoring | undefined): WeightScoring | undefined {
+  if (!s) return undefined;
+  const kind: ScoreKind = s.sparsegpt ? "wanda" : s.kind;
+  return s.norms ? { kind, norms: s.norms } : { kind: "magnitude" };
+}
+
+/**
  * Fills `state.permutations` for every candidate's weight. The budget `seconds` is split across the
  * weights in proportion to their size.
  */
@@ -40,7 +52,8 @@ export async function searchPermutations(
   for (const c of state.candidates) {
     const key = recipeKey(c.recipe, formatVnm(c.config));
     if (jobs.has(key)) continue;
-    const { source, baseType, baseDims, recipe, config, scoring } = jobFor(c.recipe, c.config, state.scoring?.get(key));
+    const { source, baseType, baseDims, recipe, config } = jobFor(c.recipe, c.config);
+    const scoring = searchScoring(state.scoring?.get(key));
     jobs.set(key, { source, baseType, baseDims, recipe, config, ...(scoring ? { scoring } : {}), seed: hash32(key), maxWork: 0, timeBudgetMs: 0 });
   }
   const total = [...jobs.values()].reduce((s, j) => s + j.recipe.outFeatures * j.recipe.inFeatures, 0);

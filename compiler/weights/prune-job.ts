@@ -64,6 +64,8 @@ export interface PruneOutput {
   src?: Int32Array;
   /** [R]: the `row_index` to write when it is not the identity (permuted rows). */
   rowIndex?: Int32Array;
+  /** sparsegpt with a permutation: `values` re-indexed by original output row, as `src` (with `src` only). */
+  valuesByRow?: Uint8Array;
   /** The score the mask was chosen by. */
   score: ScoreKind;
   /** Σ score kept and Σ score, for that score. */
@@ -161,8 +163,15 @@ export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
   const selectBy = alreadySparse ? indicator(absW, floatScratch("indicator")) : score;
   const perm = job.permutation;
   // --method sparsegpt: mask and updated kept values from the OBS pass (an already-sparse weight is packed as it is).
-  const obs = job.scoring?.sparsegpt && !alreadySparse ? sparseGptPack(rawOutIn, recipe.dataType, out, inF, job.config, job.scoring.sparsegpt) : undefined;
-  if (obs && perm) throw new Error("internal: --method sparsegpt cannot be combined with a channel permutation yet");
+  // With a permutation it runs on P_o·W·P_i with the Hessian P_iᵀ·H·P_i, so its selection and
+  // values come out in packed (permuted) order, as the plain selection's do.
+  const sg = job.scoring?.sparsegpt;
+  const size = elementSize(recipe.dataType);
+  const obs = sg && !alreadySparse
+    ? perm
+      ? sparseGptPack(permuteMatrixBytes(rawOutIn, out, inF, size, perm), recipe.dataType, out, inF, job.config, { ...sg, hessian: permuteSymmetric(sg.hessian, inF, perm.input) })
+      : sparseGptPack(rawOutIn, recipe.dataType, out, inF, job.config, sg)
+    : undefined;
   // `src` is the largest selection output (4 bytes per kept slot); unless the caller keeps it, it
   // lives in scratch memory reused from weight to weight (fresh pages are expensive here).
   const srcBytes = selectionSizes(out, inF, job.config).src * 4;
@@ -171,12 +180,20 @@ export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
   const searched = perm ? permuted(selectBy, out, inF, perm) : selectBy;
   const sel = obs ? obs.selection : selectVnm(searched, out, inF, job.config, "exhaustive", srcBuffer ? { buffers: { src: srcBuffer } } : {});
   let values: Uint8Array, columns: Int32Array, src: Int32Array, rowIndex: Int32Array | undefined;
+  // The updated values by original output row (sparsegpt with a permutation), for the output error and the pruned-dense reference.
+  let written = obs?.written;
+  let valuesByRow: Uint8Array | undefined;
   if (perm) {
     const ps = permuteSelection(sel, perm.input, perm.output);
-    values = gatherPermutedValues(ps, rawOutIn, elementSize(recipe.dataType));
+    values = obs ? obs.values : gatherPermutedValues(ps, rawOutIn, size);
     columns = perm.inputFolded ? sel.columns : ps.columns;
     rowIndex = perm.outputFold ? foldInputPermutationIntoProducer(ps.rowIndex, perm.outputFold) : ps.rowIndex;
-    src = srcByOriginalRow(ps.src, ps.rowIndex, 2 * sel.groups, scratchSrc("src"));
+    const twoG = 2 * sel.groups;
+    src = byOriginalRow(ps.src, ps.rowIndex, twoG, -1, scratchSrc("src"));
+    if (obs) {
+      written = byOriginalRow(obs.written, ps.rowIndex, twoG, 0);
+      valuesByRow = byOriginalRow(obs.values, ps.rowIndex, twoG * size, 0);
+    }
   } else {
     values = obs ? obs.values : gatherValues(sel, rawOutIn, elementSize(recipe.dataType));
     columns = sel.columns;
@@ -197,12 +214,13 @@ export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
   };
   if (job.keepSrc || !scratch) result.src = src;
   if (rowIndex) result.rowIndex = rowIndex;
+  if (valuesByRow && (job.keepSrc || !scratch)) result.valuesByRow = valuesByRow;
   if (obs) result.sparsegpt = { maskScore: job.scoring!.sparsegpt!.maskScore, deadChannels: obs.deadChannels, lambda: obs.lambda };
   const rows = job.scoring?.rows;
   if (rows && job.scoring!.rowCount) {
     const plan = outputErrorPlan(job.scoring!.rowCount, out, inF);
     const W = toFloat32(rawOutIn, recipe.dataType);
-    const relError = layerOutputError(W, out, inF, src, twoG, rows, plan.rows, plan.stride, obs?.written);
+    const relError = layerOutputError(W, out, inF, src, twoG, rows, plan.rows, plan.stride, written);
     result.outputError = { relError, rows: plan.rows, channels: plan.channels };
   }
   result.ms = performance.now() - t0;
@@ -218,15 +236,39 @@ function permuted(score: Float32Array, out: number, inF: number, perm: JobPermut
 }
 
 /**
- * `src` [R, 2G] of a permuted selection (packed row order, original input channels) re-indexed by
- * original output channel, the layout keptSums, the output error and the pruned-dense reference read.
+ * Rows of a packed-order array [R, rowLength] (a permuted selection's `src`, or values) re-indexed by
+ * original output channel, the layout keptSums, the output error and the pruned-dense reference read;
+ * rows no channel maps to (padding) hold `fill`.
  */
-function srcByOriginalRow(src: Int32Array, rowIndex: Int32Array, twoG: number, into?: Int32Array): Int32Array {
-  const result = into && into.length >= src.length ? into.subarray(0, src.length) : new Int32Array(src.length);
-  result.fill(-1);
+function byOriginalRow<T extends Int32Array | Float32Array | Uint8Array>(a: T, rowIndex: Int32Array, rowLength: number, fill: number, into?: T): T {
+  const result = (into && into.length >= a.length ? into.subarray(0, a.length) : new (a.constructor as new (n: number) => T)(a.length)) as T;
+  result.fill(fill);
   for (let r = 0; r < rowIndex.length; r++) {
     const o = rowIndex[r]!;
-    if (o >= 0) result.set(src.subarray(r * twoG, r * twoG + twoG), o * twoG);
+    if (o >= 0) result.set(a.subarray(r * rowLength, r * rowLength + rowLength) as never, o * rowLength);
+  }
+  return result;
+}
+
+/** P_o·W·P_i of a raw [out, in] matrix of `size`-byte elements: result[r, c] = W[output[r], input[c]]. */
+function permuteMatrixBytes(raw: Uint8Array, out: number, inF: number, size: number, perm: JobPermutation): Uint8Array {
+  const result = new Uint8Array(out * inF * size);
+  for (let r = 0; r < out; r++) {
+    const from = perm.output[r]! * inF * size, to = r * inF * size;
+    for (let c = 0; c < inF; c++) {
+      const k = from + perm.input[c]! * size;
+      for (let b = 0; b < size; b++) result[to + c * size + b] = raw[k + b]!;
+    }
+  }
+  return result;
+}
+
+/** Pᵀ·H·P of a symmetric [n, n] matrix: result[a, b] = H[perm[a], perm[b]]. */
+function permuteSymmetric(h: Float64Array, n: number, perm: Int32Array): Float64Array {
+  const result = new Float64Array(n * n);
+  for (let a = 0; a < n; a++) {
+    const row = perm[a]! * n;
+    for (let b = 0; b < n; b++) result[a * n + b] = h[row + perm[b]!]!;
   }
   return result;
 }

@@ -129,7 +129,7 @@ export class SparseWeight {
     const r = this.recipe;
     const size = elementSize(r.dataType);
     // sparsegpt updated the kept weights: the reference holds the packed values, not the raw ones.
-    if (done.sparsegpt) return denseFromValues(done.values, src, r.outFeatures, r.inFeatures, 2 * this.G, size);
+    if (done.sparsegpt) return denseFromValues(done.valuesByRow ?? done.values, src, r.outFeatures, r.inFeatures, 2 * this.G, size);
     const raw = materializeWeight(r);
     const out = new Uint8Array(raw.byteLength);
     const twoG = 2 * this.G;

@@ -99,7 +99,19 @@ describe("--method sparsegpt end to end", function () {
     expect(JSON.parse(readModelFile(plain.outputPath).model.metadata.find(([k]) => k === "vnmc.options")![1]).method).to.equal("select");
   });
 
-  it("gives clear usage errors: without --calib, with --score or --permute, or an unknown method", async () => {
+  it("combines with --permute: verified (the updated values are packed in permuted order), folds, lower error than without", async () => {
+    const plain = await compileFile(llama, { vnm: "32:2:8", minSize: 0, calib, method: "sparsegpt", output: out() });
+    const permuted = await compileFile(llama, { vnm: "32:2:8", minSize: 0, calib, method: "sparsegpt", permute: true, permuteTime: 0.5, output: out() });
+    expect(permuted.report.verification?.passed).to.equal(true);
+    expect(permuted.report.layers.some((l) => l.permutation?.input === "folded")).to.equal(true);
+    const meanError = (r: typeof plain) => {
+      const e = r.report.layers.flatMap((l) => (l.outputError === undefined ? [] : [l.outputError]));
+      return e.reduce((a, b) => a + b, 0) / e.length;
+    };
+    expect(meanError(permuted)).to.be.below(meanError(plain));
+  });
+
+  it("gives clear usage errors: without --calib, with --score, or an unknown method", async () => {
     const fails = async (opts: CompileOptions, code: string, message: RegExp) => {
       try {
         await compileFile(llama, { minSize: 0, output: out(), ...opts });
@@ -113,7 +125,6 @@ describe("--method sparsegpt end to end", function () {
     };
     await fails({ method: "sparsegpt" }, "VNMC-U013", /--method sparsegpt needs --calib/);
     await fails({ method: "sparsegpt", calib, score: "wanda" }, "VNMC-U014", /--score applies to --method select/);
-    await fails({ method: "sparsegpt", calib, permute: true }, "VNMC-U014", /--permute/);
     await fails({ method: "obs" as CompileOptions["method"], calib }, "VNMC-U012", /--method must be one of select, sparsegpt/);
     const r = runCli(["compile", llama, "--method", "sparsegpt", "-o", out()]);
     expect(r.code).to.equal(2);
