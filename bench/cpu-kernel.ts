@@ -17,6 +17,10 @@
  * in parallel on the same X, with C·(bytes of one layer) ≥ --rotate-mb; per-layer time = run / C.
  * Both sessions run on the JS thread (NativeSession's runOnMainThread, as onnxruntime-node does).
  *
+ * CPU time: with 1 intra-op thread, the process CPU time per layer (process.cpuUsage) is also kept
+ * (best run), since on this shared 2-core VM the wall time includes waiting for a core; the report
+ * shows the CPU-time speed-ups next to the wall-time ones.
+ *
  * Memory-bandwidth floor: the bytes a layer must read (weights as stored + meta + column indices,
  * plus X and Y) divided by the best streaming-read rate measured in the same run
  * (measureReadBandwidth, 1 GiB, the same thread count). "floor" = floor time / measured time.
@@ -146,12 +150,15 @@ interface Runner {
   copies: number;
   run(feeds: Record<string, ort.Tensor>): Promise<unknown>;
   times: number[];
+  /** process CPU time (user + system) per layer, ms: with 1 intra-op thread, the compute time without the time this process waited for a core on the shared machine */
+  cpu: number[];
 }
 
 /** Runs every runner once per round, rotating the order, until each has min-iters runs and min-ms. */
-async function timeInterleaved(runners: Runner[], feeds: Record<string, ort.Tensor>): Promise<Array<{ median: number; min: number }>> {
+async function timeInterleaved(runners: Runner[], feeds: Record<string, ort.Tensor>): Promise<Array<{ median: number; min: number; cpuMin: number }>> {
   for (const r of runners) {
     r.times = [];
+    r.cpu = [];
     await r.run(feeds); // warm-up: page in, first-run allocations
   }
   const t0 = performance.now();
@@ -159,12 +166,15 @@ async function timeInterleaved(runners: Runner[], feeds: Record<string, ort.Tens
     for (let j = 0; j < runners.length; j++) {
       const r = runners[(round + j) % runners.length]!;
       const t = performance.now();
+      const c = process.cpuUsage();
       await r.run(feeds);
       r.times.push((performance.now() - t) / r.copies);
+      const dc = process.cpuUsage(c);
+      r.cpu.push((dc.user + dc.system) / 1000 / r.copies);
     }
     if (round > 2000) break;
   }
-  return runners.map((r) => ({ median: median(r.times), min: Math.min(...r.times) }));
+  return runners.map((r) => ({ median: median(r.times), min: Math.min(...r.times), cpuMin: Math.min(...r.cpu) }));
 }
 
 type Row = Record<string, unknown>;
@@ -225,8 +235,8 @@ try {
       for (const T of tokens) {
         const X = new ort.Tensor("float32", Float32Array.from({ length: T * K }, () => rng.normal()), [T, K]);
         const runners: Runner[] = [
-          { label: "dense", copies: denseCopies, run: (f) => dense.run(f), times: [] },
-          ...natives.map((s, i) => ({ label: sparse[i]!.vnm, copies: sparse[i]!.copies, run: (f: Record<string, ort.Tensor>) => s.run(f), times: [] as number[] })),
+          { label: "dense", copies: denseCopies, run: (f) => dense.run(f), times: [], cpu: [] },
+          ...natives.map((s, i) => ({ label: sparse[i]!.vnm, copies: sparse[i]!.copies, run: (f: Record<string, ort.Tensor>) => s.run(f), times: [] as number[], cpu: [] as number[] })),
         ];
         const check = await natives[0]!.run({ X });
         if (check.Y0!.dims[1] !== N || !(check.Y0!.data as Float32Array).every(Number.isFinite)) throw new Error("kernel output is malformed");
@@ -235,7 +245,7 @@ try {
         const ms = stats.map((x) => x.median);
         const io = (T * K + T * N) * 4;
         const row: Record<string, unknown> = {
-          shape: shapeLabel, N, K, T, threads, ioBytes: io, denseBytes: N * K * 4, denseMs: ms[0], denseMinMs: stats[0]!.min, iters: runners.map((r) => r.times.length),
+          shape: shapeLabel, N, K, T, threads, ioBytes: io, denseBytes: N * K * 4, denseMs: ms[0], denseMinMs: stats[0]!.min, denseCpuMinMs: stats[0]!.cpuMin, iters: runners.map((r) => r.times.length),
           loadAverage: [load0, loadavg()[0]],
         };
         const parts = [`${shapeLabel} T=${String(T).padStart(3)} thr=${threads}: dense ${ms[0]!.toFixed(3)} ms (min ${stats[0]!.min.toFixed(3)})`];
@@ -243,11 +253,13 @@ try {
           const t = ms[i + 1]!;
           row[`ms_${s.vnm}`] = t;
           row[`minMs_${s.vnm}`] = stats[i + 1]!.min;
+          row[`cpuMinMs_${s.vnm}`] = stats[i + 1]!.cpuMin;
           row[`bytes_${s.vnm}`] = s.bytes;
           row[`speedup_${s.vnm}`] = ms[0]! / t;
           row[`speedupMin_${s.vnm}`] = stats[0]!.min / stats[i + 1]!.min;
           parts.push(`${s.vnm} ${t.toFixed(3)} ms ${(ms[0]! / t).toFixed(2)}x (min ${stats[i + 1]!.min.toFixed(3)}, ${(stats[0]!.min / stats[i + 1]!.min).toFixed(2)}x)`);
         });
+        if (threads === 1) parts.push(`CPU-time ${sparse.map((s, i) => `${s.vnm} ${(stats[0]!.cpuMin / stats[i + 1]!.cpuMin).toFixed(2)}x`).join(", ")}`);
         parts.push(`load ${load0.toFixed(1)}`);
         results.push(row);
         log(parts.join("; "));
@@ -282,7 +294,9 @@ function render(runs: RunResult[]): string {
     cells.set(key, [...(cells.get(key) ?? []), row]);
   }
   const pats = patterns.filter((p) => runs.some((r) => r.results.some((x) => x[`ms_${p}`] !== undefined)));
+  const cpuCol = runs.some((r) => r.results.some((x) => x.denseCpuMinMs !== undefined));
   const head = ["N×K", "T", "thr", "dense ms (floor)", ...pats.map((p) => `${p} ms (floor)`), ...pats.map((p) => `${p} speed-up best / median`)];
+  if (cpuCol) head.push(`CPU-time speed-up, 1 thread (${pats.join(", ")})`);
   const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
   for (const rows of cells.values()) {
     const r0 = rows[0]!;
@@ -299,6 +313,13 @@ function render(runs: RunResult[]): string {
       const target = TARGETS[p]?.[r0.T as number];
       const met = target !== undefined && s >= target;
       line.push(`${met ? "**" : ""}${s.toFixed(2)}×${met ? "**" : ""} / ${m.toFixed(2)}×${target === undefined ? "" : ` (target ${target}×${met ? "" : ": miss"})`}`);
+    }
+    if (cpuCol) {
+      // best process CPU time per layer over the runs that recorded it; 1-thread cells only (with 2
+      // intra-op threads the CPU time sums both threads and onnxruntime's spinning workers)
+      const withCpu = rows.filter((x) => x.denseCpuMinMs !== undefined);
+      const bestOf = (k: string) => Math.min(...withCpu.map((x) => x[k] as number));
+      line.push(r0.threads === 1 && withCpu.length ? pats.map((p) => `${(bestOf("denseCpuMinMs") / bestOf(`cpuMinMs_${p}`)).toFixed(2)}×`).join(", ") : "");
     }
     lines.push(`| ${line.join(" | ")} |`);
   }
