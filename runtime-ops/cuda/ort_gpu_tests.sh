@@ -35,7 +35,7 @@ echo "== (a) custom op on CUDAExecutionProvider"
 "$b/vnmc_ort_cuda_host" "$ORT_CUDA_LIB/libonnxruntime.so" "$b/libvnmc_ort.so" --tokens 1,7,16,300 "${good[@]}" \
   --expect-fail "$M/bad_meta.vnm.onnx" --expect-fail "$M/bad_columns.vnm.onnx" || rc=1
 echo "== (b) EP plugin in the onnxruntime Python package"
-env -u LD_LIBRARY_PATH python3 runtime-ops/ep/test_ep.py "$b/libvnmc_ep.so" "$b/libvnmc_ort.so" "$M" || rc=1
+env -u LD_LIBRARY_PATH python3 -X faulthandler runtime-ops/ep/test_ep.py "$b/libvnmc_ep.so" "$b/libvnmc_ort.so" "$M" || rc=1
 if [ "$san" = 1 ]; then
   echo "== compute-sanitizer memcheck: kernel tests --quick"
   compute-sanitizer --tool memcheck --error-exitcode 9 "$b/vnmc_cuda_tests" --quick | tail -3 || rc=1

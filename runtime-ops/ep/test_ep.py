@@ -67,7 +67,9 @@ def main():
         if profile:
             so.enable_profiling = True
             so.profile_file_prefix = "/tmp/vnmc_ep_prof"
-        return ort.InferenceSession(path, so)
+        s = ort.InferenceSession(path, so)
+        s.disable_fallback()  # a failing run must fail the test, not silently retry on the CPU
+        return s
 
     models = sorted(f for f in os.listdir(model_dir) if f.endswith(".vnm.onnx"))
     rng = np.random.default_rng(5)

@@ -53,9 +53,12 @@ constexpr uint32_t kNvidiaVendorId = 0x10DE;
 
 struct EpFactory;
 
+// Every ABI struct below is value-initialised first (Base{}): onnxruntime reads each optional function
+// pointer of the struct's version, so none may be left indeterminate.
+
 // ---- device allocator: cudaMalloc / cudaFree on device 0 ---------------------------------------------
 struct CudaAllocator : OrtAllocator {
-  explicit CudaAllocator(const OrtMemoryInfo* info) : info_(info) {
+  explicit CudaAllocator(const OrtMemoryInfo* info) : OrtAllocator{}, info_(info) {
     version = ORT_API_VERSION;
     Alloc = AllocImpl;
     Free = FreeImpl;
@@ -84,7 +87,7 @@ struct CudaAllocator : OrtAllocator {
 
 // ---- data transfer: CPU <-> our GPU, GPU <-> GPU --------------------------------------------------------
 struct DataTransfer : OrtDataTransferImpl {
-  DataTransfer(const OrtApi& api, const OrtEpApi& ep_api) : api_(api), ep_api_(ep_api) {
+  DataTransfer(const OrtApi& api, const OrtEpApi& ep_api) : OrtDataTransferImpl{}, api_(api), ep_api_(ep_api) {
     ort_version_supported = ORT_API_VERSION;
     Release = ReleaseImpl;
     CanCopy = CanCopyImpl;
@@ -135,7 +138,7 @@ struct DataTransfer : OrtDataTransferImpl {
 // ---- the kernel: OrtKernelImpl around the shared CudaGemmKernel -----------------------------------------
 struct VnmKernel : OrtKernelImpl {
   vnmc::ort::CudaGemmKernel k;
-  VnmKernel(const OrtApi& api, DType act) : k(api, act) {
+  VnmKernel(const OrtApi& api, DType act) : OrtKernelImpl{}, k(api, act) {
     ort_version_supported = ORT_API_VERSION;
     flags = 0;
     Compute = ComputeImpl;
@@ -174,14 +177,20 @@ bool gpu_types(ONNXTensorElementDataType a, ONNXTensorElementDataType w) {
 
 // ---- the EP ------------------------------------------------------------------------------------------
 struct Ep : OrtEp {
-  Ep(EpFactory& f, const OrtApi& api, const OrtEpApi& ep_api) : factory(f), api_(api), ep_api_(ep_api) {
+  Ep(EpFactory& f, const OrtApi& api, const OrtEpApi& ep_api) : OrtEp{}, factory(f), api_(api), ep_api_(ep_api) {
     ort_version_supported = ORT_API_VERSION;
     GetName = GetNameImpl;
     GetCapability = GetCapabilityImpl;
     GetKernelRegistry = GetKernelRegistryImpl;
     Compile = nullptr;
     ReleaseNodeComputeInfos = nullptr;
+    GetDefaultMemoryDevice = [](const OrtEp* self, const OrtMemoryDevice** out) noexcept -> OrtStatus* {
+      const Ep& ep = *static_cast<const Ep*>(self);
+      *out = ep.ep_api_.MemoryInfo_GetMemoryDevice(ep.factory_mem_info());
+      return nullptr;
+    };
   }
+  const OrtMemoryInfo* factory_mem_info() const;
   static const char* ORT_API_CALL GetNameImpl(const OrtEp*) noexcept { return kEpName; }
   static OrtStatus* ORT_API_CALL GetCapabilityImpl(OrtEp* self, const OrtGraph* graph,
                                                    OrtEpGraphSupportInfo* info) noexcept;
@@ -193,7 +202,8 @@ struct Ep : OrtEp {
 
 // ---- the factory ----------------------------------------------------------------------------------------
 struct EpFactory : OrtEpFactory {
-  EpFactory(const OrtApi& api, const OrtEpApi& ep_api) : api_(api), ep_api_(ep_api), transfer_(api, ep_api) {
+  EpFactory(const OrtApi& api, const OrtEpApi& ep_api)
+      : OrtEpFactory{}, api_(api), ep_api_(ep_api), transfer_(api, ep_api) {
     ort_version_supported = ORT_API_VERSION;
     GetName = [](const OrtEpFactory*) noexcept { return kEpName; };
     GetVendor = [](const OrtEpFactory*) noexcept { return kEpVendor; };
@@ -366,6 +376,8 @@ struct EpFactory : OrtEpFactory {
   OrtCustomOpDomain* domain_ = nullptr;
   std::mutex mu_;
 };
+
+const OrtMemoryInfo* Ep::factory_mem_info() const { return factory.mem_info_; }
 
 OrtStatus* ORT_API_CALL Ep::GetKernelRegistryImpl(OrtEp* self, const OrtKernelRegistry** out) noexcept {
   *out = nullptr;

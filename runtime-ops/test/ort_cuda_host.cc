@@ -114,10 +114,11 @@ std::string make_session(const std::string& model, const std::string& lib, Kind 
   std::string err;
   if (kind != Kind::kFallback) err = take(g_api->RegisterCustomOpsLibrary_V2(so, lib.c_str()));
   if (err.empty() && kind == Kind::kCuda) {
-    OrtCUDAProviderOptionsV2* co = nullptr;
-    err = take(g_api->CreateCUDAProviderOptions(&co));
-    if (err.empty()) err = take(g_api->SessionOptionsAppendExecutionProvider_CUDA_V2(so, co));
-    if (co) g_api->ReleaseCUDAProviderOptions(co);
+    // The V1 options struct: the bundle's onnxruntime 1.29 answers the V2 entry point with "CUDA
+    // execution provider is not enabled in this build" (its core is the CPU package's).
+    OrtCUDAProviderOptions co;
+    co.device_id = 0;
+    err = take(g_api->SessionOptionsAppendExecutionProvider_CUDA(so, &co));
     // Every node must get a CUDA kernel: proves VNMSparseGemm runs on the GPU, not on the CPU kernel.
     if (err.empty()) err = take(g_api->AddSessionConfigEntry(so, "session.disable_cpu_ep_fallback", "1"));
   }

@@ -677,6 +677,35 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
   return {};
 }
 
+std::string check_device_pointer(const void* p, const char* what) {
+  cudaPointerAttributes a;
+  const cudaError_t e = cudaPointerGetAttributes(&a, p);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return std::string(what) + " is not CUDA memory (" + cudaGetErrorName(e) + ")";
+  }
+  if (a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged) return {};
+  std::ostringstream os;
+  os << what << " at " << p << " is " << (a.type == cudaMemoryTypeHost ? "pinned host" : "unregistered host")
+     << " memory, not device memory";
+  return os.str();
+}
+
+bool is_device_pointer(const void* p) {
+  cudaPointerAttributes a;
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+
+std::string sync_check(void* stream) {
+  cudaError_t e = cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
+  if (e == cudaSuccess) e = cudaGetLastError();
+  return e == cudaSuccess ? std::string() : cuda_err("kernel (sync check)", e);
+}
+
 std::string copy_to_host(void* dst, const void* src, size_t n) {
   if (n == 0) return {};
   const cudaError_t e = cudaMemcpy(dst, src, n, cudaMemcpyDefault);
@@ -706,6 +735,55 @@ OrderedRunner::~OrderedRunner() {
     cudaEventDestroy(static_cast<cudaEvent_t>(event_));
   }
   if (workspace_) cudaFree(workspace_);
+  if (stage_) cudaFree(stage_);
+}
+
+std::string OrderedRunner::ensure_workspace(size_t need) {
+  if (need <= workspace_size_) return {};
+  cudaError_t e;
+  if (launched_ && (e = cudaEventSynchronize(static_cast<cudaEvent_t>(event_))) != cudaSuccess)
+    return "VNMSparseGemm CUDA kernel: " + cuda_err("cudaEventSynchronize", e);
+  if (workspace_) cudaFree(workspace_);
+  workspace_ = nullptr;
+  workspace_size_ = 0;
+  const size_t n = std::max(need, static_cast<size_t>(1) << 20);
+  if ((e = cudaMalloc(&workspace_, n)) != cudaSuccess) {
+    workspace_ = nullptr;
+    return "VNMSparseGemm CUDA kernel: " + cuda_err("workspace cudaMalloc", e);
+  }
+  workspace_size_ = n;
+  return {};
+}
+
+std::string OrderedRunner::run_staged(const void* A, bool a_host, int64_t T, void* Y, bool y_host, void* stream) {
+  if (!a_host && !y_host) return run(A, T, Y, stream);
+  if (T <= 0) return run(A, T, Y, stream);
+  std::lock_guard<std::mutex> lk(stage_mu_);
+  const size_t es = dtype_size(gemm_->act_dtype());
+  const size_t a_bytes = static_cast<size_t>(T * gemm_->dims().K) * es;
+  const size_t y_bytes = static_cast<size_t>(T * gemm_->dims().N_out) * es;
+  const size_t need = static_cast<size_t>(round_up(static_cast<int64_t>(a_bytes), 256)) + y_bytes;
+  if (need > stage_size_) {
+    if (stage_) cudaFree(stage_);
+    stage_ = nullptr;
+    stage_size_ = 0;
+    const cudaError_t e = cudaMalloc(&stage_, need);
+    if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("staging cudaMalloc", e);
+    stage_size_ = need;
+  }
+  unsigned char* dA = static_cast<unsigned char*>(stage_);
+  unsigned char* dY = dA + round_up(static_cast<int64_t>(a_bytes), 256);
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  cudaError_t e;
+  if (a_host && (e = cudaMemcpyAsync(dA, A, a_bytes, cudaMemcpyHostToDevice, st)) != cudaSuccess)
+    return "VNMSparseGemm CUDA kernel: " + cuda_err("staging A", e);
+  std::string r = run(a_host ? dA : A, T, y_host ? static_cast<void*>(dY) : Y, stream);
+  if (!r.empty()) return r;
+  if (y_host && (e = cudaMemcpyAsync(Y, dY, y_bytes, cudaMemcpyDeviceToHost, st)) != cudaSuccess)
+    return "VNMSparseGemm CUDA kernel: " + cuda_err("staging Y", e);
+  if ((e = cudaStreamSynchronize(st)) != cudaSuccess)
+    return "VNMSparseGemm CUDA kernel: " + cuda_err("staging sync", e);
+  return {};
 }
 
 std::string OrderedRunner::run(const void* A, int64_t T, void* Y, void* stream) {
@@ -724,20 +802,8 @@ std::string OrderedRunner::run(const void* A, int64_t T, void* Y, void* stream) 
   } restore{cur, dev};
   cudaEvent_t ev = static_cast<cudaEvent_t>(event_);
   cudaStream_t st = static_cast<cudaStream_t>(stream);
-  const size_t need = gemm_->workspace_bytes(T);
-  if (need > workspace_size_) {
-    if (launched_ && (e = cudaEventSynchronize(ev)) != cudaSuccess)
-      return "VNMSparseGemm CUDA kernel: " + cuda_err("cudaEventSynchronize", e);
-    if (workspace_) cudaFree(workspace_);
-    workspace_ = nullptr;
-    workspace_size_ = 0;
-    const size_t n = std::max(need, static_cast<size_t>(1) << 20);
-    if ((e = cudaMalloc(&workspace_, n)) != cudaSuccess) {
-      workspace_ = nullptr;
-      return "VNMSparseGemm CUDA kernel: " + cuda_err("workspace cudaMalloc", e);
-    }
-    workspace_size_ = n;
-  }
+  std::string werr = ensure_workspace(gemm_->workspace_bytes(T));
+  if (!werr.empty()) return werr;
   if (launched_ && st != static_cast<cudaStream_t>(last_stream_) && (e = cudaStreamWaitEvent(st, ev, 0)) != cudaSuccess)
     return "VNMSparseGemm CUDA kernel: " + cuda_err("cudaStreamWaitEvent", e);
   const std::string r = gemm_->run(A, T, Y, workspace_, workspace_size_, stream);

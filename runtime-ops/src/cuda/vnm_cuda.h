@@ -108,18 +108,31 @@ class OrderedRunner {
   OrderedRunner& operator=(const OrderedRunner&) = delete;
   // Y = A W^T + bias for T tokens on `stream` (a cudaStream_t; null = legacy default stream).
   std::string run(const void* A, int64_t T, void* Y, void* stream);
+  // Same when A and/or Y are host memory (a runtime that did not move them to the device): they are
+  // staged through device scratch and the call waits for the stream before returning.
+  std::string run_staged(const void* A, bool a_host, int64_t T, void* Y, bool y_host, void* stream);
   const VnmGemmCuda& gemm() const { return *gemm_; }
 
  private:
   OrderedRunner() = default;
   std::mutex mu_;
   std::unique_ptr<VnmGemmCuda> gemm_;
+  std::string ensure_workspace(size_t need);
   void* workspace_ = nullptr;
   size_t workspace_size_ = 0;
   void* event_ = nullptr;        // cudaEvent_t of the last launch
   void* last_stream_ = nullptr;
   bool launched_ = false;
+  std::mutex stage_mu_;
+  void* stage_ = nullptr;  // device copies of host A / Y (run_staged)
+  size_t stage_size_ = 0;
 };
+
+// "" when p is device memory of the current device (or managed), else what it is ("host memory ...").
+std::string check_device_pointer(const void* p, const char* what);
+bool is_device_pointer(const void* p);
+// Waits for `stream` and reports a pending CUDA error ("" if none): VNMC_CUDA_SYNC_CHECK=1 debugging.
+std::string sync_check(void* stream);
 
 // Copies n bytes from device (or host) memory to host memory, synchronously. "" or the error.
 std::string copy_to_host(void* dst, const void* src, size_t n);

@@ -1,5 +1,7 @@
 #include "ort/cuda_kernel.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <new>
 #include <vector>
 
@@ -64,6 +66,8 @@ OrtStatus* CudaGemmKernel::constant_host_input(const OrtKernelInfo* info, size_t
 
 OrtStatus* CudaGemmKernel::Init(const OrtKernelInfo* info) {
   node_ = node_name(api_, info);
+  const char* sc = std::getenv("VNMC_CUDA_SYNC_CHECK");
+  sync_check_ = sc && sc[0] == '1';
   VNMC_ORT_RETURN_IF_ERROR(read_attributes(api_, info, &attrs_));
   const std::string aerr = validate_attributes(attrs_, &dims_);
   if (!aerr.empty()) return error(ORT_INVALID_GRAPH, aerr);
@@ -100,8 +104,18 @@ OrtStatus* CudaGemmKernel::Compute(OrtKernelContext* ctx, void* stream) noexcept
     if (tokens == 0) return nullptr;
     void* ydata = nullptr;
     VNMC_ORT_RETURN_IF_ERROR(api_.GetTensorMutableData(y, &ydata));
-    const std::string rerr = runner_->run(a.data, tokens, ydata, stream);
-    if (!rerr.empty()) return error(ORT_FAIL, rerr);
+    // A and Y should be device memory, but onnxruntime 1.30 was seen handing an EP-plugin kernel the
+    // host buffer of a CPU node's output (no copy node inserted); the kernels would fault on it (sticky
+    // for the process). Checked on every call (~1 us each); host buffers are staged through the device.
+    const bool a_host = !cuda::is_device_pointer(a.data), y_host = !cuda::is_device_pointer(ydata);
+    if ((a_host || y_host) && !staged_warned_) {
+      staged_warned_ = true;
+      std::fprintf(stderr, "VNMSparseGemm node '%s' (CUDA): %s%s%s in host memory, staged through the GPU\n",
+                   node_.c_str(), a_host ? "input A" : "", a_host && y_host ? " and " : "", y_host ? "output Y" : "");
+    }
+    std::string rerr = runner_->run_staged(a.data, a_host, tokens, ydata, y_host, stream);
+    if (rerr.empty() && sync_check_) rerr = cuda::sync_check(stream);
+    if (!rerr.empty()) return error(ORT_FAIL, rerr + " (T=" + std::to_string(tokens) + ")");
     return nullptr;
   } catch (const std::bad_alloc&) {
     return error(ORT_FAIL, "out of memory");

@@ -8,7 +8,8 @@
 // validated with the contract's validate_* functions (a malformed model is a load error), re-laid
 // out into the mma.sp fragment order and uploaded once (src/cuda/vnm_cuda.cu).
 // Compute: A checked (type, last dim == K), Y allocated by onnxruntime on the device, one launch
-// sequence on the given stream.
+// sequence on the given stream. VNMC_CUDA_SYNC_CHECK=1 (read at creation) synchronises after each
+// launch and reports a kernel fault as this node's error (debugging).
 #pragma once
 
 #include <memory>
@@ -38,6 +39,8 @@ class CudaGemmKernel {
   Attributes attrs_;
   Dims dims_;
   std::unique_ptr<cuda::OrderedRunner> runner_;
+  bool sync_check_ = false;
+  bool staged_warned_ = false;  // VNMC_CUDA_SYNC_CHECK=1: synchronise after each launch, report errors here
 };
 
 // Activation type of the node a kernel is created for (input 0), or kUndefined.
