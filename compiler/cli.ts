@@ -2,6 +2,7 @@
 import { benchCommand } from "./commands/bench.js";
 import { buildCommand } from "./commands/build.js";
 import { compileCommand } from "./commands/compile.js";
+import { deployCommand } from "./commands/deploy.js";
 import { libPathCommand } from "./commands/lib-path.js";
 import { runCommand } from "./commands/run.js";
 import { UsageError } from "./commands/usage-error.js";
@@ -14,6 +15,7 @@ const COMMANDS: Record<string, { summary: string; run: (args: string[]) => Promi
   run: { summary: "run a model once on generated inputs, on vnmc's kernels when built (vnmc run --help)", run: runCommand },
   bench: { summary: "time dense vs vnmc kernels vs fallback on the same inputs (vnmc bench --help)", run: benchCommand },
   build: { summary: "compile the models of vnmc.config.json that changed, check quality budgets (vnmc build --help)", run: buildCommand },
+  deploy: { summary: "write a deploy bundle (model, runtime library, runnable example) for python, cpp or node", run: deployCommand },
   "lib-path": { summary: "print the path of libvnmc_ort.so, the onnxruntime custom-op library", run: libPathCommand },
 };
 

@@ -14,3 +14,5 @@ export { VERSION } from "./version.js";
 export { build, BuildError, type BuildEvent, type BuildOptions, type BuildResult, type ModelBuildResult } from "./build/build.js";
 export { defineConfig, type BuildConfig, type ModelConfig, type ModelCompileOptions, type QualityBudget } from "./build/config.js";
 export { checkBudget, qualityOf, type BudgetMiss, type QualityNumbers } from "./build/budget.js";
+export { deploy, DEPLOY_TARGETS, type DeployOptions, type DeployResult, type DeployTarget } from "./deploy/deploy.js";
+export { generateModelTypes, writeModelTypes, type TypegenOptions } from "./typegen/generate.js";
