@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { calibrate, type CalibrationSummary } from "./calibration/calibrate.js";
+import { calibrateSequentially, DEFAULT_SEQUENTIAL } from "./calibration/sequential.js";
 import { type CalibrationSource, openCalibration } from "./calibration/samples.js";
 import type { CompileState, PassOptions } from "./compile-state.js";
 import { Codes, DiagnosticSink, VnmcError } from "./diagnostics.js";
@@ -68,6 +69,12 @@ export interface CompileOptions {
   /** sparsegpt only, for experiments: the mask saliency (default DEFAULT_SPARSEGPT_MASK_SCORE) and damping (default 0.01). */
   sparsegptMaskScore?: SparseGptMaskScore;
   sparsegptDamping?: number;
+  /**
+   * sparsegpt only: sequential calibration (default DEFAULT_SEQUENTIAL): prune in stages in dependency
+   * order, each stage's XᵀX gathered on the model whose earlier stages are already pruned; one
+   * calibration pass per stage (compiler/calibration/sequential.ts). false: every XᵀX from the dense model.
+   */
+  sequential?: boolean;
   /** Search input/output channel permutations that keep more of the score (free at run time). */
   permute?: boolean;
   /**
@@ -150,9 +157,9 @@ function rewritePasses(permute: boolean): Pass<CompileState>[] {
 }
 
 /** The options as recorded in the output model: everything that changes the result, nothing else. */
-function recordedOptions(o: PassOptions, calibration: CalibrationSummary | undefined, permuteTime: number | undefined): Record<string, unknown> {
+function recordedOptions(o: PassOptions, calibration: CalibrationSummary | undefined, permuteTime: number | undefined, sequential: boolean): Record<string, unknown> {
   const recorded: Record<string, unknown> = { vnm: formatVnm(o.vnm), include: o.include, exclude: o.exclude, minSize: o.minSize, score: o.score, selection: "exhaustive" };
-  recorded.method = o.sparsegpt ? { name: "sparsegpt", maskScore: o.sparsegpt.maskScore, damping: o.sparsegpt.damping } : "select";
+  recorded.method = o.sparsegpt ? { name: "sparsegpt", maskScore: o.sparsegpt.maskScore, damping: o.sparsegpt.damping, sequential } : "select";
   if (o.permute) recorded.permute = { seconds: permuteTime };
   if (o.choose) {
     recorded.choose = { target: o.choose.target, perLayer: o.choose.perLayer, tokens: o.choose.tokens };
@@ -221,6 +228,10 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     throw new VnmcError(Codes.BAD_PERMUTE_TIME, `--permute-time needs a non-negative number of seconds (got ${opts.permuteTime}).`, "usage");
   }
   const sparsegpt = resolveMethod(opts);
+  if (opts.sequential !== undefined && !sparsegpt) {
+    throw new VnmcError(Codes.SEQUENTIAL_NEEDS_SPARSEGPT, "--sequential / --no-sequential apply to --method sparsegpt only.", "usage");
+  }
+  const sequential = sparsegpt !== undefined && (opts.sequential ?? DEFAULT_SEQUENTIAL);
   // sparsegpt chooses masks itself; layers it cannot observe fall back to magnitude selection.
   const score = sparsegpt ? "magnitude" : resolveScore(opts.score, opts.calib);
   if (opts.calib !== undefined && opts.calib.trim() === "") {
@@ -282,8 +293,15 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     const summary = await searchPermutations(state, permuteTime, diagnostics, (done, total) => progress({ phase: "permute", done, total }));
     calibTiming.push({ pass: "permute-search", ms: summary.ms, modified: false });
   }
+  // sparsegpt, sequential: prune stage by stage, each on statistics of the model with the earlier stages pruned.
+  if (sequential && calibration && calibSource && state.candidates.length > 0) {
+    progress({ phase: "calibrate", done: 0, total: 1 });
+    const seq = await calibrateSequentially(input, model, state, calibSource, score, calibration.rowsPerActivation, (done, total) => progress({ phase: "calibrate", done, total }));
+    calibration.sequential = { ...seq, ms: Math.round(seq.ms) };
+    calibTiming.push({ pass: "calibrate-sequential", ms: seq.ms, modified: false });
+  }
   const manager = new PassManager<CompileState>([
-    ...rewritePasses(options.permute ?? false), new RecordMetadata(VERSION, recordedOptions(options, calibration, options.permute ? permuteTime : undefined)),
+    ...rewritePasses(options.permute ?? false), new RecordMetadata(VERSION, recordedOptions(options, calibration, options.permute ? permuteTime : undefined, sequential)),
   ]);
   manager.run(model, ctx);
   if (state.candidates.length === 0) {

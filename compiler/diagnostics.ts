@@ -67,6 +67,8 @@ export const Codes = {
   METHOD_CONFLICT: "VNMC-U014",
   /** vnmc build: the config file is missing, unreadable or has a bad key or value (the message names it). */
   BAD_CONFIG: "VNMC-U015",
+  /** --sequential / --no-sequential without --method sparsegpt. */
+  SEQUENTIAL_NEEDS_SPARSEGPT: "VNMC-U016",
   // input problems (exit 1)
   FILE_NOT_FOUND: "VNMC-E001",
   NOT_ONNX: "VNMC-E002",

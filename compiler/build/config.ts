@@ -108,6 +108,7 @@ const OPTION_CHECKS = {
   method: oneOf(["select", "sparsegpt"]),
   sparsegptMaskScore: isString,
   sparsegptDamping: isNumber,
+  sequential: isBool,
   permute: isBool,
   permuteTime: isNumber,
   sparsity: isNumber,

@@ -4,7 +4,7 @@
  * get. Runs after candidates are found and before weights are rewritten.
  */
 import { createHash } from "node:crypto";
-import type { CompileState } from "../compile-state.js";
+import type { Candidate, CompileState } from "../compile-state.js";
 import { Codes, type DiagnosticSink } from "../diagnostics.js";
 import type { Model } from "../ir/model.js";
 import { formatVnm } from "../vnm/config.js";
@@ -34,6 +34,8 @@ export interface CalibrationSummary {
   /** Wall time, and CPU time of the whole process meanwhile (onnxruntime's threads included). */
   ms: number;
   cpuMs: number;
+  /** --method sparsegpt with sequential calibration: the stages and the extra passes they cost (sequential.ts). */
+  sequential?: { stages: number; passes: number; runs: number; ms: number };
 }
 
 /** Bytes all kept calibration rows may take together (rows per activation shrink to fit, to 16). */
@@ -64,45 +66,26 @@ function hashing(source: CalibrationSource, hash: ReturnType<typeof createHash>)
   };
 }
 
-export async function calibrate(
-  modelPath: string, model: Model, state: CompileState, source: CalibrationSource, score: ScoreKind,
-  diagnostics: DiagnosticSink, onSample?: (done: number, total: number) => void,
-): Promise<CalibrationSummary> {
-  const t0 = performance.now();
-  const cpu0 = process.cpuUsage();
-  const report = (code: string, message: string, node?: string) =>
-    diagnostics.report({ code, severity: "warning", message, pass: "calibrate", ...(node !== undefined ? { node } : {}) });
+/** The activation to observe for a candidate's input, or undefined when it cannot be observed (a constant, or a value of a subgraph). */
+export function observableRequest(c: Candidate, model: Model): ActivationRequest | undefined {
+  const a = c.node.inputs[0]!;
+  if (a.graph !== model.graph || a.initializer) return undefined;
+  return {
+    name: a.name, K: c.recipe.inFeatures, channelsFirst: c.gemm?.transA ?? false, elemType: a.type?.elemType ?? c.recipe.dataType,
+    origin: a.isGraphInput ? "input" : a.isGraphOutput ? "output" : "internal",
+  };
+}
 
-  // Which candidate inputs can be observed: values of the main graph (a value computed inside an
-  // If/Loop body exists only while the body runs and cannot become a model output).
-  const requestOf = new Map<object, ActivationRequest | undefined>();
-  const unobserved: string[] = [];
-  for (const c of state.candidates) {
-    const a = c.node.inputs[0]!;
-    const inMain = a.graph === model.graph && !a.initializer;
-    if (!inMain) {
-      requestOf.set(c, undefined);
-      unobserved.push(c.label);
-      const why = a.initializer ? "its input is a constant" : "its input is computed inside a subgraph (If/Loop/Scan body), which cannot be observed";
-      report(Codes.CALIB_UNOBSERVED, `'${c.label}' is pruned by magnitude: ${why}.`, c.label);
-      continue;
-    }
-    requestOf.set(c, {
-      name: a.name, K: c.recipe.inFeatures, channelsFirst: c.gemm?.transA ?? false, elemType: a.type?.elemType ?? c.recipe.dataType,
-      origin: a.isGraphInput ? "input" : a.isGraphOutput ? "output" : "internal",
-    });
-  }
-  const requests = [...requestOf.values()].filter((r): r is ActivationRequest => r !== undefined);
-  const distinct = new Map(requests.map((r) => [requestKey(r), r]));
-  const rows = rowsPerActivation([...distinct.values()].map((r) => r.K));
-  const hash = createHash("sha256");
-  const sparsegpt = state.options.sparsegpt;
-  const { stats, runs } = await collectActivationStats(modelPath, [...distinct.values()], hashing(source, hash), { rowsPerActivation: rows, onSample, hessian: sparsegpt !== undefined });
-
-  // Per weight: the statistics of every observed input that reads it (a weight shared by two layers
-  // sees the tokens of both).
+/**
+ * Per weight (by recipe key) of `candidates`: the scoring its prune job gets from the statistics of
+ * every observed input that reads it (a weight shared by two layers sees the tokens of both).
+ */
+export function scoringFor(
+  candidates: Candidate[], requestOf: Map<Candidate, ActivationRequest | undefined>, stats: Map<string, ActivationStats>,
+  score: ScoreKind, sparsegpt: CompileState["options"]["sparsegpt"],
+): Map<string, WeightScoring> {
   const byWeight = new Map<string, ActivationStats[]>();
-  for (const c of state.candidates) {
+  for (const c of candidates) {
     const key = recipeKey(c.recipe, formatVnm(c.config));
     const list = byWeight.get(key) ?? [];
     const r = requestOf.get(c);
@@ -120,6 +103,39 @@ export async function calibrate(
     if (sparsegpt) s.sparsegpt = { ...combineHessians(list, matrices), ...sparsegpt };
     scoring.set(key, s);
   }
+  return scoring;
+}
+
+export async function calibrate(
+  modelPath: string, model: Model, state: CompileState, source: CalibrationSource, score: ScoreKind,
+  diagnostics: DiagnosticSink, onSample?: (done: number, total: number) => void,
+): Promise<CalibrationSummary> {
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  const report = (code: string, message: string, node?: string) =>
+    diagnostics.report({ code, severity: "warning", message, pass: "calibrate", ...(node !== undefined ? { node } : {}) });
+
+  // Which candidate inputs can be observed: values of the main graph (a value computed inside an
+  // If/Loop body exists only while the body runs and cannot become a model output).
+  const requestOf = new Map<Candidate, ActivationRequest | undefined>();
+  const unobserved: string[] = [];
+  for (const c of state.candidates) {
+    const r = observableRequest(c, model);
+    requestOf.set(c, r);
+    if (r) continue;
+    unobserved.push(c.label);
+    const why = c.node.inputs[0]!.initializer ? "its input is a constant" : "its input is computed inside a subgraph (If/Loop/Scan body), which cannot be observed";
+    report(Codes.CALIB_UNOBSERVED, `'${c.label}' is pruned by magnitude: ${why}.`, c.label);
+  }
+  const requests = [...requestOf.values()].filter((r): r is ActivationRequest => r !== undefined);
+  const distinct = new Map(requests.map((r) => [requestKey(r), r]));
+  const rows = rowsPerActivation([...distinct.values()].map((r) => r.K));
+  const hash = createHash("sha256");
+  const sparsegpt = state.options.sparsegpt;
+  const { stats, runs } = await collectActivationStats(modelPath, [...distinct.values()], hashing(source, hash), {
+    rowsPerActivation: rows, onSample, hessian: sparsegpt !== undefined,
+  });
+  const scoring = scoringFor(state.candidates, requestOf, stats, score, sparsegpt);
   state.scoring = scoring;
   return {
     source: source.kind, description: source.description, dataFree: source.dataFree, samples: source.count, runs,

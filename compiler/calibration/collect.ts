@@ -22,6 +22,12 @@ import { ActivationStats, hash32 } from "./activation-stats.js";
 import { HessianAccumulator } from "./hessian.js";
 import type { CalibInput, CalibrationSource } from "./samples.js";
 
+/** A serialized model held in memory (e.g. the pruned-prefix model of sequential calibration); external data is resolved against `dir`. */
+export interface InMemoryModel {
+  bytes: Uint8Array;
+  dir: string;
+}
+
 /** One activation to observe. */
 export interface ActivationRequest {
   /** The value's name in the model. */
@@ -180,7 +186,7 @@ export function gramNodes(grams: Array<Pick<Gram, "request" | "output">>): Extra
  * Samples are read, run and dropped one at a time.
  */
 export async function collectActivationStats(
-  modelPath: string, requests: ActivationRequest[], source: CalibrationSource, opts: CollectOptions,
+  modelPath: string | InMemoryModel, requests: ActivationRequest[], source: CalibrationSource, opts: CollectOptions,
 ): Promise<CollectResult> {
   const budget = opts.fetchBudgetBytes ?? 512 << 20;
   const stats = new Map<string, ActivationStats>();
@@ -258,14 +264,14 @@ export async function collectActivationStats(
  * A session of the model with `exposed` as extra outputs, and the XᵀX of `grams` (the file's bytes
  * are dropped once it is loaded).
  */
-async function instrumentedSession(modelPath: string, exposed: ActivationRequest[], grams: Gram[]): Promise<ort.InferenceSession> {
-  const file = readFileSync(modelPath);
+async function instrumentedSession(model: string | InMemoryModel, exposed: ActivationRequest[], grams: Gram[]): Promise<ort.InferenceSession> {
+  const file = typeof model === "string" ? readFileSync(model) : model.bytes;
   const outputs = [
     ...exposed.map((r) => ({ name: r.name, elemType: r.elemType })),
     ...grams.map((g) => ({ name: g.output, elemType: g.request.elemType === DataType.DOUBLE ? DataType.DOUBLE : DataType.FLOAT })),
   ];
   const bytes = withExtraOutputs(new Uint8Array(file.buffer, file.byteOffset, file.byteLength), outputs, grams.length ? gramNodes(grams) : undefined);
-  return createSession(bytes, dirname(modelPath), "model to gather calibration statistics");
+  return createSession(bytes, typeof model === "string" ? dirname(model) : model.dir, "model to gather calibration statistics");
 }
 
 function addChecked(st: ActivationStats, x: Float32Array | Float64Array, r: ActivationRequest, label: string, dims: readonly number[]): void {

@@ -34,6 +34,10 @@ Options:
   --method <m>            how kept weights are found: select (default: keep the original weights of the
                           mask --score chooses) or sparsegpt (needs --calib; masks by OBS saliency, and
                           the KEPT WEIGHTS ARE UPDATED with the inverse Hessian XᵀX to absorb the error)
+  --no-sequential         with --method sparsegpt: gather every layer's XᵀX on the dense model in one pass
+                          instead of layer by layer (default --sequential: each stage of layers is fitted
+                          to the inputs of the model whose earlier layers are already pruned; one
+                          calibration pass per stage)
   --permute               search input/output channel permutations that keep more of the score (free
                           at run time: folded into columns and row_index, or into the producing layer)
   --permute-time <s>      search budget in seconds of one core's work for the whole model, split by
@@ -77,6 +81,8 @@ export async function compileCommand(args: string[]): Promise<number> {
         score: { type: "string" },
         method: { type: "string" },
         permute: { type: "boolean" },
+        sequential: { type: "boolean" },
+        "no-sequential": { type: "boolean" },
         "permute-time": { type: "string" },
         sparsity: { type: "string" },
         speedup: { type: "string" },
@@ -114,6 +120,7 @@ export async function compileCommand(args: string[]): Promise<number> {
     score: o.score as CompileOptions["score"],
     method: o.method as CompileOptions["method"],
     permute: o.permute,
+    sequential: o["no-sequential"] ? false : o.sequential,
     permuteTime: parseSecondsOption("--permute-time", o["permute-time"]),
     sparsity: parseTargetNumber("--sparsity", o.sparsity),
     speedup: parseTargetNumber("--speedup", o.speedup),
