@@ -73,10 +73,13 @@ struct TokenArgs {
 
 constexpr int kRowTokens = 4;        // tokens per row-path tile (portable, AVX2)
 constexpr int kRowTokensAvx512 = 8;  // tokens per row-path tile (AVX-512)
+constexpr int kRowSuperTilesAvx512 = 8;  // at most 8 tiles per super-tile (AVX-512 row path)
+constexpr int64_t kRowSuperTileFloats = 65536;  // 256 KB: a super-tile of more than one tile fits this
 constexpr int64_t kGroupChunk = 16;  // groups per token-path group chunk
 
 static constexpr size_t row_path_scratch_floats(int64_t G, int row_tokens) {
-  return static_cast<size_t>(row_tokens * 4 * ((G + 3) / 4 * 4) + 64);  // G rounded up to quads
+  // one tile (G rounded up to quads), or a super-tile of several tiles within kRowSuperTileFloats
+  return static_cast<size_t>(row_tokens * 4 * ((G + 3) / 4 * 4) + kRowSuperTileFloats + 64);
 }
 static constexpr size_t token_path_scratch_floats(int64_t rows, int32_t nv) {
   // accumulators rows x TT, unpacked values 8 x kGroupChunk x 2, offsets 8 x kGroupChunk x 2

@@ -118,41 +118,69 @@ void row_chunks(const KernelData& d, int64_t c, const float* a4, int nts, const 
 
 // Chunks [c0, c1) for the NT tokens of a4.
 template <int S, int NT>
-void row_tile(const RowArgs& a, const float* a4, int nts, int64_t t0) {
+void row_tile(const RowArgs& a, int64_t c0, int64_t c1, const float* a4, int nts, int64_t t0) {
   const KernelData& d = *a.d;
   constexpr int NCMAX = NT == 1 ? 8 : NT == 2 ? 6 : NT <= 4 ? 4 : NT <= 6 ? 3 : 2;
-  int64_t c = a.c0;
-  for (; c + NCMAX <= a.c1; c += NCMAX) row_chunks<S, NT, NCMAX>(d, c, a4, nts, a.bias, a.Y, t0);
-  if (NCMAX > 4 && c + 4 <= a.c1) {
+  int64_t c = c0;
+  for (; c + NCMAX <= c1; c += NCMAX) row_chunks<S, NT, NCMAX>(d, c, a4, nts, a.bias, a.Y, t0);
+  if (NCMAX > 4 && c + 4 <= c1) {
     row_chunks<S, NT, 4>(d, c, a4, nts, a.bias, a.Y, t0);
     c += 4;
   }
-  if (NCMAX > 2 && c + 2 <= a.c1) {
+  if (NCMAX > 2 && c + 2 <= c1) {
     row_chunks<S, NT, 2>(d, c, a4, nts, a.bias, a.Y, t0);
     c += 2;
   }
-  for (; c < a.c1; ++c)
+  for (; c < c1; ++c)
     if (d.chunk_active[c]) row_chunks<S, NT, 1>(d, c, a4, nts, a.bias, a.Y, t0);
+}
+
+template <int S>
+void row_tile_n(const RowArgs& a, int64_t c0, int64_t c1, const float* a4, int nt, int64_t t0) {
+  switch (nt) {
+    case 1: return row_tile<S, 1>(a, c0, c1, a4, nt, t0);
+    case 2: return row_tile<S, 2>(a, c0, c1, a4, nt, t0);
+    case 3: return row_tile<S, 3>(a, c0, c1, a4, nt, t0);
+    case 4: return row_tile<S, 4>(a, c0, c1, a4, nt, t0);
+    case 5: return row_tile<S, 5>(a, c0, c1, a4, nt, t0);
+    case 6: return row_tile<S, 6>(a, c0, c1, a4, nt, t0);
+    case 7: return row_tile<S, 7>(a, c0, c1, a4, nt, t0);
+    default: return row_tile<S, 8>(a, c0, c1, a4, nt, t0);
+  }
 }
 
 constexpr int kTok = kRowTokensAvx512;
 
+// Tokens are taken in super-tiles of up to kRowSuperTilesAvx512 tiles of kTok tokens: the
+// activations of the whole super-tile are gathered first (tile s at a4 + s * kTok * 4 * G4), then
+// every pair of chunks runs all the tiles back to back, so that the item's weights are streamed once
+// per super-tile (from DRAM at most once) instead of once per tile. The number of tiles per
+// super-tile keeps the gathered activations within kRowSuperTileFloats (256 KB, L2; the scratch
+// holds one tile or that much, kernel_data.h).
 template <int S>
 void row_path_t(const RowArgs& a) {
   const KernelData& d = *a.d;
   const int64_t b = a.c0 / d.cpb;
-  for (int64_t t0 = 0; t0 < a.T; t0 += kTok) {
-    const int nt = static_cast<int>(min64(kTok, a.T - t0));
-    gather_block(d, b, a.A, t0, nt, a.scratch, nt);
-    switch (nt) {
-      case 1: row_tile<S, 1>(a, a.scratch, nt, t0); break;
-      case 2: row_tile<S, 2>(a, a.scratch, nt, t0); break;
-      case 3: row_tile<S, 3>(a, a.scratch, nt, t0); break;
-      case 4: row_tile<S, 4>(a, a.scratch, nt, t0); break;
-      case 5: row_tile<S, 5>(a, a.scratch, nt, t0); break;
-      case 6: row_tile<S, 6>(a, a.scratch, nt, t0); break;
-      case 7: row_tile<S, 7>(a, a.scratch, nt, t0); break;
-      default: row_tile<S, 8>(a, a.scratch, nt, t0); break;
+  const int64_t G4 = (d.G + 3) / 4 * 4;
+  const int64_t tile_floats = static_cast<int64_t>(kTok) * 4 * G4;
+  int64_t tiles = kRowSuperTileFloats / tile_floats;  // >= 2 only when they fit kRowSuperTileFloats
+  tiles = tiles < 1 ? 1 : tiles > kRowSuperTilesAvx512 ? kRowSuperTilesAvx512 : tiles;
+  for (int64_t t0 = 0; t0 < a.T; t0 += tiles * kTok) {
+    const int64_t ns = min64(tiles, (a.T - t0 + kTok - 1) / kTok);  // tiles in this super-tile
+    for (int64_t s = 0; s < ns; ++s) {
+      const int nt = static_cast<int>(min64(kTok, a.T - t0 - s * kTok));
+      gather_block(d, b, a.A, t0 + s * kTok, nt, a.scratch + s * tile_floats, nt);
+    }
+    if (ns == 1) {
+      row_tile_n<S>(a, a.c0, a.c1, a.scratch, static_cast<int>(min64(kTok, a.T - t0)), t0);
+      continue;
+    }
+    for (int64_t c = a.c0; c < a.c1; c += 2) {
+      const int64_t ce = min64(c + 2, a.c1);
+      for (int64_t s = 0; s < ns; ++s) {
+        const int nt = static_cast<int>(min64(kTok, a.T - t0 - s * kTok));
+        row_tile_n<S>(a, c, ce, a.scratch + s * tile_floats, nt, t0 + s * kTok);
+      }
     }
   }
 }
