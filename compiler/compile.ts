@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { calibrate, type CalibrationSummary } from "./calibration/calibrate.js";
-import { calibrateSequentially, DEFAULT_SEQUENTIAL } from "./calibration/sequential.js";
+import { calibrateSequentially, DEFAULT_SEQUENTIAL, DEFAULT_SEQUENTIAL_TARGET, type SequentialTarget } from "./calibration/sequential.js";
 import { type CalibrationSource, openCalibration } from "./calibration/samples.js";
 import type { CompileState, PassOptions } from "./compile-state.js";
 import { Codes, DiagnosticSink, VnmcError } from "./diagnostics.js";
@@ -75,6 +75,8 @@ export interface CompileOptions {
    * calibration pass per stage (compiler/calibration/sequential.ts). false: every XᵀX from the dense model.
    */
   sequential?: boolean;
+  /** sequential only, for experiments: fit each stage to the dense layer output ("dense", default) or to the pruned prefix's ("pruned"). */
+  sequentialTarget?: SequentialTarget;
   /** Search input/output channel permutations that keep more of the score (free at run time). */
   permute?: boolean;
   /**
@@ -157,9 +159,11 @@ function rewritePasses(permute: boolean): Pass<CompileState>[] {
 }
 
 /** The options as recorded in the output model: everything that changes the result, nothing else. */
-function recordedOptions(o: PassOptions, calibration: CalibrationSummary | undefined, permuteTime: number | undefined, sequential: boolean): Record<string, unknown> {
+function recordedOptions(
+  o: PassOptions, calibration: CalibrationSummary | undefined, permuteTime: number | undefined, sequential: boolean, sequentialTarget: SequentialTarget,
+): Record<string, unknown> {
   const recorded: Record<string, unknown> = { vnm: formatVnm(o.vnm), include: o.include, exclude: o.exclude, minSize: o.minSize, score: o.score, selection: "exhaustive" };
-  recorded.method = o.sparsegpt ? { name: "sparsegpt", maskScore: o.sparsegpt.maskScore, damping: o.sparsegpt.damping, sequential } : "select";
+  recorded.method = o.sparsegpt ? { name: "sparsegpt", maskScore: o.sparsegpt.maskScore, damping: o.sparsegpt.damping, sequential: sequential ? sequentialTarget : false } : "select";
   if (o.permute) recorded.permute = { seconds: permuteTime };
   if (o.choose) {
     recorded.choose = { target: o.choose.target, perLayer: o.choose.perLayer, tokens: o.choose.tokens };
@@ -232,6 +236,10 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     throw new VnmcError(Codes.SEQUENTIAL_NEEDS_SPARSEGPT, "--sequential / --no-sequential apply to --method sparsegpt only.", "usage");
   }
   const sequential = sparsegpt !== undefined && (opts.sequential ?? DEFAULT_SEQUENTIAL);
+  const sequentialTarget = opts.sequentialTarget ?? DEFAULT_SEQUENTIAL_TARGET;
+  if (!["pruned", "dense"].includes(sequentialTarget)) {
+    throw new VnmcError(Codes.USAGE, `The sequential target must be 'pruned' or 'dense' (got '${sequentialTarget}').`, "usage");
+  }
   // sparsegpt chooses masks itself; layers it cannot observe fall back to magnitude selection.
   const score = sparsegpt ? "magnitude" : resolveScore(opts.score, opts.calib);
   if (opts.calib !== undefined && opts.calib.trim() === "") {
@@ -296,12 +304,12 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
   // sparsegpt, sequential: prune stage by stage, each on statistics of the model with the earlier stages pruned.
   if (sequential && calibration && calibSource && state.candidates.length > 0) {
     progress({ phase: "calibrate", done: 0, total: 1 });
-    const seq = await calibrateSequentially(input, model, state, calibSource, score, calibration.rowsPerActivation, (done, total) => progress({ phase: "calibrate", done, total }));
-    calibration.sequential = { ...seq, ms: Math.round(seq.ms) };
+    const seq = await calibrateSequentially(input, model, state, calibSource, score, calibration.rowsPerActivation, (done, total) => progress({ phase: "calibrate", done, total }), sequentialTarget);
+    calibration.sequential = { target: sequentialTarget, ...seq, ms: Math.round(seq.ms) };
     calibTiming.push({ pass: "calibrate-sequential", ms: seq.ms, modified: false });
   }
   const manager = new PassManager<CompileState>([
-    ...rewritePasses(options.permute ?? false), new RecordMetadata(VERSION, recordedOptions(options, calibration, options.permute ? permuteTime : undefined, sequential)),
+    ...rewritePasses(options.permute ?? false), new RecordMetadata(VERSION, recordedOptions(options, calibration, options.permute ? permuteTime : undefined, sequential, sequentialTarget)),
   ]);
   manager.run(model, ctx);
   if (state.candidates.length === 0) {

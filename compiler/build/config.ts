@@ -109,6 +109,7 @@ const OPTION_CHECKS = {
   sparsegptMaskScore: isString,
   sparsegptDamping: isNumber,
   sequential: isBool,
+  sequentialTarget: oneOf(["pruned", "dense"]),
   permute: isBool,
   permuteTime: isNumber,
   sparsity: isNumber,

@@ -35,7 +35,7 @@ export interface CalibrationSummary {
   ms: number;
   cpuMs: number;
   /** --method sparsegpt with sequential calibration: the stages and the extra passes they cost (sequential.ts). */
-  sequential?: { stages: number; passes: number; runs: number; ms: number };
+  sequential?: { target: "pruned" | "dense"; stages: number; passes: number; runs: number; ms: number };
 }
 
 /** Bytes all kept calibration rows may take together (rows per activation shrink to fit, to 16). */

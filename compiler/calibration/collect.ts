@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import * as ort from "onnxruntime-node";
 import {
-  AttributeProto_AttributeType as AT, AttributeProtoSchema, GraphProtoSchema, ModelProtoSchema, type NodeProto, NodeProtoSchema,
+  AttributeProto_AttributeType as AT, AttributeProtoSchema, GraphProtoSchema, ModelProtoSchema, type NodeProto, NodeProtoSchema, OperatorSetIdProtoSchema,
   type TensorProto, TensorProtoSchema, TypeProtoSchema, ValueInfoProtoSchema,
 } from "onnx-buf";
 import { Codes, VnmcError } from "../diagnostics.js";
@@ -293,4 +293,70 @@ function dedupe(list: ActivationRequest[]): ActivationRequest[] {
 function dedupeNames(list: ActivationRequest[]): ActivationRequest[] {
   const seen = new Set<string>();
   return list.filter((r) => (seen.has(r.name) ? false : (seen.add(r.name), true)));
+}
+
+/** A model computing AᵀB (rows: A, B [n, K]) or A·Bᵀ (channels first: [K, n]) in float32: one GEMM per sample. */
+function crossGramModel(channelsFirst: boolean): Uint8Array {
+  const f32 = (name: string) => create(ValueInfoProtoSchema, { name, type: create(TypeProtoSchema, { value: { case: "tensorType", value: { elemType: DataType.FLOAT } } }) });
+  const attr = create(AttributeProtoSchema, { name: channelsFirst ? "transB" : "transA", type: AT.INT, i: 1n });
+  return toBinary(ModelProtoSchema, create(ModelProtoSchema, {
+    irVersion: 8n, producerName: "vnmc", opsetImport: [create(OperatorSetIdProtoSchema, { domain: "", version: 17n })],
+    graph: create(GraphProtoSchema, {
+      name: "cross_gram", input: [f32("a"), f32("b")], output: [f32("c")],
+      node: [create(NodeProtoSchema, { name: "gemm", opType: "Gemm", input: ["a", "b"], output: ["c"], attribute: [attr] })],
+    }),
+  }));
+}
+
+/**
+ * Error-correcting sequential calibration: per activation, C = X̂ᵀX [K, K] summed over the samples
+ * (float32 per sample, float64 across), where X̂ is the activation in `model` (the pruned-prefix model)
+ * and X the same activation in `dense` (the original model), token for token. Both models run on
+ * every sample. Activations that are model inputs are skipped (there X̂ = X, so C = XᵀX).
+ */
+export async function collectCrossGrams(
+  dense: string, model: string | InMemoryModel, requests: ActivationRequest[], source: CalibrationSource,
+): Promise<{ cross: Map<string, Float64Array>; runs: number }> {
+  const fetched = dedupe(requests.filter((r) => r.origin !== "input"));
+  const cross = new Map<string, Float64Array>();
+  if (fetched.length === 0) return { cross, runs: 0 };
+  const names = [...new Set(fetched.map((r) => r.name))];
+  const exposed = dedupeNames(fetched.filter((r) => r.origin === "internal"));
+  const sessions = [await instrumentedSession(dense, exposed, []), await instrumentedSession(model, exposed, [])];
+  const gram = new Map<boolean, ort.InferenceSession>();
+  let runs = 0;
+  const asF32 = (type: string, data: unknown, name: string): Float32Array => {
+    const x = floatData(type, data);
+    if (!x) throw new Error(`internal: activation '${name}' came back as ${type}`);
+    return x instanceof Float32Array ? x : Float32Array.from(x);
+  };
+  try {
+    for (const r of fetched) if (!gram.has(r.channelsFirst)) gram.set(r.channelsFirst, await createSession(crossGramModel(r.channelsFirst), ".", "cross-Gram model"));
+    for (const r of fetched) cross.set(requestKey(r), new Float64Array(r.K * r.K));
+    for (let s = 0; s < source.count; s++) {
+      const sample = source.sample(s);
+      const outs: ort.InferenceSession.OnnxValueMapType[] = [];
+      for (const session of sessions) {
+        try {
+          outs.push(await session.run(feedsOf(sample.inputs), names, { logSeverityLevel: 4 }));
+        } catch (e) {
+          throw new VnmcError(Codes.CALIB_RUNTIME, `onnxruntime could not run the model on calibration sample '${sample.label}': ${firstLine(e)}.`);
+        }
+        runs++;
+      }
+      for (const r of fetched) {
+        const x = outs[0]![r.name]!, xh = outs[1]![r.name]!;
+        const a = asF32(xh.type, xh.data, r.name), b = asF32(x.type, x.data, r.name);
+        const n = a.length / r.K;
+        const dims = r.channelsFirst ? [r.K, n] : [n, r.K];
+        const c = await gram.get(r.channelsFirst)!.run({ a: new ort.Tensor("float32", a, dims), b: new ort.Tensor("float32", b, dims) });
+        const g = c.c!.data as Float32Array;
+        const acc = cross.get(requestKey(r))!;
+        for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + g[i]!;
+      }
+    }
+  } finally {
+    for (const session of [...sessions, ...gram.values()]) await session.release();
+  }
+  return { cross, runs };
 }

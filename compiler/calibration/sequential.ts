@@ -35,12 +35,20 @@ import { recipeKey } from "../weights/weight-recipe.js";
 import { FindCandidates } from "../../passes/find-candidates.js";
 import { deadOnInput, RemoveUnused } from "../../passes/remove-unused.js";
 import { RewriteToVnm } from "../../passes/rewrite-to-vnm.js";
-import { type ActivationRequest, collectActivationStats, type InMemoryModel, requestKey } from "./collect.js";
+import { type ActivationRequest, collectActivationStats, collectCrossGrams, type InMemoryModel, requestKey } from "./collect.js";
 import { observableRequest, scoringFor } from "./calibrate.js";
 import type { CalibrationSource } from "./samples.js";
 
 /** Whether --method sparsegpt calibrates sequentially when neither --sequential nor --no-sequential is given. */
 export const DEFAULT_SEQUENTIAL = true;
+
+/**
+ * What each stage's layers are fitted to: "pruned" (SparseGPT's sequential mode) minimises
+ * ‖X̂·Wᵀ − X̂·Ŵᵀ‖ on the inputs X̂ the pruned prefix gives; "dense" (error-correcting) minimises
+ * ‖X·Wᵀ − X̂·Ŵᵀ‖, the dense model's layer output, which also needs X̂ᵀX (both models run per stage).
+ */
+export type SequentialTarget = "pruned" | "dense";
+export const DEFAULT_SEQUENTIAL_TARGET: SequentialTarget = "dense";
 
 export interface SequentialSummary {
   /** Stages (distinct depths with weights); stage 1 uses the dense statistics. */
@@ -133,7 +141,7 @@ export function prunedPrefixModel(input: string, state: CompileState, pruned: Se
  */
 export async function calibrateSequentially(
   input: string, model: Model, state: CompileState, source: CalibrationSource, score: ScoreKind, rowsPerActivation: number,
-  onStage?: (done: number, total: number) => void,
+  onStage?: (done: number, total: number) => void, target: SequentialTarget = DEFAULT_SEQUENTIAL_TARGET,
 ): Promise<SequentialSummary> {
   const t0 = performance.now();
   const stages = weightStages(model, state.candidates);
@@ -143,6 +151,7 @@ export async function calibrateSequentially(
   let passes = 0;
   let runs = 0;
   let workDir: string | undefined;
+  let prefixTarget: string | InMemoryModel | undefined;
   try {
     for (let s = 0; s < stages.length; s++) {
       const keys = stages[s]!;
@@ -153,19 +162,40 @@ export async function calibrateSequentially(
         for (const r of requestOf.values()) if (r) distinct.set(requestKey(r), r);
         if (distinct.size > 0) {
           const prefix = prunedPrefixModel(input, state, pruned);
-          let target: string | InMemoryModel;
+          let modelTarget: string | InMemoryModel;
           const bytes = [...prefix.graph.allGraphs()].reduce((n, g) => n + g.initializers.reduce((t, v) => t + v.initializer!.byteLength, 0), 0);
           if (bytes > PROTOBUF_LIMIT / 2) {
             workDir ??= mkdtempSync(join(tmpdir(), "vnmc-sequential-"));
-            target = join(workDir, `stage-${s + 1}.onnx`);
-            writeModelFile(prefix, target, { externalData: true });
+            modelTarget = join(workDir, `stage-${s + 1}.onnx`);
+            writeModelFile(prefix, modelTarget, { externalData: true });
           } else {
-            target = { bytes: encodeModel(prefix), dir: dirname(input) };
+            modelTarget = { bytes: encodeModel(prefix), dir: dirname(input) };
           }
-          const collected = await collectActivationStats(target, [...distinct.values()], source, { rowsPerActivation, hessian: true });
+          prefixTarget = modelTarget;
+          const collected = await collectActivationStats(modelTarget, [...distinct.values()], source, { rowsPerActivation, hessian: true });
           passes++;
           runs += collected.runs;
           const scoring = scoringFor(stageCandidates, requestOf, collected.stats, score, state.options.sparsegpt);
+          if (target === "dense") {
+            // Error-correcting: each weight also gets X̂ᵀX, summed over its inputs as XᵀX is (X̂ᵀX̂ = XᵀX where the input is a model input).
+            const { cross, runs: crossRuns } = await collectCrossGrams(input, prefixTarget!, [...distinct.values()], source);
+            runs += crossRuns;
+            for (const k of keys) {
+              const entry = scoring.get(k);
+              if (!entry?.sparsegpt) continue;
+              const seen = new Set<string>();
+              let sum: Float64Array | undefined;
+              for (const c of candidatesOf.get(k)!) {
+                const r = requestOf.get(c);
+                if (!r || seen.has(requestKey(r))) continue;
+                seen.add(requestKey(r));
+                const m = cross.get(requestKey(r)) ?? collected.stats.get(requestKey(r))!.hessian!.matrix();
+                if (!sum) sum = Float64Array.from(m);
+                else for (let i = 0; i < sum.length; i++) sum[i] = sum[i]! + m[i]!;
+              }
+              if (sum) entry.sparsegpt.cross = sum;
+            }
+          }
           state.scoring ??= new Map();
           for (const k of keys) {
             const entry = scoring.get(k);

@@ -169,7 +169,7 @@ export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
   const size = elementSize(recipe.dataType);
   const obs = sg && !alreadySparse
     ? perm
-      ? sparseGptPack(permuteMatrixBytes(rawOutIn, out, inF, size, perm), recipe.dataType, out, inF, job.config, { ...sg, hessian: permuteSymmetric(sg.hessian, inF, perm.input) })
+      ? sparseGptPack(permuteMatrixBytes(rawOutIn, out, inF, size, perm), recipe.dataType, out, inF, job.config, { ...sg, hessian: permuteSymmetric(sg.hessian, inF, perm.input), ...(sg.cross ? { cross: permuteSymmetric(sg.cross, inF, perm.input) } : {}) })
       : sparseGptPack(rawOutIn, recipe.dataType, out, inF, job.config, sg)
     : undefined;
   // `src` is the largest selection output (4 bytes per kept slot); unless the caller keeps it, it

@@ -32,8 +32,10 @@ export interface WeightScoring {
   /**
    * --method sparsegpt: prune with second-order updates of the kept weights. `hessian` is XᵀX [in, in]
    * over all calibration tokens (float64, symmetric); the mask is chosen by `maskScore`, not `kind`.
+   * `cross` (error-correcting sequential calibration): X̂ᵀX [in, in], X̂ the input in the model whose
+   * earlier layers are pruned (`hessian` is then X̂ᵀX̂) and X the dense model's; the target becomes X·Wᵀ.
    */
-  sparsegpt?: { hessian: Float64Array; tokens: number; maskScore: SparseGptMaskScore; damping: number };
+  sparsegpt?: { hessian: Float64Array; tokens: number; maskScore: SparseGptMaskScore; damping: number; cross?: Float64Array };
 }
 
 /**

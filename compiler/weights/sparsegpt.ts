@@ -46,6 +46,13 @@ export interface SparseGptOptions {
   maskScore?: SparseGptMaskScore;
   /** The selection rule (default 'exhaustive', as the other methods). */
   rule?: SelectionRule;
+  /**
+   * Error-correcting target: C = X̂ᵀX [inF, inF] (row-major; X̂ the layer's input as pruning earlier
+   * layers left it, H = X̂ᵀX̂, X the dense model's input). The pruning then minimises ‖X·Wᵀ − X̂·Ŵᵀ‖
+   * instead of ‖X̂·Wᵀ − X̂·Ŵᵀ‖: since ‖X·Wᵀ − X̂·Ŵᵀ‖² = ‖X̂·(W' − Ŵ)ᵀ‖² + const with
+   * W' = W·Cᵀ·Hd⁻¹ (the least-squares fit of the dense output on X̂), OBS starts from W' instead of W.
+   */
+  cross?: Float64Array;
 }
 
 export interface SparseGptResult {
@@ -89,6 +96,11 @@ export function sparseGptPrune(
     if (d === 0) dead++;
   }
   const { U, lambda } = inverseCholeskyUpper(H, diag, K, damping);
+  if (opts.cross) {
+    if (opts.cross.length !== K * K) throw new RangeError(`sparseGptPrune: the cross Gram matrix has ${opts.cross.length} elements, expected ${K} x ${K}`);
+    correctTarget(Wk, opts.cross, U, out, K);
+    if (!allFinite(Wk)) throw new RangeError("sparseGptPrune: the error-correcting target holds NaN or infinite values");
+  }
 
   const sqrtDiag = diag.map(Math.sqrt);
   const S = new Float32Array(out * K); // each group's saliency when it was reached, scaled per group
@@ -113,6 +125,39 @@ export function sparseGptPrune(
   const selection = selectVnm(S, out, K, cfg, rule);
   const kept = keptValues(selection, Wk, keep, K);
   return { selection, kept, deadChannels: dead, lambda };
+}
+
+/**
+ * W ← W·Cᵀ·Hd⁻¹ with Hd⁻¹ = UᵀU (U upper): per row w, w ← U ᵀ·U·C·w, i.e. three K x K passes, in a fixed order.
+ */
+function correctTarget(W: Float64Array, C: Float64Array, U: Float64Array, out: number, K: number): void {
+  const t = new Float64Array(K);
+  const p = new Float64Array(K);
+  for (let r = 0; r < out; r++) {
+    const w = W.subarray(r * K, r * K + K);
+    // t = C·w
+    for (let i = 0; i < K; i++) {
+      let s = 0;
+      const ci = i * K;
+      for (let j = 0; j < K; j++) s += C[ci + j]! * w[j]!;
+      t[i] = s;
+    }
+    // p = U·t (U[i, j] = 0 for j < i)
+    for (let i = 0; i < K; i++) {
+      let s = 0;
+      const ui = i * K;
+      for (let j = i; j < K; j++) s += U[ui + j]! * t[j]!;
+      p[i] = s;
+    }
+    // w = Uᵀ·p: w[j] = Σ_{i <= j} U[i, j]·p[i]
+    w.fill(0);
+    for (let i = 0; i < K; i++) {
+      const pi = p[i]!;
+      if (pi === 0) continue;
+      const ui = i * K;
+      for (let j = i; j < K; j++) w[j] = w[j]! + U[ui + j]! * pi;
+    }
+  }
 }
 
 /**
@@ -372,10 +417,10 @@ export interface SparseGptPacked {
 /** SparseGPT on a raw weight [out, in] of a prunable type: the mask and the packed, updated values. */
 export function sparseGptPack(
   rawOutIn: Uint8Array, dataType: number, out: number, inF: number, cfg: VnmConfig,
-  sg: { hessian: Float64Array; maskScore: SparseGptMaskScore; damping: number },
+  sg: { hessian: Float64Array; maskScore: SparseGptMaskScore; damping: number; cross?: Float64Array },
 ): SparseGptPacked {
   const W = toFloat32(rawOutIn, dataType);
-  const res = sparseGptPrune(W, out, inF, sg.hessian, cfg, { maskScore: sg.maskScore, damping: sg.damping });
+  const res = sparseGptPrune(W, out, inF, sg.hessian, cfg, { maskScore: sg.maskScore, damping: sg.damping, ...(sg.cross ? { cross: sg.cross } : {}) });
   const values = fromFloat32(res.kept, dataType);
   const written = dataType === DataType.FLOAT ? res.kept : toFloat32(values, dataType);
   return { selection: res.selection, values, written, deadChannels: res.deadChannels, lambda: res.lambda };
