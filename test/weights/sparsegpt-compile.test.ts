@@ -94,7 +94,7 @@ describe("--method sparsegpt end to end", function () {
     expect(bytes[0]!.equals(bytes[1]!), "same options").to.equal(true);
     expect(bytes[0]!.equals(bytes[2]!), "threads 0 vs pool").to.equal(true);
     const recorded = JSON.parse(readModelFile(a.outputPath).model.metadata.find(([k]) => k === "vnmc.options")![1]);
-    expect(recorded.method).to.deep.equal({ name: "sparsegpt", maskScore: "obs", damping: 0.01 });
+    expect(recorded.method).to.deep.equal({ name: "sparsegpt", maskScore: "obs", damping: 0.01, sequential: "dense" });
     const plain = await compileFile(llama, { vnm: "32:2:5", minSize: 0, verify: false, output: out() });
     expect(JSON.parse(readModelFile(plain.outputPath).model.metadata.find(([k]) => k === "vnmc.options")![1]).method).to.equal("select");
   });
