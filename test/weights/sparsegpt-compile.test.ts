@@ -43,7 +43,8 @@ describe("--method sparsegpt end to end", function () {
   const out = () => join(tmp.dir, `o${n++}.onnx`);
 
   it("a llama block: verification passes, kept weights are updated, and every layer's output error is below wanda's", async () => {
-    const sg = await compileFile(llama, { vnm: "32:2:8", minSize: 0, calib, method: "sparsegpt", output: out() });
+    // Without sequential calibration, so that the layer output error measured is the one minimised (on the dense inputs).
+    const sg = await compileFile(llama, { vnm: "32:2:8", minSize: 0, calib, method: "sparsegpt", sequential: false, output: out() });
     const wanda = await compileFile(llama, { vnm: "32:2:8", minSize: 0, calib, score: "wanda", output: out() });
     expect(sg.report.verification!.passed).to.equal(true);
     expect(sg.report.method).to.equal("sparsegpt");
