@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <random>
@@ -64,6 +65,8 @@ struct In {
 };
 std::map<std::string, In> g_inputs;  // by name+shape, shared across models of one call
 std::mt19937_64 rng(12345);
+bool g_cpu = false;  // --cpu: CPU provider, host buffers (checks the host and the models without a GPU)
+int g_opt = 99;      // --opt N: graph optimization level (0, 1, 2, 99)
 
 std::string base(const std::string& p) {
   const size_t s = p.find_last_of('/');
@@ -75,15 +78,18 @@ OrtSession* make_session(const std::string& model, const std::string& lib, bool 
     OrtSessionOptions* so = nullptr;
     chk(g->CreateSessionOptions(&so), "options");
     if (custom) chk(g->RegisterCustomOpsLibrary_V2(so, lib.c_str()), "custom op library");
-    OrtCUDAProviderOptions co;
-    co.device_id = 0;
-    chk(g->SessionOptionsAppendExecutionProvider_CUDA(so, &co), "CUDA provider");
-    if (strict) chk(g->AddSessionConfigEntry(so, "session.disable_cpu_ep_fallback", "1"), "config");
+    chk(g->SetSessionGraphOptimizationLevel(so, static_cast<GraphOptimizationLevel>(g_opt)), "opt level");
+    if (!g_cpu) {
+      OrtCUDAProviderOptions co;
+      co.device_id = 0;
+      chk(g->SessionOptionsAppendExecutionProvider_CUDA(so, &co), "CUDA provider");
+    }
+    if (strict && !g_cpu) chk(g->AddSessionConfigEntry(so, "session.disable_cpu_ep_fallback", "1"), "config");
     OrtSession* s = nullptr;
     OrtStatus* st = g->CreateSession(env, model.c_str(), so, &s);
     g->ReleaseSessionOptions(so);
     if (!st) {
-      *note = strict ? "all nodes on CUDA" : "cpu fallback allowed";
+      *note = g_cpu ? "CPU provider" : strict ? "all nodes on CUDA" : "cpu fallback allowed";
       return s;
     }
     std::fprintf(stderr, "note: %s with disable_cpu_ep_fallback=%d: %s\n", base(model).c_str(), strict,
@@ -139,6 +145,10 @@ int main(int argc, char** argv) {
       warmup = std::atoi(argv[++i]);
     } else if (a == "--iters") {
       iters = std::atoi(argv[++i]);
+    } else if (a == "--cpu") {
+      g_cpu = true;
+    } else if (a == "--opt") {
+      g_opt = std::atoi(argv[++i]);
     } else if (a == "--compare") {
       compare = true;
     } else if (a == "--label") {
@@ -150,15 +160,29 @@ int main(int argc, char** argv) {
   std::string dimstr;
   for (auto& [k, v] : dims) dimstr += (dimstr.empty() ? "" : ",") + k + "=" + std::to_string(v);
   OrtMemoryInfo* cuda_mi = nullptr;
-  chk(g->CreateMemoryInfo("Cuda", OrtDeviceAllocator, 0, OrtMemTypeDefault, &cuda_mi), "mem info");
+  if (g_cpu)
+    chk(g->CreateCpuMemoryInfo(OrtDeviceAllocator, OrtMemTypeDefault, &cuda_mi), "mem info");
+  else
+    chk(g->CreateMemoryInfo("Cuda", OrtDeviceAllocator, 0, OrtMemTypeDefault, &cuda_mi), "mem info");
   OrtAllocator* alloc = nullptr;
   chk(g->GetAllocatorWithDefaultOptions(&alloc), "allocator");
   std::vector<std::vector<Out>> all_outs;
+  struct Sess {
+    std::string b, note;
+    OrtSession* s;
+    OrtIoBinding* io;
+    std::vector<OrtValue*> vals;
+    std::vector<std::string> onames;
+    double load_ms;
+    std::vector<double> t;
+  };
+  std::vector<Sess> ss;
   for (const std::string& model : models) {
     const std::string b = base(model);
     const bool custom = b.find(".vnm") != std::string::npos || b.find("-2-") != std::string::npos;
     const bool pruned = b.find("pruned") != std::string::npos;
     std::string note;
+    std::fprintf(stderr, "[%s] session\n", b.c_str());
     const double t_load = now_ms();
     OrtSession* s = make_session(model, lib, custom && !pruned, &note);
     const double load_ms = now_ms() - t_load;
@@ -208,8 +232,13 @@ int main(int argc, char** argv) {
         std::vector<uint16_t> host(cnt);
         std::uniform_real_distribution<float> u(-1.f, 1.f);
         for (auto& x : host) x = f2h(u(rng));
-        cchk(cudaMalloc(&in.dev, std::max<size_t>(in.bytes, 256)), "cudaMalloc");
-        cchk(cudaMemcpy(in.dev, host.data(), in.bytes, cudaMemcpyHostToDevice), "copy in");
+        if (g_cpu) {
+          in.dev = std::malloc(std::max<size_t>(in.bytes, 256));
+          std::memcpy(in.dev, host.data(), in.bytes);
+        } else {
+          cchk(cudaMalloc(&in.dev, std::max<size_t>(in.bytes, 256)), "cudaMalloc");
+          cchk(cudaMemcpy(in.dev, host.data(), in.bytes, cudaMemcpyHostToDevice), "copy in");
+        }
         it = g_inputs.emplace(key, in).first;
       }
       OrtValue* v = nullptr;
@@ -228,16 +257,35 @@ int main(int argc, char** argv) {
       alloc->Free(alloc, nm);
       chk(g->BindOutputToDevice(io, onames.back().c_str(), cuda_mi), "bind output");
     }
-    std::vector<double> t;
-    for (int it = 0; it < warmup + iters; ++it) {
-      const double t0 = now_ms();
+    std::fprintf(stderr, "[%s] warm-up\n", b.c_str());
+    for (int it = 0; it < warmup; ++it) {
       chk(g->RunWithBinding(s, nullptr, io), "run");
-      cchk(cudaDeviceSynchronize(), "sync");
-      const double t1 = now_ms();
-      if (it >= warmup) t.push_back(t1 - t0);
+      if (!g_cpu) cchk(cudaDeviceSynchronize(), "sync");
     }
+    ss.push_back(Sess{b, note, s, io, vals, onames, load_ms, {}});
+  }
+  // Timed runs interleaved: rounds of iters/10 runs of each model in turn, so that drift of the card or
+  // the host (clocks, other load) spreads over all models alike.
+  const int rounds = std::min(10, iters);
+  for (int r = 0; r < rounds; ++r)
+    for (Sess& x : ss)
+      for (int it = 0; it < iters / rounds; ++it) {
+        const double t0 = now_ms();
+        chk(g->RunWithBinding(x.s, nullptr, x.io), "run");
+        if (!g_cpu) cchk(cudaDeviceSynchronize(), "sync");
+        x.t.push_back(now_ms() - t0);
+      }
+  for (Sess& x : ss) {
+    const std::string& b = x.b;
+    OrtSession* s = x.s;
+    OrtIoBinding* io = x.io;
+    const std::vector<std::string>& onames = x.onames;
+    const double load_ms = x.load_ms;
+    const std::string& note = x.note;
+    std::vector<double>& t = x.t;
     std::sort(t.begin(), t.end());
     const double med = t[t.size() / 2], p10 = t[t.size() / 10], p90 = t[(t.size() * 9) / 10];
+    std::fprintf(stderr, "[%s] outputs\n", b.c_str());
     // Outputs to the host.
     OrtValue** ov = nullptr;
     size_t oc = 0;
@@ -252,7 +300,10 @@ int main(int argc, char** argv) {
       void* p = nullptr;
       chk(g->GetTensorMutableData(ov[i], &p), "out data");
       std::vector<uint16_t> hb(cnt);
-      cchk(cudaMemcpy(hb.data(), p, cnt * 2, cudaMemcpyDeviceToHost), "copy out");
+      if (g_cpu)
+        std::memcpy(hb.data(), p, cnt * 2);
+      else
+        cchk(cudaMemcpy(hb.data(), p, cnt * 2, cudaMemcpyDeviceToHost), "copy out");
       Out o;
       o.name = onames[i];
       o.host.resize(cnt);
@@ -268,10 +319,10 @@ int main(int argc, char** argv) {
     alloc->Free(alloc, ov);
     std::printf("RESULT {\"label\":\"%s\",\"model\":\"%s\",\"dims\":\"%s\",\"median_ms\":%.4f,\"p10_ms\":%.4f,"
                 "\"p90_ms\":%.4f,\"iters\":%d,\"warmup\":%d,\"load_ms\":%.0f,\"placement\":\"%s\"}\n",
-                label.c_str(), b.c_str(), dimstr.c_str(), med, p10, p90, iters, warmup, load_ms, note.c_str());
+                label.c_str(), b.c_str(), dimstr.c_str(), med, p10, p90, static_cast<int>(t.size()), warmup, load_ms, note.c_str());
     std::fflush(stdout);
     all_outs.push_back(std::move(outs));
-    for (OrtValue* v : vals) g->ReleaseValue(v);
+    for (OrtValue* v : x.vals) g->ReleaseValue(v);
     g->ReleaseIoBinding(io);
     g->ReleaseSession(s);
   }
@@ -300,7 +351,7 @@ int main(int argc, char** argv) {
       }
     }
   }
-  for (auto& [k, in] : g_inputs) cudaFree(in.dev);
+  for (auto& [k, in] : g_inputs) g_cpu ? std::free(in.dev) : (void)cudaFree(in.dev);
   g->ReleaseMemoryInfo(cuda_mi);
   g->ReleaseEnv(env);
   return rc;
