@@ -302,14 +302,18 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     calibTiming.push({ pass: "permute-search", ms: summary.ms, modified: false });
   }
   // sparsegpt, sequential: prune stage by stage, each on statistics of the model with the earlier stages pruned.
-  if (sequential && calibration && calibSource && state.candidates.length > 0) {
+  const staged = sequential && calibration !== undefined && calibSource !== undefined && state.candidates.length > 0;
+  // Folding sets the producers' row orders (outputFold), which their prune jobs need: it runs before the stages prune them.
+  const fold = new PassManager<CompileState>(staged && options.permute ? [new FoldPermutations()] : []);
+  fold.run(model, ctx);
+  if (staged) {
     progress({ phase: "calibrate", done: 0, total: 1 });
-    const seq = await calibrateSequentially(input, model, state, calibSource, score, calibration.rowsPerActivation, (done, total) => progress({ phase: "calibrate", done, total }), sequentialTarget);
-    calibration.sequential = { target: sequentialTarget, ...seq, ms: Math.round(seq.ms) };
+    const seq = await calibrateSequentially(input, model, state, calibSource!, score, calibration!.rowsPerActivation, (done, total) => progress({ phase: "calibrate", done, total }), sequentialTarget);
+    calibration!.sequential = { target: sequentialTarget, ...seq, ms: Math.round(seq.ms) };
     calibTiming.push({ pass: "calibrate-sequential", ms: seq.ms, modified: false });
   }
   const manager = new PassManager<CompileState>([
-    ...rewritePasses(options.permute ?? false), new RecordMetadata(VERSION, recordedOptions(options, calibration, options.permute ? permuteTime : undefined, sequential, sequentialTarget)),
+    ...rewritePasses((options.permute ?? false) && fold.timings.length === 0), new RecordMetadata(VERSION, recordedOptions(options, calibration, options.permute ? permuteTime : undefined, sequential, sequentialTarget)),
   ]);
   manager.run(model, ctx);
   if (state.candidates.length === 0) {
@@ -363,7 +367,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
       input: resolve(input), output: outputPath, vnm: options.vnm, choice, state, diagnostics: diagnostics.items,
       paramsBefore, paramsAfter: countParameters(model),
       bytesBefore, bytesAfter: fileSize(outputPath) + fileSize(result.dataPath ? `${outputPath}.data` : undefined),
-      timings: [...find.timings, ...calibTiming, ...manager.timings, { pass: "write", ms: writeMs, modified: false } satisfies PassTiming, ...verifyTiming],
+      timings: [...find.timings, ...calibTiming, ...fold.timings, ...manager.timings, { pass: "write", ms: writeMs, modified: false } satisfies PassTiming, ...verifyTiming],
       totalMs: performance.now() - t0, verification, calibration, score,
     });
     return { outputPath, report };

@@ -134,6 +134,13 @@ describe("sequential calibration (--method sparsegpt)", function () {
     }
   });
 
+  it("with --permute, input permutations folded into producers (fc1 -> act -> fc2) are applied when the stages prune: verified", async () => {
+    const r = await compileFile(mlp, { vnm: "16:2:5", minSize: 0, calib, method: "sparsegpt", permute: true, permuteTime: 0.3, output: join(tmp.dir, "fold.onnx") });
+    expect(r.report.verification!.passed).to.equal(true);
+    expect(r.report.calibration!.sequential!.stages).to.equal(2);
+    expect(r.report.layers.some((l) => l.permutation?.input === "folded")).to.equal(true);
+  });
+
   it("is deterministic: byte-identical with and without worker threads, with --permute", async () => {
     const opts: CompileOptions = { vnm: "16:2:5", minSize: 0, calib: llamaCalib, method: "sparsegpt", permute: true, permuteTime: 0.3, verify: false };
     const a = await compileFile(llama, { ...opts, output: join(tmp.dir, "d1.onnx") });
