@@ -31,6 +31,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 18
+LLAMA_OPSET = 17  # see rmsnorm: onnxruntime 1.29's CUDA provider crashed (SIGSEGV) on the opset-18 form
 F16 = TensorProto.FLOAT16
 F32 = TensorProto.FLOAT
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -98,6 +99,8 @@ class B:
         self.gen = torch.Generator(device=DEV).manual_seed(seed)
         self.wcache = {}
         self.stats = {"sparse_layers": 0, "dense_params": 0, "packed_bytes": 0}
+        self.safe = False
+        self.opset = OPSET
 
     def u(self, p="t"):
         self.n += 1
@@ -153,8 +156,13 @@ class B:
     def rmsnorm(self, x, dim, name, eps=1e-6):
         g = self.weight(name + ".weight", (dim,), 0.05, 1.0)
         x32 = self.op("Cast", [x], dict(to=F32))
-        sq = self.op("Pow", [x32, self.scalar(2.0, np.float32)])
-        mean = self.op("ReduceMean", [sq, self.i64([-1])], dict(keepdims=1))
+        if self.safe:
+            # the same function as Pow + opset-18 ReduceMean, in ops that the 1.29 CUDA provider ran
+            sq = self.op("Mul", [x32, x32])
+            mean = self.op("ReduceMean", [sq], dict(keepdims=1, axes=[-1]))
+        else:
+            sq = self.op("Pow", [x32, self.scalar(2.0, np.float32)])
+            mean = self.op("ReduceMean", [sq, self.i64([-1])], dict(keepdims=1))
         rms = self.op("Sqrt", [self.op("Add", [mean, self.scalar(eps, np.float32)])])
         nrm = self.op("Cast", [self.op("Div", [x32, rms])], dict(to=F16))
         return self.op("Mul", [nrm, g])
@@ -174,22 +182,27 @@ class B:
         kt = self.op("Transpose", [k], dict(perm=[0, 1, 3, 2]))
         s = self.op("Mul", [self.op("MatMul", [q, kt]), self.scalar(1.0 / np.sqrt(hd))])
         if mask is not None:
-            s = self.op("Where", [mask, s, self.scalar(-65504.0)])
+            s = self.op("Add", [s, mask]) if self.safe else self.op("Where", [mask, s, self.scalar(-65504.0)])
         p = self.op("Cast", [self.op("Softmax", [self.op("Cast", [s], dict(to=F32))], dict(axis=-1))], dict(to=F16))
         return self.op("MatMul", [p, v])
 
     def model(self, extra_domains=()):
         g = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits)
-        ops = [helper.make_opsetid("", OPSET)] + [helper.make_opsetid(d, 1) for d in extra_domains]
+        ops = [helper.make_opsetid("", self.opset)] + [helper.make_opsetid(d, 1) for d in extra_domains]
         m = helper.make_model(g, opset_imports=ops, producer_name="vnmc-e2e")
         m.ir_version = 9
         return m
 
 
 def llama(cfg, sparse=None, pruned=False, with_past=True):
+    b = B("llama_dec" if with_past else "llama_pre", sparse, pruned)
+    b.safe, b.opset = True, LLAMA_OPSET
+    return _llama_into(b, cfg, with_past)
+
+
+def _llama_into(b, cfg, with_past):
     hid, H, inter, L, vocab, maxseq = cfg["hidden"], cfg["heads"], cfg["intermediate"], cfg["layers"], cfg["vocab"], cfg["max_seq"]
     hd = hid // H
-    b = B("llama_dec" if with_past else "llama_pre", sparse, pruned)
     b.inputs.append(helper.make_tensor_value_info("hidden_states", F16, ["batch", "seq", hid]))
     x = "hidden_states"
     half = hd // 2
@@ -211,13 +224,13 @@ def llama(cfg, sparse=None, pruned=False, with_past=True):
     sn = b.op("Slice", ["rotary_emb.sin_cached", start, end, b.i64([0])])
     mask = None
     if not with_past:
-        b.init("causal_mask", np.tril(np.ones((maxseq, maxseq), dtype=bool)))
+        b.init("causal_mask", np.tril(np.ones((maxseq, maxseq), dtype=bool)) if not b.safe else np.where(np.tril(np.ones((maxseq, maxseq), dtype=bool)), 0, -65504).astype(np.float16))
         mask = b.op("Slice", ["causal_mask", b.i64([0, 0]), b.op("Concat", [seq, seq], dict(axis=0)), b.i64([0, 1])])
 
     def rope(t):
         x1 = b.op("Slice", [t, b.i64([0]), b.i64([half]), b.i64([-1])])
         x2 = b.op("Slice", [t, b.i64([half]), b.i64([2**62]), b.i64([-1])])
-        rot = b.op("Concat", [b.op("Neg", [x2]), x1], dict(axis=-1))
+        rot = b.op("Concat", [b.op("Mul", [x2, b.scalar(-1.0)]) if b.safe else b.op("Neg", [x2]), x1], dict(axis=-1))
         return b.op("Add", [b.op("Mul", [t, cs]), b.op("Mul", [rot, sn])])
 
     for i in range(L):
@@ -277,6 +290,55 @@ def vit(cfg, sparse=None, pruned=False):
     return b
 
 
+def probes(out):
+    """One-op models for the ops that only the Llama graph uses: which one crashes the CUDA provider."""
+    X = helper.make_tensor_value_info("x", F16, ["batch", 8])
+    c = lambda n, a: numpy_helper.from_array(a, n)
+    cases = {
+        "pow32": ([helper.make_node("Cast", ["x"], ["x32"], to=F32), helper.make_node("Pow", ["x32", "two"], ["y"])], [c("two", np.array(2.0, np.float32))], 18),
+        "reducemean18": ([helper.make_node("ReduceMean", ["x", "ax"], ["y"], keepdims=1)], [c("ax", np.array([-1], np.int64))], 18),
+        "reducemean17": ([helper.make_node("ReduceMean", ["x"], ["y"], keepdims=1, axes=[-1])], [], 17),
+        "sqrt": ([helper.make_node("Sqrt", ["x"], ["y"])], [], 18),
+        "neg": ([helper.make_node("Neg", ["x"], ["y"])], [], 18),
+        "sigmoid": ([helper.make_node("Sigmoid", ["x"], ["y"])], [], 18),
+        "where": ([helper.make_node("Where", ["m", "x", "s"], ["y"])], [c("m", np.tril(np.ones((8, 8), bool))[:1].repeat(1, 0).reshape(1, 8)), c("s", np.array(-65504, np.float16))], 18),
+        "slice_dyn": ([helper.make_node("Shape", ["x"], ["sh"], start=0, end=1), helper.make_node("Add", ["sh", "one"], ["e"]),
+                       helper.make_node("Slice", ["t", "sh", "e", "z"], ["y"])], [c("one", np.array([1], np.int64)), c("z", np.array([0], np.int64)), c("t", np.ones((16, 8), np.float16))], 18),
+    }
+    for name, (nodes, inits, opset) in cases.items():
+        g = helper.make_graph(nodes, name, [X], [helper.make_tensor_value_info("y", F32 if name == "pow32" else F16, None)], inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 9
+        onnx.save(m, os.path.join(out, f"probe_{name}.onnx"))
+
+
+def truncations(out, n=12):
+    """The small Llama prefill graph (opset-18 form, as first written) cut after evenly spaced nodes: the
+    first cut that crashes brackets the node that the CUDA provider fails on."""
+    for safe in (False, True):
+        b = llama(LLAMA_SMALL, None, False, False)
+        if not safe:
+            b = B("llama_pre", None, False)
+            b.safe, b.opset = False, OPSET
+            b = _llama_into(b, LLAMA_SMALL, False)
+        m = b.model()
+        inf = onnx.shape_inference.infer_shapes(m)
+        types = {v.name: v.type.tensor_type.elem_type for v in list(inf.graph.value_info) + list(inf.graph.output)}
+        N = len(m.graph.node)
+        for i in sorted(set(int(round(N * (k + 1) / n)) - 1 for k in range(n))):
+            t = onnx.ModelProto()
+            t.CopyFrom(m)
+            o = t.graph.node[i].output[0]
+            del t.graph.node[i + 1:]
+            del t.graph.output[:]
+            t.graph.output.append(helper.make_tensor_value_info(o, types.get(o, F16), None))
+            used = {x for nd in t.graph.node for x in nd.input}
+            keep = [x for x in t.graph.initializer if x.name in used]
+            del t.graph.initializer[:]
+            t.graph.initializer.extend(keep)
+            onnx.save(t, os.path.join(out, f"trunc_{'safe' if safe else 'op18'}_{i:04d}_{t.graph.node[i].op_type}.onnx"))
+
+
 def save(b, path):
     m = b.model(("com.vnmc",) if b.sparse and not b.pruned else ())
     size = sum(t.ByteSize() for t in m.graph.initializer)
@@ -296,6 +358,8 @@ VIT_SMALL = dict(VIT, depth=2)
 
 def main(out, check):
     os.makedirs(out, exist_ok=True)
+    probes(out)
+    truncations(out)
     man = []
     t0 = time.time()
 

@@ -29,6 +29,10 @@ echo "== build + models: $(( $(date +%s) - t0 )) s"
 H=(/tmp/e2e_host "$ORT_CUDA_LIB/libonnxruntime.so" "$b/libvnmc_ort.so")
 rc=0
 run() { "${H[@]}" "$@" >> "$out/e2e.log" 2>&1; local r=$?; [ $r = 0 ] || echo "exit $r: $*" >> "$out/e2e.log"; return $r; }
+echo "== one-op probes and truncated small Llama graphs (which node crashes the CUDA provider)"
+for f in $M/probe_*.onnx $M/trunc_*.onnx; do
+  r=ok; "${H[@]}" --warmup 1 --iters 1 --dims batch=1,seq=5 "$f" > /dev/null 2>&1 || r="FAIL($?)"; echo "$(basename "$f" .onnx):$r"
+done | tee "$out/probes.txt" | tr '\n' ' '; echo
 # The Llama graphs crashed (SIGSEGV, no message) in onnxruntime 1.29's CUDA provider at the default
 # optimization level on the first try: pick the highest level at which the small Llama runs, for dense
 # and compiled alike.
