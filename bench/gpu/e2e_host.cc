@@ -218,8 +218,9 @@ int main(int argc, char** argv) {
           in.shape[d] = it->second;
         }
       g->ReleaseTypeInfo(ti);
-      if (in.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
-        std::fprintf(stderr, "FAIL %s: input %s is not fp16\n", b.c_str(), in.name.c_str());
+      const bool i64 = in.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+      if (in.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 && !i64) {
+        std::fprintf(stderr, "FAIL %s: input %s is neither fp16 nor int64\n", b.c_str(), in.name.c_str());
         return 1;
       }
       std::string key = in.name;
@@ -228,10 +229,22 @@ int main(int argc, char** argv) {
       if (it == g_inputs.end()) {
         size_t cnt = 1;
         for (int64_t d : in.shape) cnt *= static_cast<size_t>(d);
-        in.bytes = cnt * 2;
-        std::vector<uint16_t> host(cnt);
-        std::uniform_real_distribution<float> u(-1.f, 1.f);
-        for (auto& x : host) x = f2h(u(rng));
+        in.bytes = cnt * (i64 ? 8 : 2);
+        std::vector<unsigned char> host(in.bytes);
+        if (i64) {
+          // positions: past + index along the last dim (position_ids)
+          const int64_t past = dims.count("past") ? dims["past"] : 0, last = in.shape.empty() ? 1 : in.shape.back();
+          for (size_t k = 0; k < cnt; ++k) {
+            const int64_t v = past + static_cast<int64_t>(k) % last;
+            std::memcpy(&host[k * 8], &v, 8);
+          }
+        } else {
+          std::uniform_real_distribution<float> u(-1.f, 1.f);
+          for (size_t k = 0; k < cnt; ++k) {
+            const uint16_t h = f2h(u(rng));
+            std::memcpy(&host[k * 2], &h, 2);
+          }
+        }
         if (g_cpu) {
           in.dev = std::malloc(std::max<size_t>(in.bytes, 256));
           std::memcpy(in.dev, host.data(), in.bytes);

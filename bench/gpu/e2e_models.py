@@ -211,21 +211,34 @@ def _llama_into(b, cfg, with_past):
     sin = np.concatenate([np.sin(pos)] * 2, 1).astype(np.float16)
     b.init("rotary_emb.cos_cached", cos)
     b.init("rotary_emb.sin_cached", sin)
-    seq = b.op("Shape", [x], dict(start=1, end=2))
-    if with_past:
-        for i in range(L):
-            for kv in ("key", "value"):
-                b.inputs.append(helper.make_tensor_value_info(f"past_{kv}_{i}", F16, ["batch", H, "past", hd]))
-        start = b.op("Shape", ["past_key_0"], dict(start=2, end=3))
+    if b.safe:
+        # position_ids and the additive attention bias are inputs (as in Hugging Face / Optimum exports):
+        # onnxruntime 1.29's CUDA provider crashed (SIGSEGV) on a Slice whose bounds come from Shape.
+        b.inputs.append(helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "seq"]))
+        b.inputs.append(helper.make_tensor_value_info("attention_bias", F16, ["batch", 1, "seq", "total"]))
+        if with_past:
+            for i in range(L):
+                for kv in ("key", "value"):
+                    b.inputs.append(helper.make_tensor_value_info(f"past_{kv}_{i}", F16, ["batch", H, "past", hd]))
+        cs = b.op("Unsqueeze", [b.op("Gather", ["rotary_emb.cos_cached", "position_ids"], dict(axis=0)), b.i64([1])])
+        sn = b.op("Unsqueeze", [b.op("Gather", ["rotary_emb.sin_cached", "position_ids"], dict(axis=0)), b.i64([1])])
+        mask = "attention_bias"
     else:
-        start = b.i64([0])
-    end = b.op("Add", [start, seq])
-    cs = b.op("Slice", ["rotary_emb.cos_cached", start, end, b.i64([0])])
-    sn = b.op("Slice", ["rotary_emb.sin_cached", start, end, b.i64([0])])
-    mask = None
-    if not with_past:
-        b.init("causal_mask", np.tril(np.ones((maxseq, maxseq), dtype=bool)) if not b.safe else np.where(np.tril(np.ones((maxseq, maxseq), dtype=bool)), 0, -65504).astype(np.float16))
-        mask = b.op("Slice", ["causal_mask", b.i64([0, 0]), b.op("Concat", [seq, seq], dict(axis=0)), b.i64([0, 1])])
+        seq = b.op("Shape", [x], dict(start=1, end=2))
+        if with_past:
+            for i in range(L):
+                for kv in ("key", "value"):
+                    b.inputs.append(helper.make_tensor_value_info(f"past_{kv}_{i}", F16, ["batch", H, "past", hd]))
+            start = b.op("Shape", ["past_key_0"], dict(start=2, end=3))
+        else:
+            start = b.i64([0])
+        end = b.op("Add", [start, seq])
+        cs = b.op("Slice", ["rotary_emb.cos_cached", start, end, b.i64([0])])
+        sn = b.op("Slice", ["rotary_emb.sin_cached", start, end, b.i64([0])])
+        mask = None
+        if not with_past:
+            b.init("causal_mask", np.tril(np.ones((maxseq, maxseq), dtype=bool)))
+            mask = b.op("Slice", ["causal_mask", b.i64([0, 0]), b.op("Concat", [seq, seq], dict(axis=0)), b.i64([0, 1])])
 
     def rope(t):
         x1 = b.op("Slice", [t, b.i64([0]), b.i64([half]), b.i64([-1])])
@@ -359,7 +372,6 @@ VIT_SMALL = dict(VIT, depth=2)
 def main(out, check):
     os.makedirs(out, exist_ok=True)
     probes(out)
-    truncations(out)
     man = []
     t0 = time.time()
 

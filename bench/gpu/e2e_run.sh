@@ -29,8 +29,8 @@ echo "== build + models: $(( $(date +%s) - t0 )) s"
 H=(/tmp/e2e_host "$ORT_CUDA_LIB/libonnxruntime.so" "$b/libvnmc_ort.so")
 rc=0
 run() { "${H[@]}" "$@" >> "$out/e2e.log" 2>&1; local r=$?; [ $r = 0 ] || echo "exit $r: $*" >> "$out/e2e.log"; return $r; }
-echo "== one-op probes and truncated small Llama graphs (which node crashes the CUDA provider)"
-for f in $M/probe_*.onnx $M/trunc_*.onnx; do
+echo "== one-op probes (probe_slice_dyn: Shape -> Add -> Slice crashed onnxruntime 1.29 CUDA, 2026-11-26)"
+for f in $M/probe_*.onnx; do
   r=ok; "${H[@]}" --warmup 1 --iters 1 --dims batch=1,seq=5 "$f" > /dev/null 2>&1 || r="FAIL($?)"; echo "$(basename "$f" .onnx):$r"
 done | tee "$out/probes.txt" | tr '\n' ' '; echo
 # The Llama graphs crashed (SIGSEGV, no message) in onnxruntime 1.29's CUDA provider at the default
@@ -38,21 +38,21 @@ done | tee "$out/probes.txt" | tr '\n' ' '; echo
 # and compiled alike.
 LOPT=
 for lvl in 99 2 1 0; do
-  if run --opt $lvl --warmup 1 --iters 1 --label probe --dims batch=1,seq=1,past=7 $M/chk_llama_small_dec_64-2-8_pruned.onnx &&
-     run --opt $lvl --warmup 1 --iters 1 --label probe --dims batch=1,seq=5 $M/chk_llama_small_pre_64-2-8_pruned.onnx; then LOPT=$lvl; break; fi
+  if run --opt $lvl --warmup 1 --iters 1 --label probe --dims batch=1,seq=1,past=7,total=8 $M/chk_llama_small_dec_64-2-8_pruned.onnx &&
+     run --opt $lvl --warmup 1 --iters 1 --label probe --dims batch=1,seq=5,total=5 $M/chk_llama_small_pre_64-2-8_pruned.onnx; then LOPT=$lvl; break; fi
 done
 echo "== Llama graph optimization level: ${LOPT:-none works}"; [ -n "$LOPT" ] || LOPT=0
 echo "== correctness: compiled (our CUDA kernel) vs pruned dense (onnxruntime MatMul), small models"
 for c in 64-2-5 64-2-8; do
-  run --opt $LOPT --compare --warmup 1 --iters 3 --label chk --dims batch=1,seq=1,past=511 $M/chk_llama_small_dec_${c}_pruned.onnx $M/chk_llama_small_dec_${c}.onnx
-  run --opt $LOPT --compare --warmup 1 --iters 3 --label chk --dims batch=2,seq=300 $M/chk_llama_small_pre_${c}_pruned.onnx $M/chk_llama_small_pre_${c}.onnx
+  run --opt $LOPT --compare --warmup 1 --iters 3 --label chk --dims batch=1,seq=1,past=511,total=512 $M/chk_llama_small_dec_${c}_pruned.onnx $M/chk_llama_small_dec_${c}.onnx
+  run --opt $LOPT --compare --warmup 1 --iters 3 --label chk --dims batch=2,seq=300,total=300 $M/chk_llama_small_pre_${c}_pruned.onnx $M/chk_llama_small_pre_${c}.onnx
   run --compare --warmup 1 --iters 3 --label chk --dims batch=3 $M/chk_vit_small_${c}_pruned.onnx $M/chk_vit_small_${c}.onnx
 done
 echo "== timing (sessions loaded together, timed runs interleaved in 10 rounds)"
-run --opt $LOPT --label llama_decode --warmup 20 --iters 300 --dims batch=1,seq=1,past=511 $M/llama_dec_dense.onnx $M/llama_dec_64-2-5.onnx $M/llama_dec_64-2-8.onnx
-run --opt $LOPT --label llama_decode16 --warmup 20 --iters 200 --dims batch=1,seq=16,past=496 $M/llama_dec_dense.onnx $M/llama_dec_64-2-5.onnx $M/llama_dec_64-2-8.onnx
-run --opt $LOPT --label llama_prefill512 --warmup 5 --iters 40 --dims batch=1,seq=512 $M/llama_pre_dense.onnx $M/llama_pre_64-2-5.onnx $M/llama_pre_64-2-8.onnx
-run --opt $LOPT --label llama_prefill2048 --warmup 3 --iters 20 --dims batch=1,seq=2048 $M/llama_pre_dense.onnx $M/llama_pre_64-2-5.onnx $M/llama_pre_64-2-8.onnx
+run --opt $LOPT --label llama_decode --warmup 20 --iters 300 --dims batch=1,seq=1,past=511,total=512 $M/llama_dec_dense.onnx $M/llama_dec_64-2-5.onnx $M/llama_dec_64-2-8.onnx
+run --opt $LOPT --label llama_decode16 --warmup 20 --iters 200 --dims batch=1,seq=16,past=496,total=512 $M/llama_dec_dense.onnx $M/llama_dec_64-2-5.onnx $M/llama_dec_64-2-8.onnx
+run --opt $LOPT --label llama_prefill512 --warmup 5 --iters 40 --dims batch=1,seq=512,total=512 $M/llama_pre_dense.onnx $M/llama_pre_64-2-5.onnx $M/llama_pre_64-2-8.onnx
+run --opt $LOPT --label llama_prefill2048 --warmup 3 --iters 20 --dims batch=1,seq=2048,total=2048 $M/llama_pre_dense.onnx $M/llama_pre_64-2-5.onnx $M/llama_pre_64-2-8.onnx
 run --label vit_b1 --warmup 20 --iters 200 --dims batch=1 $M/vit_dense.onnx $M/vit_64-2-5.onnx $M/vit_64-2-8.onnx
 run --label vit_b64 --warmup 5 --iters 40 --dims batch=64 $M/vit_dense.onnx $M/vit_64-2-5.onnx $M/vit_64-2-8.onnx
 grep -E "RESULT|CHECK|FAIL|exit|WARN|== " "$out/e2e.log" | grep -v '"probe"' | cut -c1-400
