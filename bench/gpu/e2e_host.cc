@@ -14,6 +14,7 @@
 // |ref|), e.g. compiled vs pruned dense.
 // One JSON line per model on stdout (prefix "RESULT ").
 #include <cuda_fp16.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
@@ -65,7 +66,8 @@ struct In {
 };
 std::map<std::string, In> g_inputs;  // by name+shape, shared across models of one call
 std::mt19937_64 rng(12345);
-bool g_cpu = false;  // --cpu: CPU provider, host buffers (checks the host and the models without a GPU)
+bool g_cpu = false;
+bool g_profile = false;  // --profile-run: one more run between cudaProfilerStart/Stop (ncu --profile-from-start off)  // --cpu: CPU provider, host buffers (checks the host and the models without a GPU)
 int g_opt = 99;      // --opt N: graph optimization level (0, 1, 2, 99)
 
 std::string base(const std::string& p) {
@@ -145,6 +147,8 @@ int main(int argc, char** argv) {
       warmup = std::atoi(argv[++i]);
     } else if (a == "--iters") {
       iters = std::atoi(argv[++i]);
+    } else if (a == "--profile-run") {
+      g_profile = true;
     } else if (a == "--cpu") {
       g_cpu = true;
     } else if (a == "--opt") {
@@ -274,6 +278,13 @@ int main(int argc, char** argv) {
     for (int it = 0; it < warmup; ++it) {
       chk(g->RunWithBinding(s, nullptr, io), "run");
       if (!g_cpu) cchk(cudaDeviceSynchronize(), "sync");
+    }
+    if (g_profile) {
+      cchk(cudaDeviceSynchronize(), "sync");
+      cchk(cudaProfilerStart(), "profiler start");
+      chk(g->RunWithBinding(s, nullptr, io), "run");
+      cchk(cudaDeviceSynchronize(), "sync");
+      cchk(cudaProfilerStop(), "profiler stop");
     }
     ss.push_back(Sess{b, note, s, io, vals, onames, load_ms, {}});
   }
