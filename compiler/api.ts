@@ -69,7 +69,7 @@ export async function compile(input: string | Uint8Array | ArrayBuffer, options:
     throw new VnmcError(Codes.USAGE, "The model path is empty; pass the path of an .onnx file.", "usage");
   }
   if (typeof input === "string" && !existsSync(input)) {
-    throw new VnmcError(Codes.FILE_NOT_FOUND, `The model file '${input}' does not exist; check the path.`, "input");
+    throw new VnmcError(Codes.FILE_NOT_FOUND, `Cannot find '${input}'; check the path to the .onnx model.`, "input");
   }
   const wantBytes = returnBytes ?? (output === undefined && bytesIn !== undefined);
   // Private folder for a bytes input and for outputs only returned, removed whatever happens.

@@ -259,121 +259,126 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
   const bytesBefore = modelBytes(loaded.path!, model);
   const paramsBefore = countParameters(model);
 
-  const options: PassOptions = {
-    vnm, include: opts.include ?? [], exclude: opts.exclude ?? [], minSize, emit: "sparse", retainPacked: verify,
-    pool: opts.threads === 0 ? undefined : new PrunePool(opts.threads), score, permute: opts.permute ?? false,
-    ...(sparsegpt ? { sparsegpt } : {}), ...(choose ? { choose } : {}),
-  };
-  const diagnostics = new DiagnosticSink();
-  const state: CompileState = { options, candidates: [], skipped: [], weights: new Map(), initiallyUnused: deadOnInput(model) };
-  const ctx = { diagnostics, state };
-  const find = new PassManager<CompileState>([new FindCandidates(), ...(options.permute ? [new PlanPermutationFolds()] : [])]);
-  find.run(model, ctx);
-  // An unreachable target fails before anything is calibrated or pruned.
-  if (choose) checkReachable(state, choose, opts.speedupTable);
-  // Calibration runs the original model, so it comes before any rewrite.
-  let calibration: CalibrationSummary | undefined;
-  const calibTiming: PassTiming[] = [];
-  if (calibSource) {
-    if (calibSource.dataFree) {
-      diagnostics.report({
-        code: Codes.CALIB_DATA_FREE, severity: "warning",
-        message: `The calibration statistics come from ${calibSource.description}: the result is data-free; give real samples with --calib DIR for a data-aware result.`,
-      });
-    }
-    if (state.candidates.length > 0) {
-      progress({ phase: "calibrate", done: 0, total: calibSource.count });
-      calibration = await calibrate(loaded.path!, model, state, calibSource, score, diagnostics, (done, total) => progress({ phase: "calibrate", done, total }));
-      calibTiming.push({ pass: "calibrate", ms: calibration.ms, modified: false });
-    }
-  }
-  // V and M are chosen on the calibration rows, before anything is searched or packed for them.
-  let choice: ChoiceSummary | undefined;
-  if (choose && state.candidates.length > 0) {
-    progress({ phase: "choose", done: 0, total: 1 });
-    choice = await chooseVnm(state, choose, diagnostics, opts.speedupTable);
-    if (choice?.vnm) options.vnm = parseVnm(choice.vnm);
-    calibTiming.push({ pass: "choose-vnm", ms: choice?.ms ?? 0, modified: false });
-  }
-  // The permutation search scores weights as their prune jobs will (calibration first) for their final V:N:M.
-  if (options.permute && state.candidates.length > 0) {
-    progress({ phase: "permute", done: 0, total: 1 });
-    const summary = await searchPermutations(state, permuteTime, diagnostics, (done, total) => progress({ phase: "permute", done, total }));
-    calibTiming.push({ pass: "permute-search", ms: summary.ms, modified: false });
-  }
-  // sparsegpt, sequential: prune stage by stage, each on statistics of the model with the earlier stages pruned.
-  const staged = sequential && calibration !== undefined && calibSource !== undefined && state.candidates.length > 0;
-  // Folding sets the producers' row orders (outputFold), which their prune jobs need: it runs before the stages prune them.
-  const fold = new PassManager<CompileState>(staged && options.permute ? [new FoldPermutations()] : []);
-  fold.run(model, ctx);
-  if (staged) {
-    progress({ phase: "calibrate", done: 0, total: 1 });
-    const seq = await calibrateSequentially(input, model, state, calibSource!, score, calibration!.rowsPerActivation, (done, total) => progress({ phase: "calibrate", done, total }), sequentialTarget);
-    calibration!.sequential = { target: sequentialTarget, ...seq, ms: Math.round(seq.ms) };
-    calibTiming.push({ pass: "calibrate-sequential", ms: seq.ms, modified: false });
-  }
-  const manager = new PassManager<CompileState>([
-    ...rewritePasses((options.permute ?? false) && fold.timings.length === 0), new RecordMetadata(VERSION, recordedOptions(options, calibration, options.permute ? permuteTime : undefined, sequential, sequentialTarget)),
-  ]);
-  manager.run(model, ctx);
-  if (state.candidates.length === 0) {
-    diagnostics.report({
-      code: Codes.NO_CANDIDATES, severity: "warning",
-      message: "No MatMul/Gemm with a constant 2-D weight was rewritten; the output is the input model with vnmc's metadata.",
-    });
-  }
-
-  // Write into a private folder next to the output, verify there, then move into place.
-  const workDir = mkdtempSync(join(dirname(outputPath), `.vnmc-${process.pid}-`));
-  let verification: VerificationResult | undefined;
-  const verifyTiming: PassTiming[] = [];
+  // Every exit from here on (errors and aborts between phases included) stops the worker threads.
+  const pool = opts.threads === 0 ? undefined : new PrunePool(opts.threads);
   try {
-    const staged = join(workDir, basename(outputPath));
-    const totalTensors = [...model.graph.allGraphs()].reduce((n, g) => n + g.initializers.length, 0);
-    let written = 0;
-    const t1 = performance.now();
-    progress({ phase: "write", done: 0, total: totalTensors });
-    const result = await writeModelFileAsync(model, staged, {
-      externalData: opts.externalData,
-      onTensor: () => progress({ phase: "write", done: ++written, total: totalTensors }),
-    });
-    const writeMs = performance.now() - t1;
-    if (result.externalForced) {
+    const options: PassOptions = {
+      vnm, include: opts.include ?? [], exclude: opts.exclude ?? [], minSize, emit: "sparse", retainPacked: verify,
+      pool, score, permute: opts.permute ?? false,
+      ...(sparsegpt ? { sparsegpt } : {}), ...(choose ? { choose } : {}),
+    };
+    const diagnostics = new DiagnosticSink();
+    const state: CompileState = { options, candidates: [], skipped: [], weights: new Map(), initiallyUnused: deadOnInput(model) };
+    const ctx = { diagnostics, state };
+    const find = new PassManager<CompileState>([new FindCandidates(), ...(options.permute ? [new PlanPermutationFolds()] : [])]);
+    find.run(model, ctx);
+    // An unreachable target fails before anything is calibrated or pruned.
+    if (choose) checkReachable(state, choose, opts.speedupTable);
+    // Calibration runs the original model, so it comes before any rewrite.
+    let calibration: CalibrationSummary | undefined;
+    const calibTiming: PassTiming[] = [];
+    if (calibSource) {
+      if (calibSource.dataFree) {
+        diagnostics.report({
+          code: Codes.CALIB_DATA_FREE, severity: "warning",
+          message: `The calibration statistics come from ${calibSource.description}: the result is data-free; give real samples with --calib DIR for a data-aware result.`,
+        });
+      }
+      if (state.candidates.length > 0) {
+        progress({ phase: "calibrate", done: 0, total: calibSource.count });
+        calibration = await calibrate(loaded.path!, model, state, calibSource, score, diagnostics, (done, total) => progress({ phase: "calibrate", done, total }));
+        calibTiming.push({ pass: "calibrate", ms: calibration.ms, modified: false });
+      }
+    }
+    // V and M are chosen on the calibration rows, before anything is searched or packed for them.
+    let choice: ChoiceSummary | undefined;
+    if (choose && state.candidates.length > 0) {
+      progress({ phase: "choose", done: 0, total: 1 });
+      choice = await chooseVnm(state, choose, diagnostics, opts.speedupTable);
+      if (choice?.vnm) options.vnm = parseVnm(choice.vnm);
+      calibTiming.push({ pass: "choose-vnm", ms: choice?.ms ?? 0, modified: false });
+    }
+    // The permutation search scores weights as their prune jobs will (calibration first) for their final V:N:M.
+    if (options.permute && state.candidates.length > 0) {
+      progress({ phase: "permute", done: 0, total: 1 });
+      const summary = await searchPermutations(state, permuteTime, diagnostics, (done, total) => progress({ phase: "permute", done, total }));
+      calibTiming.push({ pass: "permute-search", ms: summary.ms, modified: false });
+    }
+    // sparsegpt, sequential: prune stage by stage, each on statistics of the model with the earlier stages pruned.
+    const staged = sequential && calibration !== undefined && calibSource !== undefined && state.candidates.length > 0;
+    // Folding sets the producers' row orders (outputFold), which their prune jobs need: it runs before the stages prune them.
+    const fold = new PassManager<CompileState>(staged && options.permute ? [new FoldPermutations()] : []);
+    fold.run(model, ctx);
+    if (staged) {
+      progress({ phase: "calibrate", done: 0, total: 1 });
+      const seq = await calibrateSequentially(input, model, state, calibSource!, score, calibration!.rowsPerActivation, (done, total) => progress({ phase: "calibrate", done, total }), sequentialTarget);
+      calibration!.sequential = { target: sequentialTarget, ...seq, ms: Math.round(seq.ms) };
+      calibTiming.push({ pass: "calibrate-sequential", ms: seq.ms, modified: false });
+    }
+    const manager = new PassManager<CompileState>([
+      ...rewritePasses((options.permute ?? false) && fold.timings.length === 0), new RecordMetadata(VERSION, recordedOptions(options, calibration, options.permute ? permuteTime : undefined, sequential, sequentialTarget)),
+    ]);
+    manager.run(model, ctx);
+    if (state.candidates.length === 0) {
       diagnostics.report({
-        code: Codes.EXTERNAL_DATA_FORCED, severity: "warning",
-        message: "The compiled model is over 2 GB, so its weights were written to an external data file next to it.",
+        code: Codes.NO_CANDIDATES, severity: "warning",
+        message: "No MatMul/Gemm with a constant 2-D weight was rewritten; the output is the input model with vnmc's metadata.",
       });
     }
-    if (verify) {
-      progress({ phase: "verify", done: 0, total: 3 });
-      const tv = performance.now();
-      verification = await runVerification(input, state, staged, opts.shapes ?? {}, calibSource);
-      verifyTiming.push({ pass: "verify", ms: performance.now() - tv, modified: false });
-      if (!verification.passed) {
-        const worst = verification.packing.reduce((a, b) => (a.maxRelError > b.maxRelError ? a : b));
-        throw new VnmcError(
-          Codes.VERIFY_FAILED,
-          `The compiled model does not match the pruned weights (output '${worst.name}' off by ${worst.maxRelError.toExponential(2)}, allowed ${verification.tolerance}); this is a vnmc bug, please report it with the model.`,
-        );
+
+    // Write into a private folder next to the output, verify there, then move into place.
+    const workDir = mkdtempSync(join(dirname(outputPath), `.vnmc-${process.pid}-`));
+    let verification: VerificationResult | undefined;
+    const verifyTiming: PassTiming[] = [];
+    try {
+      const staged = join(workDir, basename(outputPath));
+      const totalTensors = [...model.graph.allGraphs()].reduce((n, g) => n + g.initializers.length, 0);
+      let written = 0;
+      const t1 = performance.now();
+      progress({ phase: "write", done: 0, total: totalTensors });
+      const result = await writeModelFileAsync(model, staged, {
+        externalData: opts.externalData,
+        onTensor: () => progress({ phase: "write", done: ++written, total: totalTensors }),
+      });
+      const writeMs = performance.now() - t1;
+      if (result.externalForced) {
+        diagnostics.report({
+          code: Codes.EXTERNAL_DATA_FORCED, severity: "warning",
+          message: "The compiled model is over 2 GB, so its weights were written to an external data file next to it.",
+        });
       }
-      // Verification finished: the last point where a caller (the API's AbortSignal) can stop before the output is moved into place.
-      progress({ phase: "verify", done: 3, total: 3 });
+      if (verify) {
+        progress({ phase: "verify", done: 0, total: 3 });
+        const tv = performance.now();
+        verification = await runVerification(input, state, staged, opts.shapes ?? {}, calibSource);
+        verifyTiming.push({ pass: "verify", ms: performance.now() - tv, modified: false });
+        if (!verification.passed) {
+          const worst = verification.packing.reduce((a, b) => (a.maxRelError > b.maxRelError ? a : b));
+          throw new VnmcError(
+            Codes.VERIFY_FAILED,
+            `The compiled model does not match the pruned weights (output '${worst.name}' off by ${worst.maxRelError.toExponential(2)}, allowed ${verification.tolerance}); this is a vnmc bug, please report it with the model.`,
+          );
+        }
+        // Verification finished: the last point where a caller (the API's AbortSignal) can stop before the output is moved into place.
+        progress({ phase: "verify", done: 3, total: 3 });
+      }
+      if (result.dataPath) renameSync(result.dataPath, `${outputPath}.data`);
+      renameSync(staged, outputPath);
+      if (!result.dataPath && existsSync(`${outputPath}.data`)) rmSync(`${outputPath}.data`);
+      progress({ phase: "done", done: 1, total: 1 });
+      const report = buildReport({
+        input: resolve(input), output: outputPath, vnm: options.vnm, choice, state, diagnostics: diagnostics.items,
+        paramsBefore, paramsAfter: countParameters(model),
+        bytesBefore, bytesAfter: fileSize(outputPath) + fileSize(result.dataPath ? `${outputPath}.data` : undefined),
+        timings: [...find.timings, ...calibTiming, ...fold.timings, ...manager.timings, { pass: "write", ms: writeMs, modified: false } satisfies PassTiming, ...verifyTiming],
+        totalMs: performance.now() - t0, verification, calibration, score,
+      });
+      return { outputPath, report };
+    } finally {
+      rmSync(workDir, { recursive: true, force: true });
     }
-    if (result.dataPath) renameSync(result.dataPath, `${outputPath}.data`);
-    renameSync(staged, outputPath);
-    if (!result.dataPath && existsSync(`${outputPath}.data`)) rmSync(`${outputPath}.data`);
-    progress({ phase: "done", done: 1, total: 1 });
-    const report = buildReport({
-      input: resolve(input), output: outputPath, vnm: options.vnm, choice, state, diagnostics: diagnostics.items,
-      paramsBefore, paramsAfter: countParameters(model),
-      bytesBefore, bytesAfter: fileSize(outputPath) + fileSize(result.dataPath ? `${outputPath}.data` : undefined),
-      timings: [...find.timings, ...calibTiming, ...fold.timings, ...manager.timings, { pass: "write", ms: writeMs, modified: false } satisfies PassTiming, ...verifyTiming],
-      totalMs: performance.now() - t0, verification, calibration, score,
-    });
-    return { outputPath, report };
   } finally {
-    rmSync(workDir, { recursive: true, force: true });
-    await options.pool?.close();
+    await pool?.close();
   }
 }
 

@@ -1,6 +1,7 @@
 import { renameSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { type CompileOptions, compileFile, DEFAULT_CALIBRATED_SCORE, DEFAULT_MIN_SIZE, DEFAULT_VNM } from "../compile.js";
+import { compile } from "../api.js";
+import { type CompileOptions, DEFAULT_CALIBRATED_SCORE, DEFAULT_MIN_SIZE, DEFAULT_VNM } from "../compile.js";
 import { DEFAULT_PERMUTE_SECONDS } from "../weights/permutation-search.js";
 import { parseTargetNumber } from "../vnm/choose-step.js";
 import { DEFAULT_TOKENS } from "../vnm/choose-vnm.js";
@@ -62,7 +63,7 @@ export function parseSecondsOption(name: string, v: string | undefined): number 
   return Number(v);
 }
 
-/** `vnmc compile`: the CLI is a thin layer over compileFile. */
+/** `vnmc compile`: the CLI is a thin layer over the library API (`compile` of compiler/api.ts). */
 export async function compileCommand(args: string[]): Promise<number> {
   let parsed;
   try {
@@ -130,7 +131,7 @@ export async function compileCommand(args: string[]): Promise<number> {
   };
   let result;
   try {
-    result = await compileFile(positionals[0]!, opts);
+    result = await compile(positionals[0]!, opts);
   } finally {
     bar?.clear();
   }

@@ -99,7 +99,7 @@ describe("library API: compile()", function () {
     const missing = (await rejection(compile(join(tmp.dir, "nope.onnx")))) as VnmcError;
     expect(missing).to.be.instanceOf(VnmcError);
     expect(missing.code).to.equal(Codes.FILE_NOT_FOUND);
-    expect(missing.message).to.match(/does not exist; check the path\.$/);
+    expect(missing.message).to.match(/^Cannot find .*; check the path to the \.onnx model\.$/);
     const garbage = (await rejection(compile(new Uint8Array([1, 2, 3, 4, 5])))) as VnmcError;
     expect(garbage).to.be.instanceOf(VnmcError);
     expect(garbage.code).to.equal(Codes.NOT_ONNX);
