@@ -217,11 +217,16 @@ __device__ __forceinline__ void decode_compute(const Params& p, const DecodeBatc
           bf[b][0][j] = __byte_perm(w0, w1, 0x5410);                  // tokens gid
           if constexpr (NT == 2) bf[b][NT - 1][j] = __byte_perm(w0, w1, 0x7632);  // tokens gid + 8
         } else {
-          const bool ok = gid < T;
-          const uint16_t* row = A + static_cast<int64_t>(ok ? gid : 0) * p.K;
-          const uint32_t lo = ok ? __ldg(row + w.col[u][b][j][0]) : 0u;
-          const uint32_t hi = ok ? __ldg(row + w.col[u][b][j][1]) : 0u;
-          bf[b][0][j] = lo | (hi << 16);
+          // Direct gathers from A (no re-pack launch): tokens gid and, for NT = 2, gid + 8.
+#pragma unroll
+          for (int n = 0; n < NT; ++n) {
+            const int tok = gid + 8 * n;
+            const bool ok = tok < T;
+            const uint16_t* row = A + static_cast<int64_t>(ok ? tok : 0) * p.K;
+            const uint32_t lo = ok ? __ldg(row + w.col[u][b][j][0]) : 0u;
+            const uint32_t hi = ok ? __ldg(row + w.col[u][b][j][1]) : 0u;
+            bf[b][n][j] = lo | (hi << 16);
+          }
         }
       }
 #pragma unroll

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <cstdlib>
 #include <sstream>
 #include <vector>
 
@@ -467,12 +468,13 @@ cudaError_t launch_decode(const dev::Params& p, const void* A, const uint32_t* A
   return cudaGetLastError();
 }
 
-// variant: 0 = T == 1 (direct), 1 = pairs NT = 1, 2 = pairs NT = 2
+// variant: 0 = direct NT = 1 (T <= 8), 1 = pairs NT = 1, 2 = pairs NT = 2, 3 = direct NT = 2
 template <bool BF16, bool SB, bool WIN>
 cudaError_t decode_dispatch(int variant, const dev::Params& p, const void* A, const uint32_t* At2, int T, void* Y,
                             float* part, unsigned* counters, int ksplit, int64_t R64, cudaStream_t st) {
   if (variant == 0) return launch_decode<BF16, 1, SB, WIN, false>(p, A, At2, T, Y, part, counters, ksplit, R64, st);
   if (variant == 1) return launch_decode<BF16, 1, SB, WIN, true>(p, A, At2, T, Y, part, counters, ksplit, R64, st);
+  if (variant == 3) return launch_decode<BF16, 2, SB, WIN, false>(p, A, At2, T, Y, part, counters, ksplit, R64, st);
   return launch_decode<BF16, 2, SB, WIN, true>(p, A, At2, T, Y, part, counters, ksplit, R64, st);
 }
 
@@ -599,12 +601,18 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
   const int Ti = static_cast<int>(T);
   cudaError_t e;
   if (im.use_decode(T)) {
-    const int variant = T == 1 ? 0 : T <= 8 ? 1 : 2;
+    // Experiment (issue 5 follow-up, decode T <= 16): VNMC_DECODE_DIRECT=1 gathers the activations of
+    // T >= 2 straight from A instead of re-packing them into At2 first (one launch less).
+    static const bool direct = [] {
+      const char* v = std::getenv("VNMC_DECODE_DIRECT");
+      return v && v[0] == '1';
+    }();
+    const int variant = T == 1 ? 0 : direct ? (T <= 8 ? 0 : 3) : T <= 8 ? 1 : 2;
     const int ks = im.decode_ksplit(T);
     float* part = static_cast<float*>(im.part.p);
     unsigned* cnt = static_cast<unsigned*>(im.counters.p);
     uint32_t* At2 = nullptr;
-    if (T >= 2) {
+    if (T >= 2 && !direct) {
       const size_t need = static_cast<size_t>(dims_.K * 32);
       if (!workspace || workspace_size < need) {
         std::ostringstream os;
