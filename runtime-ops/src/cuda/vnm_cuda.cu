@@ -449,7 +449,7 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
   std::ostringstream os;
   if (im.use_decode(T)) {
     os << "decode NT=" << (T <= 8 ? 1 : 2) << " ksplit=" << im.decode_ksplit(T) << (im.shared_b ? "" : " per-tile-B")
-       << (im.windowed ? " windowed" : " general") << (T >= 2 ? " pairs" : "");
+       << (im.windowed ? " windowed" : " general") << (T >= 5 ? " pairs" : "");
   } else {
     const int cfg = im.prefill_config(T);
     os << "prefill " << (cfg == 1 ? "128x128" : cfg == 2 ? "64x128" : "64x64") << " ksplit=" << im.prefill_ksplit(T, cfg)
@@ -601,12 +601,14 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
   const int Ti = static_cast<int>(T);
   cudaError_t e;
   if (im.use_decode(T)) {
-    // Experiment (issue 5 follow-up, decode T <= 16): VNMC_DECODE_DIRECT=1 gathers the activations of
-    // T >= 2 straight from A instead of re-packing them into At2 first (one launch less).
-    static const bool direct = [] {
+    // Activations of T = 2..4 are gathered straight from A (v4: one launch less, measured 1.05-1.15x
+    // faster on an H100); from T = 5 the pair-packed copy At2 wins (direct gathers at T = 16 were up to
+    // 2.5x slower with permuted indices). VNMC_DECODE_DIRECT=0 / 1 forces pairs / direct for T >= 2.
+    static const int direct_env = [] {
       const char* v = std::getenv("VNMC_DECODE_DIRECT");
-      return v && v[0] == '1';
+      return v && (v[0] == '0' || v[0] == '1') ? v[0] - '0' : -1;
     }();
+    const bool direct = direct_env < 0 ? T <= 4 : direct_env == 1;
     const int variant = T == 1 ? 0 : direct ? (T <= 8 ? 0 : 3) : T <= 8 ? 1 : 2;
     const int ks = im.decode_ksplit(T);
     float* part = static_cast<float*>(im.part.p);
