@@ -39,6 +39,8 @@ struct KernelData {
   const int32_t* out_idx;
   // [C]: 1 if any row of the chunk produces an output.
   const uint8_t* chunk_active;
+  // [C]: 1 if the chunk's 8 rows produce the consecutive outputs out_idx[c*8] + 0..7 (all active).
+  const uint8_t* chunk_contig;
 };
 
 // Row path (small T; every T on AVX-512): rows vectorised 8 at a time, tokens in tiles of up to

@@ -75,9 +75,15 @@ void gather_block(const KernelData& d, int64_t b, const float* A, int64_t t0, in
 }
 
 inline void store_rows(const KernelData& d, int64_t c, __m512 acc, const float* bias, float* Yt) {
-  alignas(32) float tmp[8];
-  _mm256_store_ps(tmp, _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1)));
+  const __m256 r = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
   const int32_t* oi = d.out_idx + c * kChunkRows;
+  if (d.chunk_contig[c]) {  // outputs oi[0] .. oi[0] + 7, all valid (checked at creation)
+    const int32_t o = oi[0];
+    _mm256_storeu_ps(Yt + o, bias ? _mm256_add_ps(r, _mm256_loadu_ps(bias + o)) : r);
+    return;
+  }
+  alignas(32) float tmp[8];
+  _mm256_store_ps(tmp, r);
   for (int l = 0; l < kChunkRows; ++l) {
     const int32_t o = oi[l];
     if (o >= 0) Yt[o] = tmp[l] + (bias ? bias[o] : 0.0f);

@@ -127,7 +127,7 @@ std::vector<float> to_f32(const void* src, DType dt, int64_t n) {
 // --- relayout -----------------------------------------------------------------------------------
 struct PackedGemm::Impl {
   KernelData d{};
-  AlignedBuffer vals, meta, cols, wofs, out_idx, active;
+  AlignedBuffer vals, meta, cols, wofs, out_idx, active, contig;
   const IsaKernels* k = nullptr;
 };
 
@@ -135,7 +135,7 @@ PackedGemm::~PackedGemm() = default;
 
 size_t PackedGemm::weight_bytes() const {
   return impl_->vals.size() + impl_->meta.size() + impl_->cols.size() + impl_->wofs.size() + impl_->out_idx.size() +
-         impl_->active.size();
+         impl_->active.size() + impl_->contig.size();
 }
 
 int PackedGemm::value_store() const { return impl_->d.store; }
@@ -179,6 +179,7 @@ std::unique_ptr<PackedGemm> PackedGemm::create(const PackedWeights& w, const Pre
     im.cols = AlignedBuffer(static_cast<size_t>(d.B * G * 4) * 4);
     im.out_idx = AlignedBuffer(static_cast<size_t>(C * kChunkRows) * 4);
     im.active = AlignedBuffer(static_cast<size_t>(C));
+    im.contig = AlignedBuffer(static_cast<size_t>(C));
     if (w.windowed) im.wofs = AlignedBuffer(static_cast<size_t>(d.B * G) * 4);
 
     std::memcpy(im.cols.data(), w.columns, static_cast<size_t>(d.B * G * 4) * 4);
@@ -241,6 +242,14 @@ std::unique_ptr<PackedGemm> PackedGemm::create(const PackedWeights& w, const Pre
     d.wofs = w.windowed ? im.wofs.as<uint32_t>() : nullptr;
     d.out_idx = out_idx;
     d.chunk_active = active;
+    uint8_t* contig = im.contig.as<uint8_t>();
+    for (int64_t c = 0; c < C; ++c) {
+      const int32_t* oi = out_idx + c * kChunkRows;
+      bool ok = oi[0] >= 0;
+      for (int l = 1; l < kChunkRows && ok; ++l) ok = oi[l] == oi[0] + l;
+      contig[c] = ok ? 1 : 0;
+    }
+    d.chunk_contig = contig;
     return p;
   } catch (const std::bad_alloc&) {
     if (err) *err = "out of memory while re-laying out the weights";
