@@ -1,3 +1,6 @@
+// Local check of bench/gpu/e2e_models.py's packer and graphs against vnmc's CPU kernel (no GPU):
+// generate small models into /tmp/e2e_local (e2e_models.main with small LLAMA/VIT dicts, see
+// docs/performance.md "End to end"), then `node bench/gpu/e2e_cpu_check.mjs` from the repository root.
 import { NativeSession } from "../../dist/compiler/runtime/native-session.js";
 import { Tensor } from "onnxruntime-common";
 const f2h = (f) => { const b = new DataView(new ArrayBuffer(4)); b.setFloat32(0, f); const x = b.getUint32(0);
