@@ -5,7 +5,7 @@
  * held-out random inputs, calibrated on random inputs: data-free). Not a test.
  *
  *   npx tsc -p . && node dist/bench/quality.js [--models charlm,digits,bert,llama] [--vnm 64:2:5,64:2:8]
- *     [--permute-time 20] [--dir /tmp/vnmc-quality] [--json results.json]
+ *     [--permute-time 20] [--dir /tmp/vnmc-quality] [--json results.json] [--only <label regex>]
  *
  * Compile times are compileFile's own (calibration, permutation search, pruning, writing; verification
  * off), on this machine, with the default worker threads.
@@ -31,6 +31,8 @@ const { values: o } = parseArgs({
     "permute-time": { type: "string", default: "20" },
     dir: { type: "string", default: "/tmp/vnmc-quality" },
     json: { type: "string" },
+    /** Only the settings whose label matches this regular expression (dense always runs). */
+    only: { type: "string" },
   },
 });
 
@@ -97,6 +99,7 @@ function settings(vnms: string[], permuteTime: number): Setting[] {
       out.push({ label: `${vnm} sparsegpt${p}`, options: { vnm, method: "sparsegpt", permute, permuteTime } as CompileOptions });
     }
     out.push({ label: `${vnm} defaults (--calib only)`, options: { vnm } });
+    out.push({ label: `${vnm} defaults, no calibration`, options: { vnm, calib: undefined } });
   }
   return out;
 }
@@ -121,9 +124,9 @@ async function main(): Promise<void> {
     const dense = await s.metric(s.input);
     rows.push({ model: s.name, setting: "dense", metric: dense, compileS: 0 });
     console.log(`| dense | ${dense.toFixed(3)} | - |`);
-    for (const st of settings(vnms, permuteTime)) {
+    for (const st of settings(vnms, permuteTime).filter((x) => !o.only || new RegExp(o.only).test(x.label))) {
       const output = join(o.dir!, `${s.name.split(" ")[0]}.vnm.onnx`);
-      const calib = st.options.score === "magnitude" && !st.options.method ? {} : { calib: s.calib };
+      const calib = (st.options.score === "magnitude" && !st.options.method) || ("calib" in st.options) ? {} : { calib: s.calib };
       const { report } = await compileFile(s.input, { minSize: 4096, verify: false, shapes: s.shapes, output, ...calib, ...st.options });
       const metric = await s.metric(output);
       const compileS = report.totals.compileMs / 1000;

@@ -12,7 +12,7 @@ import type { Pass } from "./pass/pass.js";
 import { buildReport, type CompileReport } from "./report.js";
 import { readModelFile } from "./serde/read.js";
 import { encodeModel, PROTOBUF_LIMIT, writeModelFile, writeModelFileAsync } from "./serde/write.js";
-import { DEFAULT_PERMUTE_SECONDS, searchPermutations } from "./weights/permutation-search.js";
+import { defaultPermuteSeconds, searchPermutations } from "./weights/permutation-search.js";
 import { PrunePool } from "./weights/prune-pool.js";
 import { DEFAULT_DAMPING, DEFAULT_SPARSEGPT_MASK_SCORE, PRUNE_METHODS, type PruneMethod, SPARSEGPT_MASK_SCORES, type SparseGptMaskScore } from "./weights/sparsegpt.js";
 import { needsActivations, SCORE_KINDS, type ScoreKind } from "./weights/scores.js";
@@ -81,7 +81,7 @@ export interface CompileOptions {
   permute?: boolean;
   /**
    * Budget of the permutation search in seconds of one core's work, for the whole model (default
-   * DEFAULT_PERMUTE_SECONDS). Counted in operations, so the result is the same on every machine.
+   * defaultPermuteSeconds of the rewritten weights). Counted in operations, so the result is the same on every machine.
    */
   permuteTime?: number;
   /**
@@ -185,6 +185,43 @@ function resolveScore(score: string | undefined, calib: string | undefined): Sco
   return kind;
 }
 
+/** Bytes of XᵀX that sparsegpt may hold when it is the default method (above: Wanda selection). */
+export const SPARSEGPT_DEFAULT_MEMORY = 2 ** 31;
+
+/** Weights the candidates rewrite (each shared weight once): the default permutation budget scales with it. */
+function rewrittenWeights(state: CompileState): number {
+  const seen = new Set<unknown>();
+  let n = 0;
+  for (const c of state.candidates) {
+    if (seen.has(c.recipe.base)) continue;
+    seen.add(c.recipe.base);
+    n += c.recipe.outFeatures * c.recipe.inFeatures;
+  }
+  return n;
+}
+
+/**
+ * Why the default method (no --method, no --score, with --calib) is Wanda selection and not sparsegpt,
+ * or undefined when sparsegpt it is: sparsegpt fits its updates to the calibration inputs, which with
+ * random:N are noise (measured worse than Wanda on the builder models, docs/quality.md), and it holds
+ * one XᵀX per distinct layer input (two with sequential calibration) for the whole compile.
+ */
+function autoMethodFallback(state: CompileState, calib: CalibrationSource, sequential: boolean): { severity: "info" | "warning"; message: string } | undefined {
+  if (calib.dataFree) {
+    return { severity: "info", message: "Data-free calibration (random:N): pruning by Wanda selection; --method sparsegpt would fit its weight updates to random inputs." };
+  }
+  const inputs = new Map<unknown, number>();
+  for (const c of state.candidates) inputs.set(c.node.inputs[0], c.recipe.inFeatures);
+  const bytes = [...inputs.values()].reduce((s, k) => s + k * k * 8, 0) * (sequential ? 2 : 1);
+  if (bytes > SPARSEGPT_DEFAULT_MEMORY) {
+    return {
+      severity: "warning",
+      message: `Pruning by Wanda selection: the default method, sparsegpt, would hold ${(bytes / 2 ** 30).toFixed(1)} GiB of XᵀX matrices for this model (limit ${SPARSEGPT_DEFAULT_MEMORY / 2 ** 30} GiB); pass --method sparsegpt to use it anyway.`,
+    };
+  }
+  return undefined;
+}
+
 /** The sparsegpt settings for --method sparsegpt, undefined for plain selection; usage errors otherwise. */
 function resolveMethod(opts: CompileOptions): PassOptions["sparsegpt"] {
   const method = opts.method ?? "select";
@@ -227,21 +264,22 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     throw new VnmcError(Codes.OUTPUT_IS_INPUT, "The output path is the input model; choose another output with -o.", "usage");
   }
   const verify = opts.verify ?? true;
-  const permuteTime = opts.permuteTime ?? DEFAULT_PERMUTE_SECONDS;
-  if (!(Number.isFinite(permuteTime) && permuteTime >= 0)) {
+  if (opts.permuteTime !== undefined && !(Number.isFinite(opts.permuteTime) && opts.permuteTime >= 0)) {
     throw new VnmcError(Codes.BAD_PERMUTE_TIME, `--permute-time needs a non-negative number of seconds (got ${opts.permuteTime}).`, "usage");
   }
-  const sparsegpt = resolveMethod(opts);
-  if (opts.sequential !== undefined && !sparsegpt) {
+  let sparsegpt = resolveMethod(opts);
+  // No --method and no --score with calibration data: sparsegpt where it fits (decided once the model is read).
+  const methodAuto = opts.method === undefined && opts.score === undefined && opts.calib !== undefined;
+  if (opts.sequential !== undefined && !sparsegpt && !methodAuto) {
     throw new VnmcError(Codes.SEQUENTIAL_NEEDS_SPARSEGPT, "--sequential / --no-sequential apply to --method sparsegpt only.", "usage");
   }
-  const sequential = sparsegpt !== undefined && (opts.sequential ?? DEFAULT_SEQUENTIAL);
+  let sequential = sparsegpt !== undefined && (opts.sequential ?? DEFAULT_SEQUENTIAL);
   const sequentialTarget = opts.sequentialTarget ?? DEFAULT_SEQUENTIAL_TARGET;
   if (!["pruned", "dense"].includes(sequentialTarget)) {
     throw new VnmcError(Codes.USAGE, `The sequential target must be 'pruned' or 'dense' (got '${sequentialTarget}').`, "usage");
   }
   // sparsegpt chooses masks itself; layers it cannot observe fall back to magnitude selection.
-  const score = sparsegpt ? "magnitude" : resolveScore(opts.score, opts.calib);
+  let score: ScoreKind = sparsegpt ? "magnitude" : resolveScore(opts.score, opts.calib);
   if (opts.calib !== undefined && opts.calib.trim() === "") {
     throw new VnmcError(Codes.BAD_CALIB_OPTION, "--calib needs a folder, an .npz/.npy/.pb file, or random:N.", "usage");
   }
@@ -264,7 +302,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
   try {
     const options: PassOptions = {
       vnm, include: opts.include ?? [], exclude: opts.exclude ?? [], minSize, emit: "sparse", retainPacked: verify,
-      pool, score, permute: opts.permute ?? false,
+      pool, score, permute: opts.permute ?? opts.calib !== undefined,
       ...(sparsegpt ? { sparsegpt } : {}), ...(choose ? { choose } : {}),
     };
     const diagnostics = new DiagnosticSink();
@@ -272,6 +310,19 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     const ctx = { diagnostics, state };
     const find = new PassManager<CompileState>([new FindCandidates(), ...(options.permute ? [new PlanPermutationFolds()] : [])]);
     find.run(model, ctx);
+    const permuteTime = opts.permuteTime ?? defaultPermuteSeconds(rewrittenWeights(state));
+    if (methodAuto) {
+      const fallback = autoMethodFallback(state, calibSource!, opts.sequential ?? DEFAULT_SEQUENTIAL);
+      if (fallback === undefined) {
+        sparsegpt = { maskScore: DEFAULT_SPARSEGPT_MASK_SCORE, damping: DEFAULT_DAMPING };
+        sequential = opts.sequential ?? DEFAULT_SEQUENTIAL;
+        score = "magnitude";
+        options.sparsegpt = sparsegpt;
+        options.score = score;
+      } else {
+        diagnostics.report({ code: Codes.METHOD_DEFAULT_SELECT, severity: fallback.severity, message: fallback.message });
+      }
+    }
     // An unreachable target fails before anything is calibrated or pruned.
     if (choose) checkReachable(state, choose, opts.speedupTable);
     // Calibration runs the original model, so it comes before any rewrite.

@@ -104,6 +104,8 @@ export const Codes = {
   CHOICE_WITHOUT_CALIB: "VNMC-W006",
   /** The per-layer search thinned its Pareto front: the choice is near-optimal, not proven optimal. */
   CHOICE_APPROXIMATE: "VNMC-W007",
+  /** With --calib but no --method/--score, sparsegpt (the default) was not used: data-free calibration, or too much memory. */
+  METHOD_DEFAULT_SELECT: "VNMC-W008",
   // reasons a MatMul/Gemm was not rewritten (info)
   SKIP_ACTIVATION_WEIGHT: "VNMC-S001",
   SKIP_WEIGHT_RANK: "VNMC-S002",

@@ -2,7 +2,7 @@ import { renameSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { compile } from "../api.js";
 import { type CompileOptions, DEFAULT_CALIBRATED_SCORE, DEFAULT_MIN_SIZE, DEFAULT_VNM } from "../compile.js";
-import { DEFAULT_PERMUTE_SECONDS } from "../weights/permutation-search.js";
+import { DEFAULT_PERMUTE_TIME_TEXT } from "../weights/permutation-search.js";
 import { parseTargetNumber } from "../vnm/choose-step.js";
 import { DEFAULT_TOKENS } from "../vnm/choose-vnm.js";
 import { progressBar } from "../progress.js";
@@ -30,19 +30,23 @@ Options:
   --calib <DIR|random:N>  calibration samples: a folder of sample folders (input_0.pb, ... as in ONNX
                           test data, or <input>.npy files), .npz/.npy files, or one such file;
                           random:N generates N samples (data-free; dynamic dims from --shape)
-  --score <s>             importance score: magnitude, wanda or ria (default: ${DEFAULT_CALIBRATED_SCORE} with --calib,
-                          magnitude without; wanda and ria need --calib)
-  --method <m>            how kept weights are found: select (default: keep the original weights of the
-                          mask --score chooses) or sparsegpt (needs --calib; masks by OBS saliency, and
-                          the KEPT WEIGHTS ARE UPDATED with the inverse Hessian XᵀX to absorb the error)
+  --method <m>            how kept weights are found: select (keep the original weights of the mask
+                          --score chooses) or sparsegpt (needs --calib; masks by OBS saliency, and the
+                          KEPT WEIGHTS ARE UPDATED with the inverse Hessian XᵀX to absorb the error).
+                          Default: sparsegpt with --calib of real samples (the most accurate, see
+                          docs/quality.md) unless its XᵀX would exceed 2 GiB; select otherwise
+  --score <s>             for --method select: magnitude, wanda or ria (default ${DEFAULT_CALIBRATED_SCORE} with --calib,
+                          magnitude without; wanda and ria need --calib; giving one selects --method select)
   --no-sequential         with --method sparsegpt: gather every layer's XᵀX on the dense model in one pass
                           instead of layer by layer (default --sequential: each stage of layers is fitted
                           to the inputs of the model whose earlier layers are already pruned; one
                           calibration pass per stage)
-  --permute               search input/output channel permutations that keep more of the score (free
-                          at run time: folded into columns and row_index, or into the producing layer)
+  --permute, --no-permute search input/output channel permutations that keep more of the score (free
+                          at run time: folded into columns and row_index, or into the producing layer);
+                          default: on with --calib, off without
   --permute-time <s>      search budget in seconds of one core's work for the whole model, split by
-                          weight size; counted in operations, so the output is reproducible (default ${DEFAULT_PERMUTE_SECONDS})
+                          weight size; counted in operations, so the output is reproducible
+                          (default ${DEFAULT_PERMUTE_TIME_TEXT})
   --shape <name=AxBxC>    input shape for verification and random:N when the model has dynamic dims (repeatable)
   --no-verify             skip running the models in onnxruntime to check the result
   --threads <n>           worker threads for pruning (default: all cores; 0 = main thread only)
@@ -82,6 +86,7 @@ export async function compileCommand(args: string[]): Promise<number> {
         score: { type: "string" },
         method: { type: "string" },
         permute: { type: "boolean" },
+        "no-permute": { type: "boolean" },
         sequential: { type: "boolean" },
         "no-sequential": { type: "boolean" },
         "permute-time": { type: "string" },
@@ -107,6 +112,8 @@ export async function compileCommand(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new UsageError("vnmc compile needs exactly one input model, e.g. vnmc compile model.onnx.");
   const bar = o.quiet || o.json ? undefined : progressBar(process.stderr);
+  if (o.permute && o["no-permute"]) throw new UsageError("--permute and --no-permute contradict each other; give one.");
+  if (o.sequential && o["no-sequential"]) throw new UsageError("--sequential and --no-sequential contradict each other; give one.");
   const opts: CompileOptions = {
     vnm: o.vnm,
     output: o.output,
@@ -120,7 +127,7 @@ export async function compileCommand(args: string[]): Promise<number> {
     calib: o.calib,
     score: o.score as CompileOptions["score"],
     method: o.method as CompileOptions["method"],
-    permute: o.permute,
+    permute: o["no-permute"] ? false : o.permute,
     sequential: o["no-sequential"] ? false : o.sequential,
     permuteTime: parseSecondsOption("--permute-time", o["permute-time"]),
     sparsity: parseTargetNumber("--sparsity", o.sparsity),

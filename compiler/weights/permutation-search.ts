@@ -13,8 +13,16 @@ import type { ScoreKind, WeightScoring } from "./scores.js";
 import { Scratch } from "./scratch.js";
 import { recipeKey } from "./weight-recipe.js";
 
-/** Default --permute-time: seconds of one core's search work for the whole model. */
-export const DEFAULT_PERMUTE_SECONDS = 20;
+/**
+ * Default --permute-time: seconds of one core's search work for the whole model, by its size: 1 s per
+ * 100 K weights (the char-LM's 1.8 M: 18 s, where the gains of docs/quality.md were measured), at least
+ * 1 s and at most 60 s.
+ */
+export function defaultPermuteSeconds(weights: number): number {
+  return Math.min(60, Math.max(1, Math.round(weights / 1e5)));
+}
+/** The help text's description of the default. */
+export const DEFAULT_PERMUTE_TIME_TEXT = "1 s per 100 K weights, 1 to 60 s";
 /**
  * The wall clock stops a weight's search only past this multiple of its share of the budget: normally
  * the work count ends it, which is the same on every machine (deterministic output).
