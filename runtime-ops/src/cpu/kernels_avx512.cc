@@ -107,18 +107,19 @@ void row_chunks(const KernelData& d, int64_t c, const float* a4, int nts, const 
   for (int k = 0; k < NC; ++k)
     for (int t = 0; t < NT; ++t) acc[k][t] = _mm512_setzero_ps();
   const uint32_t* meta = d.meta + c * G;
-  // Software prefetch of the value stream, in groups ahead: with 1-2 tokens the hardware
-  // prefetchers keep up and a short distance is best; with more tokens (slower per group) the
-  // weights' first pass from DRAM is not hidden without it (kernel alone, weights from DRAM: T = 16
-  // 15 % faster with 64 than without; 8 and 160 were worse).
-  constexpr int64_t kPf = NT <= 2 ? 8 : 64;
+  // Software prefetch of the value stream. With 1-2 tokens the hardware prefetchers keep up and 8
+  // groups ahead is best (48 and more made 3072x768 T = 1 slower). With more tokens (slower per group)
+  // the weights' first pass from DRAM is not hidden without help: prefetch the same group of the next
+  // NC chunks, i.e. one row tile ahead, which also covers short rows (K = 768: 96 groups = 6 KB per
+  // chunk). Kernel alone, weights from DRAM, T = 16: 64 groups ahead was ~15 % faster than none;
+  // next-chunks ~3-9 % faster than 64 groups ahead (docs/performance.md, steps 5 and 8).
   for (int64_t g = 0; g < G; ++g) {
     __m512 x[NT];
     const float* xg = a4 + (g >> 2) * qs + 4 * (g & 3);
     for (int t = 0; t < NT; ++t) x[t] = _mm512_broadcast_f32x4(_mm_loadu_ps(xg + 16 * t));
     for (int k = 0; k < NC; ++k) {
       const int64_t cg = (c + k) * G + g;
-      prefetch_vals<S>(d.vals, (cg + kPf) * 16);
+      prefetch_vals<S>(d.vals, (NT <= 2 ? cg + 8 : cg + NC * G) * 16);
       const __m512i idx = meta_index(meta[k * G + g]);
       const __m512 v = load16<S>(d.vals, cg * 16);
       for (int t = 0; t < NT; ++t) acc[k][t] = _mm512_fmadd_ps(v, _mm512_permutexvar_ps(idx, x[t]), acc[k][t]);
