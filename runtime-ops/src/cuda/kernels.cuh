@@ -196,11 +196,11 @@ __device__ __forceinline__ void decode_load(const Params& p, DecodeBatch<SHARED_
   }
 }
 
-template <bool BF16, int NT, bool SHARED_B, bool WIN, bool PAIRS, int P>
+template <bool BF16, int NT, bool SHARED_B, bool WIN, bool PAIRS, bool STAGE, int P>
 __device__ __forceinline__ void decode_compute(const Params& p, const DecodeBatch<SHARED_B, WIN, P>& w, int s0,
                                                int s_end, const uint16_t* __restrict__ A,
                                                const uint32_t* __restrict__ At2, int T, int lane,
-                                               float (&acc)[4][NT][4]) {
+                                               const uint16_t* sA, int ld, int k0, float (&acc)[4][NT][4]) {
   constexpr int NB = DecodeBatch<SHARED_B, WIN, P>::NB;
   const int gid = lane >> 2;
 #pragma unroll
@@ -211,7 +211,18 @@ __device__ __forceinline__ void decode_compute(const Params& p, const DecodeBatc
     for (int b = 0; b < NB; ++b)
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        if constexpr (PAIRS) {
+        if constexpr (STAGE) {
+          // Activations staged in shared memory: sA[tok][k - k0], row stride ld halves.
+#pragma unroll
+          for (int n = 0; n < NT; ++n) {
+            const int tok = gid + 8 * n;
+            const bool ok = tok < T;
+            const uint16_t* row = sA + (ok ? tok : 0) * ld - k0;
+            const uint32_t lo = ok ? row[w.col[u][b][j][0]] : 0u;
+            const uint32_t hi = ok ? row[w.col[u][b][j][1]] : 0u;
+            bf[b][n][j] = lo | (hi << 16);
+          }
+        } else if constexpr (PAIRS) {
           const uint32_t w0 = __ldg(At2 + static_cast<int64_t>(w.col[u][b][j][0]) * 8 + gid);
           const uint32_t w1 = __ldg(At2 + static_cast<int64_t>(w.col[u][b][j][1]) * 8 + gid);
           bf[b][0][j] = __byte_perm(w0, w1, 0x5410);                  // tokens gid
@@ -239,22 +250,33 @@ __device__ __forceinline__ void decode_compute(const Params& p, const DecodeBatc
   }
 }
 
-template <bool BF16, int NT, bool SHARED_B, bool WIN, bool PAIRS>
+// STAGE (windowed indices, K % 8 == 0, T >= 1): a CTA owns RT = 2 row tiles (128 rows; warps 0-1 the
+// first, 2-3 the second, each pair splitting the CTA's step range) and first copies the slice
+// A[0..T)[k0 .. k0 + W) that its steps can touch (W = steps * 8 * M columns) into shared memory with
+// 16-byte cp.async, while the first weight batch is in flight; every gather then reads shared memory
+// (no pairs launch, no dependent L2 round trip per step), and the slice serves both row tiles.
+// Opt-in only (VNMC_DECODE_STAGE=1): slower than the v4 paths on an H100 (bench/gpu/NOTES.md, v5).
+template <bool BF16, int NT, bool SHARED_B, bool WIN, bool PAIRS, bool STAGE = false>
 __global__ void __launch_bounds__(kDecodeWarps * 32, 3)
     decode_kernel(Params p, const uint16_t* __restrict__ A, const uint32_t* __restrict__ At2, int T,
-                  uint16_t* __restrict__ Y, float* __restrict__ part, unsigned* __restrict__ counters, int ksplit) {
+                  uint16_t* __restrict__ Y, float* __restrict__ part, unsigned* __restrict__ counters, int ksplit,
+                  int stage_ld) {
   constexpr int P = SHARED_B ? 2 : 1;  // steps per batch; two batches in flight
   using Batch = DecodeBatch<SHARED_B, WIN, P>;
   constexpr int NB = Batch::NB;
+  constexpr int RT = STAGE ? 2 : 1;            // 64-row tiles per CTA
+  constexpr int KW = kDecodeWarps / RT;        // warps splitting the steps of one row tile
   __shared__ float red[kDecodeWarps][NT * 8][64];
   __shared__ int s_last;
+  extern __shared__ __align__(16) uint16_t sA[];
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tid = lane & 3;
-  const int q = blockIdx.x / ksplit;
-  const int ks = blockIdx.x - q * ksplit;
-  const int parts = ksplit * kDecodeWarps;
-  const int part_id = ks * kDecodeWarps + warp;
+  const int qg = blockIdx.x / ksplit;
+  const int ks = blockIdx.x - qg * ksplit;
+  const int q = qg * RT + warp / KW;
+  const int parts = ksplit * KW;
+  const int part_id = ks * KW + warp % KW;
   const int s_begin = static_cast<int>(static_cast<int64_t>(p.S) * part_id / parts);
   const int s_end = static_cast<int>(static_cast<int64_t>(p.S) * (part_id + 1) / parts);
 
@@ -273,15 +295,35 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 3)
   const int64_t unit0 = static_cast<int64_t>(q) * p.S;
   Batch w0, w1;
   decode_load<SHARED_B, WIN, P>(p, w0, unit0, s_begin, s_end, blk, lane);
+  int k0 = 0;
+  if constexpr (STAGE) {
+    const int cs0 = static_cast<int>(static_cast<int64_t>(p.S) * ks / ksplit);
+    const int cs1 = static_cast<int>(static_cast<int64_t>(p.S) * (ks + 1) / ksplit);
+    k0 = cs0 * 8 * p.M;
+    const int nch = (cs1 - cs0) * p.M;  // 16-byte chunks per token row (8 * M columns per step)
+    for (int i = threadIdx.x; i < T * nch; i += blockDim.x) {
+      const int t = i / nch, c = i - t * nch;
+      const int64_t k = k0 + 8 * c;
+      uint16_t* dst = sA + t * stage_ld + 8 * c;
+      if (k < p.K) {  // K % 8 == 0: a chunk is wholly inside or wholly beyond K
+        cp_async16(smem_u32(dst), A + static_cast<int64_t>(t) * p.K + k);
+      } else {
+        *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+      }
+    }
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+  }
   for (int s0 = s_begin; s0 < s_end; s0 += 2 * P) {
     decode_load<SHARED_B, WIN, P>(p, w1, unit0, s0 + P, s_end, blk, lane);
-    decode_compute<BF16, NT, SHARED_B, WIN, PAIRS, P>(p, w0, s0, s_end, A, At2, T, lane, acc);
+    decode_compute<BF16, NT, SHARED_B, WIN, PAIRS, STAGE, P>(p, w0, s0, s_end, A, At2, T, lane, sA, stage_ld, k0, acc);
     if (s0 + P >= s_end) break;
     decode_load<SHARED_B, WIN, P>(p, w0, unit0, s0 + 2 * P, s_end, blk, lane);
-    decode_compute<BF16, NT, SHARED_B, WIN, PAIRS, P>(p, w1, s0 + P, s_end, A, At2, T, lane, acc);
+    decode_compute<BF16, NT, SHARED_B, WIN, PAIRS, STAGE, P>(p, w1, s0 + P, s_end, A, At2, T, lane, sA, stage_ld, k0, acc);
   }
 
-  // Reduce the warps of this CTA.
+  // Reduce the warps of each row tile of this CTA.
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -291,12 +333,19 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 3)
   __syncthreads();
 
   constexpr int kElems = NT * 8 * 64;
+  auto warp_sum = [&](int rt, int tok, int r) {
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < KW; ++w) v += red[rt * KW + w][tok][r];
+    return v;
+  };
   if (ksplit == 1) {
-    for (int x = threadIdx.x; x < kElems; x += blockDim.x) {
-      const int tok = x >> 6, r = x & 63;
+    for (int x = threadIdx.x; x < RT * kElems; x += blockDim.x) {
+      const int rt = x / kElems, xe = x - rt * kElems;
+      const int tok = xe >> 6, r = xe & 63;
       if (tok >= T) continue;
-      float v = red[0][tok][r] + red[1][tok][r] + red[2][tok][r] + red[3][tok][r];
-      const int64_t pr = static_cast<int64_t>(q) * 64 + r;
+      float v = warp_sum(rt, tok, r);
+      const int64_t pr = static_cast<int64_t>(qg * RT + rt) * 64 + r;
       const int o = p.rowmap[pr];
       if (o < 0) continue;
       if (p.bias) v += p.bias[pr];
@@ -304,30 +353,32 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 3)
     }
     return;
   }
-  float* mypart = part + static_cast<int64_t>(q) * (16 * 64);
-  for (int x = threadIdx.x; x < kElems; x += blockDim.x) {
-    const int tok = x >> 6, r = x & 63;
+  float* mypart = part + static_cast<int64_t>(qg * RT) * (16 * 64);
+  for (int x = threadIdx.x; x < RT * kElems; x += blockDim.x) {
+    const int rt = x / kElems, xe = x - rt * kElems;
+    const int tok = xe >> 6, r = xe & 63;
     if (tok >= T) continue;
-    atomicAdd(mypart + x, red[0][tok][r] + red[1][tok][r] + red[2][tok][r] + red[3][tok][r]);
+    atomicAdd(mypart + rt * (16 * 64) + xe, warp_sum(rt, tok, r));
   }
   __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) s_last = (atomicAdd(counters + q, 1u) == static_cast<unsigned>(ksplit - 1));
+  if (threadIdx.x == 0) s_last = (atomicAdd(counters + qg * RT, 1u) == static_cast<unsigned>(ksplit - 1));
   __syncthreads();
   if (!s_last) return;
   __threadfence();
-  for (int x = threadIdx.x; x < kElems; x += blockDim.x) {
-    const int tok = x >> 6, r = x & 63;
+  for (int x = threadIdx.x; x < RT * kElems; x += blockDim.x) {
+    const int rt = x / kElems, xe = x - rt * kElems;
+    const int tok = xe >> 6, r = xe & 63;
     if (tok >= T) continue;
-    float v = __ldcg(mypart + x);
-    __stcg(mypart + x, 0.f);
-    const int64_t pr = static_cast<int64_t>(q) * 64 + r;
+    float v = __ldcg(mypart + rt * (16 * 64) + xe);
+    __stcg(mypart + rt * (16 * 64) + xe, 0.f);
+    const int64_t pr = static_cast<int64_t>(qg * RT + rt) * 64 + r;
     const int o = p.rowmap[pr];
     if (o < 0) continue;
     if (p.bias) v += p.bias[pr];
     Y[static_cast<int64_t>(tok) * p.N_out + o] = f32_to_out<BF16>(v);
   }
-  if (threadIdx.x == 0) counters[q] = 0u;
+  if (threadIdx.x == 0) counters[qg * RT] = 0u;
 }
 
 // At2[k][j] = A[j][k] | A[j + 8][k] << 16 (0 for tokens >= T), T <= 16. Block (32, 8): k = lane.

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <cstdlib>
 #include <sstream>
@@ -19,6 +20,7 @@ namespace {
 
 constexpr int kPrefillStages = 4;
 constexpr int kPrefillStagesSmallV = 3;
+constexpr int kStageSmemCapBytes = 48 * 1024;  // dynamic shared memory per staged decode CTA
 
 std::string cuda_err(const char* what, cudaError_t e) {
   std::ostringstream os;
@@ -87,6 +89,7 @@ struct DevBuf {
 
 cudaError_t allow_smem_for(bool bf16, bool win, bool sb);  // below, with the launchers
 void decode_occupancy_for(bool bf16, bool sb, bool win, int (&bps)[2]);
+int decode_stage_setup(bool bf16, bool sb);  // carveout of the staged decode kernels; CTAs per SM
 
 }  // namespace
 
@@ -119,6 +122,36 @@ struct VnmGemmCuda::Impl {
   }
 
   int decode_bps[2] = {1, 1};  // resident decode CTAs per SM, NT = 1 / 2 (from the occupancy API)
+  int stage_bps = 0;           // resident staged decode CTAs per SM (0: no staged path)
+
+  // Staged decode (v5 experiment): windowed, K % 8 == 0 (16-byte rows), only with VNMC_DECODE_STAGE=1.
+  // Off by default: measured 0.2-1.3 us slower at T = 1..8 and 2.6-7 us slower at T = 16 than v4 on an
+  // H100 (bench/gpu/NOTES.md, v5).
+  bool use_stage(int64_t T, int64_t K) const {
+    static const bool env = [] {
+      const char* v = std::getenv("VNMC_DECODE_STAGE");
+      return v && v[0] == '1';
+    }();
+    return env && windowed && stage_bps > 0 && K % 8 == 0 && T >= 1;
+  }
+  int64_t stage_ld(int ks, int64_t M) const {
+    return round_up(ceil_div(S, ks) * 8 * M, 64) + 8;  // halves; +8: a token row starts 4 banks on
+  }
+  // Split of the staged decode: CTAs of 128 rows; one wave of resident CTAs, >= 2 steps per warp,
+  // then as many more splits as the shared-memory slice of T token rows needs.
+  int stage_ksplit(int64_t T, int64_t M) const {
+    const int64_t ctas = R64 / 2;
+    int64_t ks;
+    if (opt.decode_ksplit > 0) {
+      ks = std::min<int64_t>(opt.decode_ksplit, std::max<int64_t>(1, S));
+    } else {
+      const int64_t max_split = std::max<int64_t>(1, S / 4);
+      const int64_t resident = static_cast<int64_t>(sms) * stage_bps;
+      ks = std::max<int64_t>(1, std::min(std::max<int64_t>(1, resident / ctas), max_split));
+    }
+    while (ks < S && T * stage_ld(static_cast<int>(ks), M) * 2 > kStageSmemCapBytes) ++ks;
+    return static_cast<int>(ks);
+  }
 
   bool use_decode(int64_t T) const {
     if (opt.force_path == 1) return T <= 16;
@@ -366,6 +399,7 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const f
     const cudaError_t ae = allow_smem_for(im.bf16, im.windowed, im.shared_b);
     if (ae != cudaSuccess) e = cuda_err("cudaFuncSetAttribute", ae);
     decode_occupancy_for(im.bf16, im.shared_b, im.windowed, im.decode_bps);
+    if (im.windowed) im.stage_bps = decode_stage_setup(im.bf16, im.shared_b);
   }
   if (!e.empty()) {
     *err = "VNMSparseGemm CUDA kernel: " + e;
@@ -400,6 +434,7 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
   b.device = a.device;
   b.decode_bps[0] = a.decode_bps[0];
   b.decode_bps[1] = a.decode_bps[1];
+  b.stage_bps = a.stage_bps;
   const auto d2d = cudaMemcpyDeviceToDevice;
   std::string e;
   if (e.empty()) e = b.vals.alloc_copy(a.vals.p, a.vals.n, "clone values", d2d);
@@ -448,6 +483,11 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
   const Impl& im = *impl_;
   std::ostringstream os;
   if (im.use_decode(T)) {
+    if (im.use_stage(T, dims_.K)) {
+      os << "decode staged NT=" << (T <= 8 ? 1 : 2) << " ksplit=" << im.stage_ksplit(T, dims_.M) << " rows=128"
+         << (im.shared_b ? "" : " per-tile-B");
+      return os.str();
+    }
     os << "decode NT=" << (T <= 8 ? 1 : 2) << " ksplit=" << im.decode_ksplit(T) << (im.shared_b ? "" : " per-tile-B")
        << (im.windowed ? " windowed" : " general") << (T >= 5 ? " pairs" : "");
   } else {
@@ -460,12 +500,48 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
 
 namespace {
 
-template <bool BF16, int NT, bool SB, bool WIN, bool PAIRS>
+template <bool BF16, int NT, bool SB, bool WIN, bool PAIRS, bool STAGE = false>
 cudaError_t launch_decode(const dev::Params& p, const void* A, const uint32_t* At2, int T, void* Y, float* part,
-                          unsigned* counters, int ksplit, int64_t R64, cudaStream_t st) {
-  dev::decode_kernel<BF16, NT, SB, WIN, PAIRS><<<static_cast<unsigned>(R64 * ksplit), dev::kDecodeWarps * 32, 0, st>>>(
-      p, static_cast<const uint16_t*>(A), At2, T, static_cast<uint16_t*>(Y), part, counters, ksplit);
+                          unsigned* counters, int ksplit, int64_t R64, cudaStream_t st, int stage_ld = 0) {
+  const size_t smem = STAGE ? static_cast<size_t>(T) * stage_ld * 2 : 0;
+  dev::decode_kernel<BF16, NT, SB, WIN, PAIRS, STAGE>
+      <<<static_cast<unsigned>((STAGE ? R64 / 2 : R64) * ksplit), dev::kDecodeWarps * 32, smem, st>>>(
+          p, static_cast<const uint16_t*>(A), At2, T, static_cast<uint16_t*>(Y), part, counters, ksplit, stage_ld);
   return cudaGetLastError();
+}
+
+// Staged decode (windowed only): NT = 1 for T <= 8, NT = 2 up to 16.
+template <bool BF16, bool SB>
+cudaError_t decode_stage_dispatch(int T, const dev::Params& p, const void* A, void* Y, float* part,
+                                  unsigned* counters, int ksplit, int64_t R64, cudaStream_t st, int stage_ld) {
+  if (T <= 8) return launch_decode<BF16, 1, SB, true, false, true>(p, A, nullptr, T, Y, part, counters, ksplit, R64, st, stage_ld);
+  return launch_decode<BF16, 2, SB, true, false, true>(p, A, nullptr, T, Y, part, counters, ksplit, R64, st, stage_ld);
+}
+
+template <bool BF16, bool SB>
+int decode_stage_setup_t() {
+  // Shared memory first (3 CTAs x (16 KB reduction + <= 48 KB slice)); the L1 is not needed for A here.
+  // Static (reduction) + dynamic shared memory exceed the default 48 KB: raise the dynamic limit.
+  const int cap = kStageSmemCapBytes;
+  cudaFuncSetAttribute(dev::decode_kernel<BF16, 1, SB, true, false, true>,
+                       cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+  cudaFuncSetAttribute(dev::decode_kernel<BF16, 2, SB, true, false, true>,
+                       cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+  cudaFuncSetAttribute(dev::decode_kernel<BF16, 1, SB, true, false, true>,
+                       cudaFuncAttributeMaxDynamicSharedMemorySize, cap);
+  cudaFuncSetAttribute(dev::decode_kernel<BF16, 2, SB, true, false, true>,
+                       cudaFuncAttributeMaxDynamicSharedMemorySize, cap);
+  int b = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, dev::decode_kernel<BF16, 2, SB, true, false, true>,
+                                                    dev::kDecodeWarps * 32, 32 * 1024) != cudaSuccess)
+    b = 0;
+  cudaGetLastError();
+  if (std::getenv("VNMC_DEBUG")) std::fprintf(stderr, "vnmc: staged decode, %d CTAs per SM\n", b);
+  return b;
+}
+int decode_stage_setup(bool bf16, bool sb) {
+  if (bf16) return sb ? decode_stage_setup_t<true, true>() : decode_stage_setup_t<true, false>();
+  return sb ? decode_stage_setup_t<false, true>() : decode_stage_setup_t<false, false>();
 }
 
 // variant: 0 = direct NT = 1 (T <= 8), 1 = pairs NT = 1, 2 = pairs NT = 2, 3 = direct NT = 2
@@ -600,6 +676,19 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
   p.identity = im.identity && dims_.N_out % 8 == 0 && (reinterpret_cast<uintptr_t>(Y) % 16 == 0);
   const int Ti = static_cast<int>(T);
   cudaError_t e;
+  if (im.use_decode(T) && im.use_stage(T, dims_.K) && reinterpret_cast<uintptr_t>(A) % 16 == 0) {
+    const int ks = im.stage_ksplit(T, dims_.M);
+    const int ld = static_cast<int>(im.stage_ld(ks, dims_.M));
+    float* part = static_cast<float*>(im.part.p);
+    unsigned* cnt = static_cast<unsigned*>(im.counters.p);
+    if (im.bf16)
+      e = im.shared_b ? decode_stage_dispatch<true, true>(Ti, p, A, Y, part, cnt, ks, im.R64, st, ld)
+                      : decode_stage_dispatch<true, false>(Ti, p, A, Y, part, cnt, ks, im.R64, st, ld);
+    else
+      e = im.shared_b ? decode_stage_dispatch<false, true>(Ti, p, A, Y, part, cnt, ks, im.R64, st, ld)
+                      : decode_stage_dispatch<false, false>(Ti, p, A, Y, part, cnt, ks, im.R64, st, ld);
+    return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("decode (staged) launch", e);
+  }
   if (im.use_decode(T)) {
     // Activations of T = 2..4 are gathered straight from A (v4: one launch less, measured 1.05-1.15x
     // faster on an H100); from T = 5 the pair-packed copy At2 wins (direct gathers at T = 16 were up to
