@@ -1,4 +1,3 @@
-import { parseArgs } from "node:util";
 import { Codes, VnmcError } from "../diagnostics.js";
 import { progressBar } from "../progress.js";
 import { asFloat, compareOutputs } from "../verify/compare.js";
@@ -6,6 +5,7 @@ import {
   type AnySession, fmtMs, generatedInputs, nativeAvailability, openSession, parsePositiveInt, parseShapeOptions, readModel,
   runOnce, type RuntimeKind, table,
 } from "./run-common.js";
+import { parseCommandArgs } from "./options.js";
 import { UsageError } from "./usage-error.js";
 
 export const BENCH_HELP = `Usage: vnmc bench <model.vnm.onnx> --baseline <model.onnx> [options]
@@ -46,30 +46,22 @@ function percentile(sorted: number[], p: number): number {
 
 /** `vnmc bench`: dense vs native vs fallback latency on the same inputs. */
 export async function benchCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        baseline: { type: "string" },
-        iters: { type: "string" },
-        warmup: { type: "string" },
-        threads: { type: "string" },
-        shape: { type: "string", multiple: true },
-        seed: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message.split("\n")[0]} (see vnmc bench --help).`);
-  }
+  const parsed = parseCommandArgs("bench", BENCH_HELP, {
+    args,
+    allowPositionals: true,
+    options: {
+      baseline: { type: "string" },
+      iters: { type: "string" },
+      warmup: { type: "string" },
+      threads: { type: "string" },
+      shape: { type: "string", multiple: true },
+      seed: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (!parsed) return 0;
   const { values: o, positionals } = parsed;
-  if (o.help) {
-    process.stdout.write(BENCH_HELP + "\n");
-    return 0;
-  }
   if (positionals.length !== 1) throw new UsageError("vnmc bench needs exactly one compiled model, e.g. vnmc bench model.vnm.onnx --baseline model.onnx.");
   if (!o.baseline) throw new UsageError("vnmc bench needs --baseline <model.onnx>, the dense model to compare with.");
   const compiled = positionals[0]!;

@@ -1,6 +1,5 @@
-import { parseArgs } from "node:util";
 import { build, BuildError, type BuildEvent, type BuildResult } from "../build/build.js";
-import { parsePositiveInt } from "./options.js";
+import { parsePositiveInt, parseCommandArgs } from "./options.js";
 import { UsageError } from "./usage-error.js";
 
 export const BUILD_HELP = `Usage: vnmc build [options]
@@ -37,29 +36,21 @@ function summary(r: BuildResult): string {
 
 /** `vnmc build`: a thin layer over build(). */
 export async function buildCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: false,
-      options: {
-        config: { type: "string", short: "c" },
-        only: { type: "string", multiple: true },
-        force: { type: "boolean" },
-        concurrency: { type: "string", short: "j" },
-        json: { type: "boolean" },
-        quiet: { type: "boolean", short: "q" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message.split("\n")[0]} (see vnmc build --help).`);
-  }
+  const parsed = parseCommandArgs("build", BUILD_HELP, {
+    args,
+    allowPositionals: false,
+    options: {
+      config: { type: "string", short: "c" },
+      only: { type: "string", multiple: true },
+      force: { type: "boolean" },
+      concurrency: { type: "string", short: "j" },
+      json: { type: "boolean" },
+      quiet: { type: "boolean", short: "q" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (!parsed) return 0;
   const o = parsed.values;
-  if (o.help) {
-    process.stdout.write(BUILD_HELP + "\n");
-    return 0;
-  }
   const print = !o.quiet && !o.json;
   const controller = new AbortController();
   const onSigint = () => controller.abort(new UsageError("Build interrupted; run vnmc build again to finish it (finished models are kept)."));

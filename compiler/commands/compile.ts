@@ -1,5 +1,4 @@
 import { renameSync, writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { compile } from "../api.js";
 import { type CompileOptions, DEFAULT_CALIBRATED_SCORE, DEFAULT_MIN_SIZE, DEFAULT_VNM } from "../compile.js";
 import { DEFAULT_PERMUTE_TIME_TEXT } from "../weights/permutation-search.js";
@@ -7,7 +6,7 @@ import { parseTargetNumber } from "../vnm/choose-step.js";
 import { DEFAULT_TOKENS } from "../vnm/choose-vnm.js";
 import { progressBar } from "../progress.js";
 import { renderReport } from "../report.js";
-import { parseShapeOptions } from "./options.js";
+import { parseShapeOptions, parseCommandArgs } from "./options.js";
 import { UsageError } from "./usage-error.js";
 
 export const COMPILE_HELP = `Usage: vnmc compile <model.onnx> [options]
@@ -69,47 +68,39 @@ export function parseSecondsOption(name: string, v: string | undefined): number 
 
 /** `vnmc compile`: the CLI is a thin layer over the library API (`compile` of compiler/api.ts). */
 export async function compileCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        output: { type: "string", short: "o" },
-        vnm: { type: "string" },
-        include: { type: "string", multiple: true },
-        exclude: { type: "string", multiple: true },
-        "min-size": { type: "string" },
-        "external-data": { type: "boolean" },
-        shape: { type: "string", multiple: true },
-        calib: { type: "string" },
-        score: { type: "string" },
-        method: { type: "string" },
-        permute: { type: "boolean" },
-        "no-permute": { type: "boolean" },
-        sequential: { type: "boolean" },
-        "no-sequential": { type: "boolean" },
-        "permute-time": { type: "string" },
-        sparsity: { type: "string" },
-        speedup: { type: "string" },
-        "per-layer": { type: "boolean" },
-        tokens: { type: "string" },
-        "no-verify": { type: "boolean" },
-        threads: { type: "string" },
-        report: { type: "string" },
-        json: { type: "boolean" },
-        quiet: { type: "boolean", short: "q" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message.split("\n")[0]} (see vnmc compile --help).`);
-  }
+  const parsed = parseCommandArgs("compile", COMPILE_HELP, {
+    args,
+    allowPositionals: true,
+    options: {
+      output: { type: "string", short: "o" },
+      vnm: { type: "string" },
+      include: { type: "string", multiple: true },
+      exclude: { type: "string", multiple: true },
+      "min-size": { type: "string" },
+      "external-data": { type: "boolean" },
+      shape: { type: "string", multiple: true },
+      calib: { type: "string" },
+      score: { type: "string" },
+      method: { type: "string" },
+      permute: { type: "boolean" },
+      "no-permute": { type: "boolean" },
+      sequential: { type: "boolean" },
+      "no-sequential": { type: "boolean" },
+      "permute-time": { type: "string" },
+      sparsity: { type: "string" },
+      speedup: { type: "string" },
+      "per-layer": { type: "boolean" },
+      tokens: { type: "string" },
+      "no-verify": { type: "boolean" },
+      threads: { type: "string" },
+      report: { type: "string" },
+      json: { type: "boolean" },
+      quiet: { type: "boolean", short: "q" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (!parsed) return 0;
   const { values: o, positionals } = parsed;
-  if (o.help) {
-    process.stdout.write(COMPILE_HELP + "\n");
-    return 0;
-  }
   if (positionals.length !== 1) throw new UsageError("vnmc compile needs exactly one input model, e.g. vnmc compile model.onnx.");
   const bar = o.quiet || o.json ? undefined : progressBar(process.stderr);
   if (o.permute && o["no-permute"]) throw new UsageError("--permute and --no-permute contradict each other; give one.");

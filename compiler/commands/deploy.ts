@@ -1,5 +1,5 @@
-import { parseArgs } from "node:util";
 import { deploy, DEPLOY_TARGETS, type DeployTarget } from "../deploy/deploy.js";
+import { parseCommandArgs } from "./options.js";
 import { UsageError } from "./usage-error.js";
 
 export const DEPLOY_HELP = `Usage: vnmc deploy <model.vnm.onnx> --target <${DEPLOY_TARGETS.join("|")}> -o <dir>
@@ -18,28 +18,20 @@ Options:
 
 /** `vnmc deploy`: a thin layer over deploy(). */
 export async function deployCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        target: { type: "string", short: "t" },
-        output: { type: "string", short: "o" },
-        "no-library": { type: "boolean" },
-        json: { type: "boolean" },
-        quiet: { type: "boolean", short: "q" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message.split("\n")[0]} (see vnmc deploy --help).`);
-  }
+  const parsed = parseCommandArgs("deploy", DEPLOY_HELP, {
+    args,
+    allowPositionals: true,
+    options: {
+      target: { type: "string", short: "t" },
+      output: { type: "string", short: "o" },
+      "no-library": { type: "boolean" },
+      json: { type: "boolean" },
+      quiet: { type: "boolean", short: "q" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (!parsed) return 0;
   const { values: o, positionals } = parsed;
-  if (o.help) {
-    process.stdout.write(DEPLOY_HELP + "\n");
-    return 0;
-  }
   if (positionals.length !== 1) throw new UsageError("vnmc deploy needs exactly one compiled model, e.g. vnmc deploy model.vnm.onnx --target python -o dist/.");
   if (!o.target) throw new UsageError(`vnmc deploy needs --target ${DEPLOY_TARGETS.join("|")}.`);
   if (!(DEPLOY_TARGETS as readonly string[]).includes(o.target)) throw new UsageError(`--target must be one of ${DEPLOY_TARGETS.join(", ")} (got '${o.target}').`);

@@ -1,3 +1,4 @@
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "./usage-error.js";
 
 /** Option values shared by the subcommands. */
@@ -17,4 +18,22 @@ export function parsePositiveInt(name: string, v: string | undefined, dflt: numb
   if (v === undefined) return dflt;
   if (!/^\d+$/.test(v) || Number(v) < min) throw new UsageError(`${name} needs an integer >= ${min} (got '${v}').`);
   return Number(v);
+}
+
+/**
+ * parseArgs for a subcommand: a bad option is a usage error pointing at the command's --help, and
+ * -h/--help prints `help` and yields undefined (the command then exits 0).
+ */
+export function parseCommandArgs<T extends ParseArgsConfig>(command: string, help: string, config: T): ReturnType<typeof parseArgs<T>> | undefined {
+  let parsed: ReturnType<typeof parseArgs<T>>;
+  try {
+    parsed = parseArgs(config);
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message.split("\n")[0]} (see vnmc ${command} --help).`);
+  }
+  if ((parsed.values as Record<string, unknown>).help) {
+    process.stdout.write(help + "\n");
+    return undefined;
+  }
+  return parsed;
 }

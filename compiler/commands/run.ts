@@ -1,8 +1,8 @@
-import { parseArgs } from "node:util";
 import {
   fmtMs, fmtNum, generatedInputs, nativeAvailability, openSession, outputStats, parsePositiveInt, parseShapeOptions,
   readModel, RUNTIME_LABEL, runOnce, table, type RuntimeKind,
 } from "./run-common.js";
+import { parseCommandArgs } from "./options.js";
 import { UsageError } from "./usage-error.js";
 import { dataTypeName } from "../ir/dtype.js";
 
@@ -22,28 +22,20 @@ Options:
 
 /** `vnmc run`: one run on generated inputs, with the native kernels when available. */
 export async function runCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        fallback: { type: "boolean" },
-        shape: { type: "string", multiple: true },
-        seed: { type: "string" },
-        threads: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message.split("\n")[0]} (see vnmc run --help).`);
-  }
+  const parsed = parseCommandArgs("run", RUN_HELP, {
+    args,
+    allowPositionals: true,
+    options: {
+      fallback: { type: "boolean" },
+      shape: { type: "string", multiple: true },
+      seed: { type: "string" },
+      threads: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (!parsed) return 0;
   const { values: o, positionals } = parsed;
-  if (o.help) {
-    process.stdout.write(RUN_HELP + "\n");
-    return 0;
-  }
   if (positionals.length !== 1) throw new UsageError("vnmc run needs exactly one model, e.g. vnmc run model.vnm.onnx.");
   const path = positionals[0]!;
   const shapes = parseShapeOptions(o.shape ?? []);

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { mulberry32 } from '../../compiler/calibration/activation-stats.js';
 import {
   budgetOf, candidateConfigs, explainLayer, type LayerInput, type LayerOption, layerOptions, maskDiversity, rankUniform, roundedError,
   solvePerLayer, uniformShortlist, unreachable, type VnmTarget, withinBudget,
@@ -7,16 +8,7 @@ import { sampleRows } from '../../compiler/vnm/choose-step.js';
 import type { VnmConfig } from '../../compiler/vnm/config.js';
 
 /** Seeded uniform [0, 1). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 /** A synthetic option: cost as sparse time (and kept weights), any error. */
 function opt(config: VnmConfig, sparseUs: number, denseUs: number, error: number, kept = 0): LayerOption {
