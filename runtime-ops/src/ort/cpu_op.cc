@@ -10,6 +10,7 @@
 
 #include "cpu/packed_gemm.h"
 #include "ort/ort_common.h"
+#include "ort/vnm_custom_op.h"
 
 namespace vnmc {
 namespace ort {
@@ -249,45 +250,10 @@ class CpuKernel {
 // One OrtCustomOp per (activation type TA, value type TW); onnxruntime merges them into one schema
 // and picks the kernel whose types match the node.
 template <ONNXTensorElementDataType TA, ONNXTensorElementDataType TW>
-struct CpuOp : Ort::CustomOpBase<CpuOp<TA, TW>, CpuKernel, /*WithStatus=*/true> {
-  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const noexcept {
-    try {
-      std::unique_ptr<CpuKernel> k(new CpuKernel(api, from_ort(TA)));
-      if (OrtStatus* st = k->Init(info)) return st;
-      *kernel = k.release();
-      return nullptr;
-    } catch (const std::bad_alloc&) {
-      return api.CreateStatus(ORT_FAIL, "VNMSparseGemm: out of memory while creating the kernel");
-    } catch (const std::exception& e) {
-      return api.CreateStatus(ORT_FAIL, e.what());
-    } catch (...) {
-      return api.CreateStatus(ORT_FAIL, "VNMSparseGemm: unknown error while creating the kernel");
-    }
-  }
-  const char* GetName() const { return kOpType; }
-  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
-  size_t GetInputTypeCount() const { return 6; }
-  ONNXTensorElementDataType GetInputType(size_t i) const {
-    switch (i) {
-      case kInA: return TA;
-      case kInValues: return TW;
-      case kInColumns: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
-      case kInMeta: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
-      case kInBias: return TA;
-      default: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;  // row_index
-    }
-  }
-  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
-    return i >= kInBias ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
-                        : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
-  }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return TA; }
+struct CpuOp : VnmCustomOp<CpuOp<TA, TW>, CpuKernel, TA, TW> {
+  static constexpr const char* kProvider = "CPUExecutionProvider";
+  static constexpr const char* kLabel = "VNMSparseGemm";
 };
-
-constexpr auto kF32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-constexpr auto kF16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
-constexpr auto kBF16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
 
 }  // namespace
 

@@ -8,6 +8,7 @@
 #include <new>
 
 #include "ort/cuda_kernel.h"
+#include "ort/vnm_custom_op.h"
 
 namespace vnmc {
 namespace ort {
@@ -16,6 +17,7 @@ namespace {
 struct CudaOpKernel {
   CudaGemmKernel k;
   CudaOpKernel(const OrtApi& api, DType act) : k(api, act) {}
+  OrtStatus* Init(const OrtKernelInfo* info) { return k.Init(info); }
   OrtStatus* ComputeV2(OrtKernelContext* ctx) noexcept {
     void* stream = nullptr;
     const OrtApi& api = Ort::GetApi();
@@ -25,46 +27,12 @@ struct CudaOpKernel {
 };
 
 template <ONNXTensorElementDataType TA, ONNXTensorElementDataType TW>
-struct CudaOp : Ort::CustomOpBase<CudaOp<TA, TW>, CudaOpKernel, /*WithStatus=*/true> {
-  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const noexcept {
-    try {
-      std::unique_ptr<CudaOpKernel> k(new CudaOpKernel(api, from_ort(TA)));
-      if (OrtStatus* st = k->k.Init(info)) return st;
-      *kernel = k.release();
-      return nullptr;
-    } catch (const std::bad_alloc&) {
-      return api.CreateStatus(ORT_FAIL, "VNMSparseGemm (CUDA): out of memory while creating the kernel");
-    } catch (const std::exception& e) {
-      return api.CreateStatus(ORT_FAIL, e.what());
-    } catch (...) {
-      return api.CreateStatus(ORT_FAIL, "VNMSparseGemm (CUDA): unknown error while creating the kernel");
-    }
-  }
-  const char* GetName() const { return kOpType; }
-  const char* GetExecutionProviderType() const { return "CUDAExecutionProvider"; }
-  size_t GetInputTypeCount() const { return 6; }
-  ONNXTensorElementDataType GetInputType(size_t i) const {
-    switch (i) {
-      case kInA: return TA;
-      case kInValues: return TW;
-      case kInColumns: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
-      case kInMeta: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
-      case kInBias: return TA;
-      default: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;  // row_index
-    }
-  }
+struct CudaOp : VnmCustomOp<CudaOp<TA, TW>, CudaOpKernel, TA, TW> {
+  static constexpr const char* kProvider = "CUDAExecutionProvider";
+  static constexpr const char* kLabel = "VNMSparseGemm (CUDA)";
+  // The packed weights and the bias stay in host memory, where the kernel validates and re-lays them out.
   OrtMemType GetInputMemoryType(size_t i) const { return i == kInA ? OrtMemTypeDefault : OrtMemTypeCPUInput; }
-  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
-    return i >= kInBias ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
-                        : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
-  }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return TA; }
 };
-
-constexpr auto kF32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-constexpr auto kF16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
-constexpr auto kBF16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
 
 }  // namespace
 
