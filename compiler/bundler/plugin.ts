@@ -10,9 +10,9 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { createUnplugin, type UnpluginFactory } from "unplugin";
 import { compile } from "../api.js";
-import { checkBudget, qualityOf } from "../build/budget.js";
-import { type Manifest, modelKey } from "../build/cache.js";
-import { type ModelCompileOptions, type QualityBudget, resolveConfig } from "../build/config.js";
+import { checkBudget, qualityOf } from "../project/budget.js";
+import { type Manifest, modelKey } from "../project/cache.js";
+import { type ModelCompileOptions, type QualityBudget, resolveConfig } from "../project/config.js";
 import { Codes, VnmcError } from "../diagnostics.js";
 import { VERSION } from "../version.js";
 

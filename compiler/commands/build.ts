@@ -1,4 +1,4 @@
-import { build, BuildError, type BuildEvent, type BuildResult } from "../build/build.js";
+import { build, BuildError, type BuildEvent, type BuildResult } from "../project/build.js";
 import { parsePositiveInt, parseCommandArgs } from "./options.js";
 import { UsageError } from "./usage-error.js";
 

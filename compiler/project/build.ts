@@ -1,7 +1,7 @@
 /**
  * `vnmc build` as a library call: compiles every model of a config that changed since the last build,
  * in parallel on worker threads, checks each against its quality budget, and only then moves its
- * output into place. Unchanged models are skipped (compiler/build/cache.ts).
+ * output into place. Unchanged models are skipped (compiler/project/cache.ts).
  */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmdirSync, rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
