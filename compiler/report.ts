@@ -257,6 +257,11 @@ export function renderReport(rep: CompileReport): string {
   if (c) {
     const unobserved = c.unobservedLayers.length ? `; ${c.unobservedLayers.length} layer(s) pruned by magnitude, their inputs unobservable` : "";
     out.push(`calibration: ${c.description}${c.dataFree ? " -- DATA-FREE: scores and errors reflect random inputs, not real data" : ""}; ${rep.method === "sparsegpt" ? "method sparsegpt" : `score ${rep.score}`}; ${(c.ms / 1000).toFixed(2)} s${unobserved}`);
+    const q = c.sequential;
+    if (q) {
+      const target = q.target === "dense" ? "each fitted to the dense model's layer outputs" : "each on its own pruned inputs";
+      out.push(`  sequential: ${q.stages} stage(s) pruned in order, ${target}, on the inputs of the model with the earlier stages pruned; ${q.passes} extra calibration pass(es), ${(q.ms / 1000).toFixed(2)} s`);
+    }
   } else {
     out.push(`score: ${rep.score} (no calibration data)`);
   }
