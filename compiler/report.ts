@@ -64,6 +64,8 @@ export interface LayerPermutation {
   foldedInto?: string[];
   /** The consumer whose input order this layer's rows write (its row_index). */
   rowsCarry?: string;
+  /** The identity was packed instead: it gave the lower output error on the calibration rows. */
+  dropped?: boolean;
   /** What ended the search: converged, work (the budget), time (the wall-clock cap), already sparse. */
   stoppedBy: string;
   searchMs: number;
@@ -153,6 +155,7 @@ export function buildReport(r: ReportInput): CompileReport {
       };
       if (perm.foldedInto) row.permutation.foldedInto = perm.foldedInto;
       if (perm.carriesFoldOf) row.permutation.rowsCarry = perm.carriesFoldOf;
+      if (stats?.permutationDropped) row.permutation.dropped = true;
     }
     return row;
   });
@@ -213,6 +216,7 @@ function statusText(l: LayerRow): string {
   const notes: string[] = [];
   if (p?.foldedInto) notes.push(`input order folded into ${p.foldedInto.join(", ")}`);
   if (p?.rowsCarry) notes.push(`rows ordered for ${p.rowsCarry}`);
+  if (p?.dropped) notes.push("unpermuted: lower output error than the permutation found");
   return `${l.status}${shared}${notes.length ? `; ${notes.join("; ")}` : ""}`;
 }
 
@@ -230,7 +234,7 @@ export function renderReport(rep: CompileReport): string {
     const cells = [l.node, l.weightShape ? l.weightShape.join("x") : "-", l.vnm ?? "-", pct(l.sparsity), pct(l.keptMagnitude)];
     if (scored) cells.push(l.status === "dense" ? "-" : l.sparsegpt ? "sparsegpt" : (l.score ?? "-"), pct(l.keptScore ?? null));
     if (calibrated) cells.push(l.outputError === undefined ? "-" : pct(l.outputError));
-    if (permuted) cells.push(l.permutation ? `+${(l.permutation.keptScoreGain * 100).toFixed(1)}%` : "-");
+    if (permuted) cells.push(l.permutation && !l.permutation.dropped ? `+${(l.permutation.keptScoreGain * 100).toFixed(1)}%` : "-");
     cells.push(statusText(l));
     return cells;
   });

@@ -4,7 +4,7 @@ import type { VnmConfig } from "../vnm/config.js";
 import { detectExistingVnm } from "../vnm/detect.js";
 import { gatherValues } from "../vnm/pack.js";
 import { applyInputPermutation, applyOutputPermutation, foldInputPermutationIntoProducer, gatherPermutedValues, permuteSelection } from "../vnm/permute.js";
-import { selectionSizes, selectVnm } from "../vnm/select.js";
+import { selectionSizes, selectVnm, type VnmSelection } from "../vnm/select.js";
 import { absScores, elementSize, toFloat32 } from "./float-view.js";
 import type { Scratch } from "./scratch.js";
 import { computeScores, layerOutputError, outputErrorPlan, type ScoreKind, type WeightScoring } from "./scores.js";
@@ -64,6 +64,8 @@ export interface PruneOutput {
   src?: Int32Array;
   /** [R]: the `row_index` to write when it is not the identity (permuted rows). */
   rowIndex?: Int32Array;
+  /** The permutation was searched but the identity packed: its calibration output error was lower. */
+  permutationDropped?: boolean;
   /** sparsegpt with a permutation: `values` re-indexed by original output row, as `src` (with `src` only). */
   valuesByRow?: Uint8Array;
   /** The score the mask was chosen by. */
@@ -167,38 +169,54 @@ export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
   // values come out in packed (permuted) order, as the plain selection's do.
   const sg = job.scoring?.sparsegpt;
   const size = elementSize(recipe.dataType);
-  const obs = sg && !alreadySparse
-    ? perm
-      ? sparseGptPack(permuteMatrixBytes(rawOutIn, out, inF, size, perm), recipe.dataType, out, inF, job.config, { ...sg, hessian: permuteSymmetric(sg.hessian, inF, perm.input), ...(sg.cross ? { cross: permuteSymmetric(sg.cross, inF, perm.input) } : {}) })
-      : sparseGptPack(rawOutIn, recipe.dataType, out, inF, job.config, sg)
-    : undefined;
   // `src` is the largest selection output (4 bytes per kept slot); unless the caller keeps it, it
   // lives in scratch memory reused from weight to weight (fresh pages are expensive here).
   const srcBytes = selectionSizes(out, inF, job.config).src * 4;
   const scratchSrc = (name: string) => (scratch && !job.keepSrc ? new Int32Array(scratch.bytes(name, srcBytes).buffer, 0, srcBytes / 4) : undefined);
-  const srcBuffer = perm ? (scratch ? new Int32Array(scratch.bytes("src-permuted", srcBytes).buffer, 0, srcBytes / 4) : undefined) : scratchSrc("src");
-  const searched = perm ? permuted(selectBy, out, inF, perm) : selectBy;
-  const sel = obs ? obs.selection : selectVnm(searched, out, inF, job.config, "exhaustive", srcBuffer ? { buffers: { src: srcBuffer } } : {});
-  let values: Uint8Array, columns: Int32Array, src: Int32Array, rowIndex: Int32Array | undefined;
-  // The updated values by original output row (sparsegpt with a permutation), for the output error and the pruned-dense reference.
-  let written = obs?.written;
-  let valuesByRow: Uint8Array | undefined;
-  if (perm) {
-    const ps = permuteSelection(sel, perm.input, perm.output);
-    values = obs ? obs.values : gatherPermutedValues(ps, rawOutIn, size);
-    columns = perm.inputFolded ? sel.columns : ps.columns;
-    rowIndex = perm.outputFold ? foldInputPermutationIntoProducer(ps.rowIndex, perm.outputFold) : ps.rowIndex;
+  const packWith = (p: JobPermutation | undefined, srcName: string): Packing => {
+    // --method sparsegpt: mask and updated kept values from the OBS pass (an already-sparse weight is packed as it is).
+    // With a permutation it runs on P_o·W·P_i with the Hessian P_iᵀ·H·P_i, so its selection and
+    // values come out in packed (permuted) order, as the plain selection's do.
+    const obs = sg && !alreadySparse
+      ? p
+        ? sparseGptPack(permuteMatrixBytes(rawOutIn, out, inF, size, p), recipe.dataType, out, inF, job.config, { ...sg, hessian: permuteSymmetric(sg.hessian, inF, p.input), ...(sg.cross ? { cross: permuteSymmetric(sg.cross, inF, p.input) } : {}) })
+        : sparseGptPack(rawOutIn, recipe.dataType, out, inF, job.config, sg)
+      : undefined;
+    const srcBuffer = p ? (scratch ? new Int32Array(scratch.bytes(`${srcName}-permuted`, srcBytes).buffer, 0, srcBytes / 4) : undefined) : scratchSrc(srcName);
+    const sel = obs ? obs.selection : selectVnm(p ? permuted(selectBy, out, inF, p) : selectBy, out, inF, job.config, "exhaustive", srcBuffer ? { buffers: { src: srcBuffer } } : {});
+    if (!p) return { obs, sel, values: obs ? obs.values : gatherValues(sel, rawOutIn, size), columns: sel.columns, src: sel.src, written: obs?.written };
+    const ps = permuteSelection(sel, p.input, p.output);
     const twoG = 2 * sel.groups;
-    src = byOriginalRow(ps.src, ps.rowIndex, twoG, -1, scratchSrc("src"));
+    const packing: Packing = {
+      obs, sel,
+      values: obs ? obs.values : gatherPermutedValues(ps, rawOutIn, size),
+      columns: p.inputFolded ? sel.columns : ps.columns,
+      rowIndex: p.outputFold ? foldInputPermutationIntoProducer(ps.rowIndex, p.outputFold) : ps.rowIndex,
+      src: byOriginalRow(ps.src, ps.rowIndex, twoG, -1, scratchSrc(srcName)),
+    };
+    // The updated values by original output row, for the output error and the pruned-dense reference.
     if (obs) {
-      written = byOriginalRow(obs.written, ps.rowIndex, twoG, 0);
-      valuesByRow = byOriginalRow(obs.values, ps.rowIndex, twoG * size, 0);
+      packing.written = byOriginalRow(obs.written, ps.rowIndex, twoG, 0);
+      packing.valuesByRow = byOriginalRow(obs.values, ps.rowIndex, twoG * size, 0);
     }
-  } else {
-    values = obs ? obs.values : gatherValues(sel, rawOutIn, elementSize(recipe.dataType));
-    columns = sel.columns;
-    src = sel.src;
+    return packing;
+  };
+  let packing = packWith(job.permutation, "src");
+  const rows = job.scoring?.rows;
+  const plan = rows && job.scoring!.rowCount ? outputErrorPlan(job.scoring!.rowCount, out, inF) : undefined;
+  const W = plan ? toFloat32(rawOutIn, recipe.dataType) : undefined;
+  const errorOf = (k: Packing) => layerOutputError(W!, out, inF, k.src, 2 * k.sel.groups, rows!, plan!.rows, plan!.stride, k.written);
+  let relError = plan ? errorOf(packing) : undefined;
+  // The search maximises the kept score, a proxy: where the identity order gives the lower output
+  // error on the calibration rows (seen with sparsegpt, which picks its own masks), keep the identity.
+  // Only for permutations that stay in columns/row_index: a folded one has already reordered a producer.
+  let permutationDropped = false;
+  if (job.permutation && plan && !job.permutation.inputFolded && !job.permutation.outputFold) {
+    const plain = packWith(undefined, "src-plain");
+    const e = errorOf(plain);
+    if (e < relError!) [packing, relError, permutationDropped] = [plain, e, true];
   }
+  const { obs, sel, values, columns, src, rowIndex, written, valuesByRow } = packing;
   const twoG = 2 * sel.groups;
   const kept = new Float64Array(3);
   keptSums(src, absW, score, out, inF, twoG, kept);
@@ -216,19 +234,28 @@ export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
   if (rowIndex) result.rowIndex = rowIndex;
   if (valuesByRow && (job.keepSrc || !scratch)) result.valuesByRow = valuesByRow;
   if (obs) result.sparsegpt = { maskScore: job.scoring!.sparsegpt!.maskScore, deadChannels: obs.deadChannels, lambda: obs.lambda };
-  const rows = job.scoring?.rows;
-  if (rows && job.scoring!.rowCount) {
-    const plan = outputErrorPlan(job.scoring!.rowCount, out, inF);
-    const W = toFloat32(rawOutIn, recipe.dataType);
-    const relError = layerOutputError(W, out, inF, src, twoG, rows, plan.rows, plan.stride, written);
-    result.outputError = { relError, rows: plan.rows, channels: plan.channels };
-  }
+  if (plan) result.outputError = { relError: relError!, rows: plan.rows, channels: plan.channels };
+  if (permutationDropped) result.permutationDropped = true;
   result.ms = performance.now() - t0;
   return result;
 }
 
 // Hot loops live in small functions of their own so V8 optimises them on the first large weight
 // (inside runPruneJob they ran 10x slower, as on-stack replacement kept bailing out).
+
+/** A weight's packed form under one choice of permutation (none: identity). */
+interface Packing {
+  obs?: ReturnType<typeof sparseGptPack>;
+  sel: VnmSelection;
+  values: Uint8Array;
+  columns: Int32Array;
+  /** [R, 2G] by original output row. */
+  src: Int32Array;
+  rowIndex?: Int32Array;
+  /** sparsegpt: the updated values as float32 and as raw bytes, by original output row. */
+  written?: Float32Array;
+  valuesByRow?: Uint8Array;
+}
 
 /** P_o·S·P_i: the matrix the permuted selection is made on. */
 function permuted(score: Float32Array, out: number, inF: number, perm: JobPermutation): Float32Array {

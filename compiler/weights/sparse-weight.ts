@@ -24,20 +24,8 @@ export interface PruneStats {
   outputError?: { relError: number; rows: number; channels: number };
   /** Pruned by --method sparsegpt: the kept weights were UPDATED (mask saliency, dead channels, damping λ). */
   sparsegpt?: PruneOutput["sparsegpt"];
-  ms: number;
-}
-
-/** How a weight's channels were permuted (--permute), for the report. */
-export interface PermutationStats {
-  /** Kept score of the identity and of the permutation found (the chosen score's sum). */
-  keptBefore: number;
-  keptAfter: number;
-  /** What ended the search. */
-  stoppedBy: string;
-  /** Where the input permutation lives: absolute `columns`, or folded into the producer(s). */
-  input: "columns" | "producer";
-  /** A consumer's input permutation folded into this weight's row order. */
-  outputFolded: boolean;
+  /** --permute searched a permutation, but the identity gave the lower calibration output error and was packed. */
+  permutationDropped?: boolean;
   ms: number;
 }
 
@@ -88,6 +76,7 @@ export class SparseWeight {
       ms: out.ms,
     };
     if (out.outputError) this.stats.outputError = out.outputError;
+    if (out.permutationDropped) this.stats.permutationDropped = true;
     if (out.sparsegpt) this.stats.sparsegpt = out.sparsegpt;
     this.cache = out;
     for (const p of PARTS) this.pending.add(p);

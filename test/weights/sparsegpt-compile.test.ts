@@ -112,6 +112,17 @@ describe("--method sparsegpt end to end", function () {
     expect(meanError(permuted)).to.be.below(meanError(plain));
   });
 
+  it("keeps a layer's permutation only where it lowers the calibration output error (unfolded layers)", async () => {
+    const opts = { vnm: "32:2:8", minSize: 0, calib, method: "sparsegpt" as const, sequential: false, verify: false };
+    const plain = await compileFile(llama, { ...opts, permute: false, output: out() });
+    const permuted = await compileFile(llama, { ...opts, permute: true, permuteTime: 0.5, output: out() });
+    for (const l of permuted.report.layers.filter((x) => x.permutation && x.permutation.input === "columns" && !x.permutation.rowsCarry)) {
+      const p = plain.report.layers.find((x) => x.node === l.node)!;
+      expect(l.outputError!, l.node).to.be.at.most(p.outputError! * (1 + 1e-9));
+      if (l.permutation!.dropped) expect(l.outputError, l.node).to.equal(p.outputError);
+    }
+  });
+
   it("gives clear usage errors: without --calib, with --score, or an unknown method", async () => {
     const fails = async (opts: CompileOptions, code: string, message: RegExp) => {
       try {
