@@ -18,7 +18,8 @@ import {
 import { Codes, VnmcError } from "../diagnostics.js";
 import { DataType, dataTypeName } from "../ir/dtype.js";
 import { decodeBf16, decodeF16 } from "../numeric/half.js";
-import { ActivationStats, hash32 } from "./activation-stats.js";
+import { ActivationStats } from "./activation-stats.js";
+import { hash32 } from "../seeded.js";
 import { HessianAccumulator } from "./hessian.js";
 import type { CalibInput, CalibrationSource } from "./samples.js";
 

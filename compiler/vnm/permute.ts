@@ -42,6 +42,7 @@
 import { performance } from 'node:perf_hooks';
 import { packedShape, validateVnm, type VnmConfig } from './config.js';
 import { selectVnm, type VnmSelection } from './select.js';
+import { mulberry32 } from '../seeded.js';
 
 export interface PermuteOptions {
   /** Seeds the order in which group pairs and block pairs are visited. */
@@ -1057,17 +1058,6 @@ function shuffled(n: number, random: () => number): Int32Array {
   return p;
 }
 
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function checkDims(what: string, matrix: Float32Array, outFeatures: number, inFeatures: number): void {
   if (!Number.isInteger(outFeatures) || outFeatures < 0 || !Number.isInteger(inFeatures) || inFeatures < 0) {

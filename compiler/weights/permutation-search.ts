@@ -3,7 +3,7 @@
  * worker pool when there is one. Only permutations come back (a few KB per weight), so memory stays
  * bounded; the prune jobs later apply them.
  */
-import { hash32 } from "../calibration/activation-stats.js";
+import { hash32 } from "../seeded.js";
 import type { CompileState, WeightPermutation } from "../compile-state.js";
 import { Codes, type DiagnosticSink } from "../diagnostics.js";
 import { formatVnm } from "../vnm/config.js";

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mulberry32 } from '../../compiler/calibration/activation-stats.js';
+import { mulberry32 } from '../../compiler/seeded.js';
 import {
   budgetOf, candidateConfigs, explainLayer, type LayerInput, type LayerOption, layerOptions, maskDiversity, rankUniform, roundedError,
   solvePerLayer, uniformShortlist, unreachable, type VnmTarget, withinBudget,

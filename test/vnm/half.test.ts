@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { mulberry32 } from "../../compiler/seeded.js";
 import {
   bf16BitsToF32,
   decodeBf16,
@@ -53,16 +54,6 @@ function nearestF16(x: number): number {
   return sign | ((below & 1) === 0 ? below : above);
 }
 
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('numeric/half', () => {
   it('decodes every fp16 bit pattern like the field formula, and encodes it back', () => {

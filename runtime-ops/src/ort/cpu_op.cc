@@ -184,13 +184,9 @@ class CpuKernel {
       }
     }
 
-    std::vector<int64_t> yshape(a.shape.begin(), a.shape.end() - 1);
-    yshape.push_back(dims_.N_out);
-    OrtValue* y = nullptr;
-    VNMC_ORT_RETURN_IF_ERROR(api_.KernelContext_GetOutput(ctx, 0, yshape.data(), yshape.size(), &y));
-    if (tokens == 0) return nullptr;
     void* ydata = nullptr;
-    VNMC_ORT_RETURN_IF_ERROR(api_.GetTensorMutableData(y, &ydata));
+    VNMC_ORT_RETURN_IF_ERROR(output_like(api_, ctx, a, dims_.N_out, tokens > 0, &ydata));
+    if (tokens == 0) return nullptr;
 
     OrtParallel par(api_, ctx);
     const std::string rerr = gemm->run(a.data, tokens, bias, ydata, par);

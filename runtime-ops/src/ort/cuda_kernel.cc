@@ -97,13 +97,9 @@ OrtStatus* CudaGemmKernel::Compute(OrtKernelContext* ctx, void* stream) noexcept
     int64_t tokens = 0;
     const std::string aerr = validate_activations(dims_, act_, a, &tokens);
     if (!aerr.empty()) return error(ORT_INVALID_ARGUMENT, aerr);
-    std::vector<int64_t> yshape(a.shape.begin(), a.shape.end() - 1);
-    yshape.push_back(dims_.N_out);
-    OrtValue* y = nullptr;
-    VNMC_ORT_RETURN_IF_ERROR(api_.KernelContext_GetOutput(ctx, 0, yshape.data(), yshape.size(), &y));
-    if (tokens == 0) return nullptr;
     void* ydata = nullptr;
-    VNMC_ORT_RETURN_IF_ERROR(api_.GetTensorMutableData(y, &ydata));
+    VNMC_ORT_RETURN_IF_ERROR(output_like(api_, ctx, a, dims_.N_out, tokens > 0, &ydata));
+    if (tokens == 0) return nullptr;
     // A and Y should be device memory, but onnxruntime 1.30 was seen handing an EP-plugin kernel the
     // host buffer of a CPU node's output (no copy node inserted); the kernels would fault on it (sticky
     // for the process). Checked on every call (~1 us each); host buffers are staged through the device.

@@ -76,6 +76,16 @@ OrtStatus* read_attributes(const OrtApi& api, const OrtKernelInfo* info, Attribu
   return nullptr;
 }
 
+OrtStatus* output_like(const OrtApi& api, OrtKernelContext* ctx, const TensorView& a, int64_t n_out, bool has_tokens, void** data) {
+  *data = nullptr;
+  std::vector<int64_t> yshape(a.shape.begin(), a.shape.end() - 1);
+  yshape.push_back(n_out);
+  OrtValue* y = nullptr;
+  VNMC_ORT_RETURN_IF_ERROR(api.KernelContext_GetOutput(ctx, 0, yshape.data(), yshape.size(), &y));
+  if (!has_tokens) return nullptr;
+  return api.GetTensorMutableData(y, data);
+}
+
 OrtStatus* view_of(const OrtApi& api, const OrtValue* value, TensorView* out) {
   *out = TensorView();
   if (value == nullptr) return nullptr;

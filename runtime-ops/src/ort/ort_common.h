@@ -46,5 +46,9 @@ OrtStatus* read_attributes(const OrtApi& api, const OrtKernelInfo* info, Attribu
 // Describes an OrtValue tensor (data, type, shape). value may be null (absent input).
 OrtStatus* view_of(const OrtApi& api, const OrtValue* value, TensorView* out);
 
+// Allocates output 0 with A's shape, its last dimension replaced by n_out, and returns its data in
+// *data (null when A has no tokens: nothing to compute).
+OrtStatus* output_like(const OrtApi& api, OrtKernelContext* ctx, const TensorView& a, int64_t n_out, bool has_tokens, void** data);
+
 }  // namespace ort
 }  // namespace vnmc
