@@ -255,6 +255,8 @@ def main():
     ap.add_argument("--shapes", default="", help="comma-separated indices into SHAPES")
     ap.add_argument("--tokens", default="")
     ap.add_argument("--tag", default="", help="free text stored in each record (kernel version)")
+    ap.add_argument("--configs", default="", help="V:M pairs, e.g. 64:4,64:5,64:8,128:8,64:16 (default 64:5,64:8)")
+    ap.add_argument("--kinds", default="", help="index kinds: windowed,permuted (default both)")
     ap.add_argument("--no-describe", action="store_true",
                     help="skip vnmc_cuda_describe (segfaulted on an H100, 2026-11-26, not yet understood)")
     args = ap.parse_args()
@@ -281,6 +283,8 @@ def main():
         shapes = shapes[:2] if not args.shapes else shapes
         tokens = [1, 16, 2048] if not args.tokens else tokens
     algs = [int(a) for a in args.algs.split(",")]
+    configs = [tuple(int(v) for v in c.split(":")) for c in args.configs.split(",")] if args.configs else CONFIGS
+    kinds = args.kinds.split(",") if args.kinds else KINDS
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     records = []
@@ -295,8 +299,8 @@ def main():
         W24 = prune24(W0) if cslt is not None else None
         # ---- ours, per config and index kind ----
         ours = {}
-        for (V, M) in CONFIGS:
-            for kind in KINDS:
+        for (V, M) in configs:
+            for kind in kinds:
                 values, cols, meta, _ = make_packed(N, K, V, M, kind, rng)
                 t0 = time.time()
                 h = lib.create(N, K, V, M, values, cols, meta)

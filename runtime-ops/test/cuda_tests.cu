@@ -202,7 +202,9 @@ void sweep() {
           check_case(spec(K, N, V, M, dt, cm, ri, bias, ts), opts(1, 2), "decode ksplit=2");
           check_case(spec(K, N, V, M, dt, cm, !ri, !bias, ts), opts(2), "prefill small T");
           check_case(spec(K, N, V, M, dt, cm, ri, bias, tl), opts(), "prefill auto");
-          check_case(spec(K, N, V, M, dt, cm, !ri, bias, tl), opts(2, 0, 1 + ci % 3), "prefill cfg");
+          check_case(spec(K, N, V, M, dt, cm, !ri, bias, tl), opts(2, 0, 1 + ci % 5), "prefill cfg");
+          if (cm == ColumnMode::kWindowed && V >= 64)  // the window configurations (v6), both tile heights
+            check_case(spec(K, N, V, M, dt, cm, ri, !bias, tl), opts(2, 0, 4 + ci % 2), "prefill window");
           if (cm == ColumnMode::kWindowed) {
             check_case(spec(K, N, V, M, dt, cm, ri, !bias, ts), opts(0, 0, 0, false), "decode general idx");
             check_case(spec(K, N, V, M, dt, cm, ri, !bias, tl), opts(0, 0, 0, false), "prefill general idx");
@@ -220,6 +222,12 @@ void split_k() {
   check_case(spec(4100, 256, 32, 8, DType::kBFloat16, ColumnMode::kWindowed, false, true, 12), opts(), "splitK", 2);
   check_case(spec(4096, 1024, 64, 8, DType::kFloat16, ColumnMode::kWindowed, false, true, 64), opts(), "prefill K=4096");
   check_case(spec(2048, 640, 128, 8, DType::kBFloat16, ColumnMode::kPermuted, true, true, 200), opts(), "prefill K=2048");
+  // Window configurations with a partial 256-row tile, K past the last window (zero-filled rows),
+  // split-K, many steps.
+  check_case(spec(4100, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 300), opts(2, 0, 4), "window K=4100", 2);
+  check_case(spec(3000, 72, 128, 5, DType::kBFloat16, ColumnMode::kWindowed, false, true, 129), opts(2, 0, 4), "window split-K", 2);
+  check_case(spec(2050, 384, 64, 16, DType::kFloat16, ColumnMode::kWindowed, true, false, 520), opts(2, 0, 5), "window M=16");
+  check_case(spec(1000, 1024, 64, 5, DType::kBFloat16, ColumnMode::kWindowed, false, true, 1000), opts(2, 0, 4), "window M=5");
 }
 
 // Float activations with fp16 / bf16 values: decode (T = 1 and pairs), prefill, split-K, batch dims.
@@ -292,6 +300,8 @@ void quick() {
   check_case(spec(520, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 130), opts(2, 0, 1), "q pf1");
   check_case(spec(333, 136, 128, 6, DType::kBFloat16, ColumnMode::kPermuted, false, true, 70), opts(2, 0, 2), "q pf2");
   check_case(spec(250, 90, 64, 16, DType::kFloat16, ColumnMode::kRandom, true, false, 65), opts(2, 0, 3), "q pf3");
+  check_case(spec(520, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 130), opts(2, 0, 4), "q pf4 window");
+  check_case(spec(333, 136, 128, 5, DType::kBFloat16, ColumnMode::kWindowed, false, true, 70), opts(2, 0, 5), "q pf5 window");
   check_case(spec(200, 72, 16, 4, DType::kFloat16, ColumnMode::kWindowed, true, true, 100), opts(2, 0, 2), "q pf small V");
   check_case(spec(200, 72, 32, 8, DType::kBFloat16, ColumnMode::kPermuted, false, true, 33), opts(2, 0, 3), "q pf small V");
   check_case(spec_f32(200, 136, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 5), opts(), "q f32 act");

@@ -1,5 +1,6 @@
 // A C interface to the CUDA kernels for ctypes (bench/gpu/kernel_bench.py) and other FFI users.
 // Host arrays in, device pointers for A / Y / workspace, the stream as an integer handle.
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -61,6 +62,8 @@ VNMC_CAPI void* vnmc_cuda_create(int64_t K, int64_t N_out, int64_t V, int64_t M,
   }
   cuda::Options opt;
   opt.force_path = force_path;
+  // Benchmarks compare prefill tile configurations in one process (VnmGemmCuda::Options::prefill_config).
+  if (const char* c = std::getenv("VNMC_PREFILL_CONFIG")) opt.prefill_config = std::atoi(c);
   auto g = cuda::VnmGemmCuda::create(a, act, tv, tc, tm, tr, tb, opt, &e);
   if (!g) {
     put_err(e, err, errlen);

@@ -82,6 +82,10 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
 }
+// Copies src_bytes (0 or 16) and zero-fills the rest of the 16 bytes (rows past K).
+__device__ __forceinline__ void cp_async16_zfill(uint32_t dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
@@ -404,6 +408,7 @@ __global__ void pairs_kernel(const uint16_t* __restrict__ A, uint32_t* __restric
 template <int WR, int WN, bool SHARED_B>
 struct PrefillCfg {
   static constexpr int kThreads = 32 * WR * WN;
+  static constexpr int kMaxWindowM = 16;                   // window staging: 8 * M rows per stage
   static constexpr int kRows = 64 * WR;
   static constexpr int kTN = 64 * WN;
   static constexpr int kNbt = SHARED_B ? WR : 4 * WR;     // gathered B tiles per stage
@@ -421,10 +426,20 @@ struct PrefillCfg {
   static_assert(kBChunks % kThreads == 0, "B copies per thread");
 };
 
-template <int STAGES, int WR, int WN, bool SHARED_B>
-constexpr int prefill_smem_bytes() {
+// Bytes of one pipeline stage: A fragments, metadata, then either the WR (or 4 WR) gathered B tiles
+// or, with WINDOW, the dense window At[8M step columns][TN tokens] that every unit gathers from.
+template <int WR, int WN, bool SHARED_B, bool WINDOW>
+__host__ __device__ constexpr int prefill_stage_bytes(int M) {
   using C = PrefillCfg<WR, WN, SHARED_B>;
-  return STAGES * C::kStageBytes > C::kCBytes ? STAGES * C::kStageBytes : C::kCBytes;
+  return WINDOW ? C::kABytes + C::kMBytes + 8 * M * C::kBStride * 2 : C::kStageBytes;
+}
+
+template <int STAGES, int WR, int WN, bool SHARED_B, bool WINDOW = false>
+__host__ __device__ constexpr int prefill_smem_bytes(int M = PrefillCfg<WR, WN, SHARED_B>::kMaxWindowM) {
+  using C = PrefillCfg<WR, WN, SHARED_B>;
+  return STAGES * prefill_stage_bytes<WR, WN, SHARED_B, WINDOW>(M) > C::kCBytes
+             ? STAGES * prefill_stage_bytes<WR, WN, SHARED_B, WINDOW>(M)
+             : C::kCBytes;
 }
 
 // Offset into p.cols (int32 units) of the column that B copy u of this thread reads at step 0; step s
@@ -438,48 +453,68 @@ __device__ __forceinline__ int prefill_col_offset(const Params& p, const int* s_
   return (s_blk[bt] * p.Gp + (kc >> 2)) * 4 + (kc & 3);
 }
 
-template <int WR, int WN, bool SHARED_B, int STAGES>
+template <int WR, int WN, bool SHARED_B, int STAGES, bool WINDOW>
 __device__ __forceinline__ void prefill_issue(const Params& p, const uint16_t* __restrict__ At, int64_t Tp,
                                               int64_t t0, int rt, int s, int stage, unsigned char* smem,
                                               const int* s_blk, const int (&colv)[PrefillCfg<WR, WN, SHARED_B>::kNCol]) {
   using C = PrefillCfg<WR, WN, SHARED_B>;
-  unsigned char* st = smem + stage * C::kStageBytes;
+  unsigned char* st = smem + stage * prefill_stage_bytes<WR, WN, SHARED_B, WINDOW>(p.M);
   // A fragments + metadata of the WR 64-row units at step s (contiguous in the prepared layout).
+  // Units past the prepared rows (a partial row tile of the window configurations) copy nothing.
 #pragma unroll
   for (int k = 0; k < (WR * 128 + C::kThreads - 1) / C::kThreads; ++k) {
     const int c = threadIdx.x + k * C::kThreads;
     if (c < WR * 128) {
       const int w = c >> 7;
-      const int64_t unit = (static_cast<int64_t>(rt) * WR + w) * p.S + s;
-      cp_async16(smem_u32(st + c * 16), p.vals + unit * 128 + (c & 127));
+      const int64_t u = static_cast<int64_t>(rt) * WR + w;
+      if (u < p.R64) cp_async16(smem_u32(st + c * 16), p.vals + (u * p.S + s) * 128 + (c & 127));
     }
   }
   if (threadIdx.x < WR * 16) {
     const int c = threadIdx.x, w = c >> 4;
-    const int64_t unit = (static_cast<int64_t>(rt) * WR + w) * p.S + s;
-    cp_async16(smem_u32(st + C::kABytes + c * 16), reinterpret_cast<const uint4*>(p.meta + unit * 32) + (c & 15));
+    const int64_t u = static_cast<int64_t>(rt) * WR + w;
+    if (u < p.R64)
+      cp_async16(smem_u32(st + C::kABytes + c * 16), reinterpret_cast<const uint4*>(p.meta + (u * p.S + s) * 32) + (c & 15));
   }
-  // The gathered activation rows At[col][t0 .. t0 + TN) of each B tile.
   unsigned char* bs = st + C::kABytes + C::kMBytes;
-#pragma unroll
-  for (int u = 0; u < C::kBPerThread; ++u) {
-    const int c = threadIdx.x + C::kThreads * u;
-    const int row = c / C::kChunksPerRow, ch = c % C::kChunksPerRow;
-    int col;
-    if constexpr (SHARED_B) {
-      col = colv[u];
-    } else {
-      col = __ldg(p.cols + prefill_col_offset<WR, WN, SHARED_B>(p, s_blk, u) + 32 * s);
+  if constexpr (WINDOW) {
+    // The dense window of this step, At[8M s .. 8M (s+1))[t0 .. t0 + TN), shared by every unit of the
+    // CTA; rows past K (padded groups) are zero-filled.
+    const int rows = 8 * p.M;
+    const int64_t k0 = static_cast<int64_t>(s) * rows;
+    for (int c = threadIdx.x; c < rows * C::kChunksPerRow; c += C::kThreads) {
+      const int r = c / C::kChunksPerRow, ch = c % C::kChunksPerRow;
+      const int64_t k = k0 + r;
+      const bool in = k < p.K;
+      cp_async16_zfill(smem_u32(bs + (r * C::kBStride + 8 * ch) * 2), in ? At + k * Tp + t0 + 8 * ch : At, in ? 16 : 0);
     }
-    cp_async16(smem_u32(bs + (row * C::kBStride + 8 * ch) * 2), At + static_cast<int64_t>(col) * Tp + t0 + 8 * ch);
+  } else {
+    // The gathered activation rows At[col][t0 .. t0 + TN) of each B tile.
+#pragma unroll
+    for (int u = 0; u < C::kBPerThread; ++u) {
+      const int c = threadIdx.x + C::kThreads * u;
+      const int row = c / C::kChunksPerRow, ch = c % C::kChunksPerRow;
+      int col;
+      if constexpr (SHARED_B) {
+        col = colv[u];
+      } else {
+        col = __ldg(p.cols + prefill_col_offset<WR, WN, SHARED_B>(p, s_blk, u) + 32 * s);
+      }
+      cp_async16(smem_u32(bs + (row * C::kBStride + 8 * ch) * 2), At + static_cast<int64_t>(col) * Tp + t0 + 8 * ch);
+    }
   }
 }
 
-template <bool BF16, int WR, int WN, bool SHARED_B, int STAGES>
+// WINDOW (windowed indices, V a multiple of 64, M <= 16): instead of one gathered B tile per 64-row
+// unit, each stage holds the dense window of 8M activation columns, copied once for all WR units, and
+// every lane points its ldmatrix row at the kept column it needs (lane = condensed k of the step). The
+// L2 -> SM traffic for B drops from WR * 32 to 8M rows per stage; the gather itself is free.
+template <bool BF16, int WR, int WN, bool SHARED_B, int STAGES, bool WINDOW = false>
 __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
     prefill_kernel(Params p, const uint16_t* __restrict__ At, int64_t Tp, int T, uint16_t* __restrict__ Y,
                    float* __restrict__ yacc, int64_t Rp) {
   using C = PrefillCfg<WR, WN, SHARED_B>;
+  static_assert(!WINDOW || SHARED_B, "the window path needs 64-row units inside one block");
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int s_blk[C::kNbt];
 
@@ -489,36 +524,45 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
   const int64_t t0 = static_cast<int64_t>(blockIdx.x) * C::kTN;
   const int rt = blockIdx.y;                       // row tile of kRows rows
   const int64_t row0 = static_cast<int64_t>(rt) * C::kRows;
+  const bool unit_ok = static_cast<int64_t>(rt) * WR + wr < p.R64;  // warp-uniform
   const int ksplit = gridDim.z;
   const int s_lo = static_cast<int>(static_cast<int64_t>(p.S) * blockIdx.z / ksplit);
   const int s_hi = static_cast<int>(static_cast<int64_t>(p.S) * (blockIdx.z + 1) / ksplit);
   const int ns = s_hi - s_lo;
+  const int stage_bytes = prefill_stage_bytes<WR, WN, SHARED_B, WINDOW>(p.M);
 
   if (threadIdx.x < C::kNbt) {
-    const int r = static_cast<int>(row0) + (SHARED_B ? 64 : 16) * threadIdx.x;
-    s_blk[threadIdx.x] = r / p.Vp;
+    const int64_t r = min(row0 + (SHARED_B ? 64 : 16) * threadIdx.x, Rp - 1);
+    s_blk[threadIdx.x] = static_cast<int>(r / p.Vp);
   }
   __syncthreads();
 
+  constexpr bool kPrefetchCols = SHARED_B && !WINDOW;
   int coff[C::kNCol], colv[C::kNCol];
 #pragma unroll
   for (int u = 0; u < C::kNCol; ++u) {
-    coff[u] = SHARED_B ? prefill_col_offset<WR, WN, SHARED_B>(p, s_blk, u) : 0;
+    coff[u] = kPrefetchCols ? prefill_col_offset<WR, WN, SHARED_B>(p, s_blk, u) : 0;
     colv[u] = 0;
   }
   auto fetch_cols = [&](int j) {  // column indices of pipeline step j (global step s_lo + j)
-    if constexpr (SHARED_B) {
+    if constexpr (kPrefetchCols) {
       if (j < ns) {
 #pragma unroll
         for (int u = 0; u < C::kNCol; ++u) colv[u] = __ldg(p.cols + coff[u] + 32 * (s_lo + j));
       }
     }
   };
+  // WINDOW: this lane's kept column (condensed k = lane) as 4 u8 offsets of its group, one step ahead.
+  const uint32_t* wofs = WINDOW ? p.wofs + static_cast<int64_t>(s_blk[wr]) * p.Gp + (lane >> 2) : nullptr;
+  uint32_t wcur = 0;
+  if constexpr (WINDOW) {
+    if (ns > 0) wcur = __ldg(wofs + 8 * s_lo);
+  }
 
 #pragma unroll
   for (int j = 0; j < STAGES - 1; ++j) {
     fetch_cols(j);
-    if (j < ns) prefill_issue<WR, WN, SHARED_B, STAGES>(p, At, Tp, t0, rt, s_lo + j, j, smem, s_blk, colv);
+    if (j < ns) prefill_issue<WR, WN, SHARED_B, STAGES, WINDOW>(p, At, Tp, t0, rt, s_lo + j, j, smem, s_blk, colv);
     cp_async_commit();
   }
   fetch_cols(STAGES - 1);
@@ -536,46 +580,56 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
     cp_async_wait<STAGES - 2>();
     __syncthreads();
     if (j + STAGES - 1 < ns)
-      prefill_issue<WR, WN, SHARED_B, STAGES>(p, At, Tp, t0, rt, s_lo + j + STAGES - 1, wstage, smem, s_blk, colv);
+      prefill_issue<WR, WN, SHARED_B, STAGES, WINDOW>(p, At, Tp, t0, rt, s_lo + j + STAGES - 1, wstage, smem, s_blk, colv);
     cp_async_commit();
     fetch_cols(j + STAGES);
     wstage = wstage + 1 == STAGES ? 0 : wstage + 1;
+    uint32_t wnext = 0;
+    if constexpr (WINDOW) {
+      if (j + 1 < ns) wnext = __ldg(wofs + 8 * (s_lo + j + 1));
+    }
 
-    const unsigned char* st = smem + stage * C::kStageBytes;
+    const unsigned char* st = smem + stage * stage_bytes;
     stage = stage + 1 == STAGES ? 0 : stage + 1;
-    const uint4* as = reinterpret_cast<const uint4*>(st) + wr * 128;
-    const uint2 e = reinterpret_cast<const uint2*>(st + C::kABytes)[wr * 32 + lane];
-    uint4 a[4];
+    if (unit_ok) {
+      const uint4* as = reinterpret_cast<const uint4*>(st) + wr * 128;
+      const uint2 e = reinterpret_cast<const uint2*>(st + C::kABytes)[wr * 32 + lane];
+      uint4 a[4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) a[i] = as[i * 32 + lane];
-    const uint32_t bs = smem_u32(st + C::kABytes + C::kMBytes);
-    const int tokoff = wn * 64;
+      for (int i = 0; i < 4; ++i) a[i] = as[i * 32 + lane];
+      const uint32_t bs = smem_u32(st + C::kABytes + C::kMBytes);
+      const int tokoff = wn * 64;
+      // Row of the B tile (or window) whose 8 tokens this lane's ldmatrix address points at.
+      const int brow = WINDOW ? (lane >> 2) * p.M + static_cast<int>((wcur >> (8 * (lane & 3))) & 0xffu) : wr * 32 + lane;
 #pragma unroll
-    for (int n = 0; n < 8; ++n) {
-      if constexpr (SHARED_B) {
-        uint32_t b[4];
-        ldmatrix_x4_trans(b, bs + ((wr * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
-        mma_sp<BF16, 0>(acc[0][n], a[0], b, e.x);
-        mma_sp<BF16, 1>(acc[1][n], a[1], b, e.x);
-        mma_sp<BF16, 0>(acc[2][n], a[2], b, e.y);
-        mma_sp<BF16, 1>(acc[3][n], a[3], b, e.y);
-      } else {
-        uint32_t b0[4], b1[4], b2[4], b3[4];
-        ldmatrix_x4_trans(b0, bs + (((wr * 4 + 0) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
-        ldmatrix_x4_trans(b1, bs + (((wr * 4 + 1) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
-        ldmatrix_x4_trans(b2, bs + (((wr * 4 + 2) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
-        ldmatrix_x4_trans(b3, bs + (((wr * 4 + 3) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
-        mma_sp<BF16, 0>(acc[0][n], a[0], b0, e.x);
-        mma_sp<BF16, 1>(acc[1][n], a[1], b1, e.x);
-        mma_sp<BF16, 0>(acc[2][n], a[2], b2, e.y);
-        mma_sp<BF16, 1>(acc[3][n], a[3], b3, e.y);
+      for (int n = 0; n < 8; ++n) {
+        if constexpr (SHARED_B) {
+          uint32_t b[4];
+          ldmatrix_x4_trans(b, bs + (brow * C::kBStride + tokoff + 8 * n) * 2);
+          mma_sp<BF16, 0>(acc[0][n], a[0], b, e.x);
+          mma_sp<BF16, 1>(acc[1][n], a[1], b, e.x);
+          mma_sp<BF16, 0>(acc[2][n], a[2], b, e.y);
+          mma_sp<BF16, 1>(acc[3][n], a[3], b, e.y);
+        } else {
+          uint32_t b0[4], b1[4], b2[4], b3[4];
+          ldmatrix_x4_trans(b0, bs + (((wr * 4 + 0) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
+          ldmatrix_x4_trans(b1, bs + (((wr * 4 + 1) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
+          ldmatrix_x4_trans(b2, bs + (((wr * 4 + 2) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
+          ldmatrix_x4_trans(b3, bs + (((wr * 4 + 3) * 32 + lane) * C::kBStride + tokoff + 8 * n) * 2);
+          mma_sp<BF16, 0>(acc[0][n], a[0], b0, e.x);
+          mma_sp<BF16, 1>(acc[1][n], a[1], b1, e.x);
+          mma_sp<BF16, 0>(acc[2][n], a[2], b2, e.y);
+          mma_sp<BF16, 1>(acc[3][n], a[3], b3, e.y);
+        }
       }
     }
+    wcur = wnext;
   }
   cp_async_wait<0>();
 
   if (yacc) {
     // Split-K: fp32 partial sums into yacc[T][Rp] (zeroed by the host), finalize_kernel converts.
+    if (!unit_ok) return;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int64_t r = row0 + wr * 64 + 16 * i + gid;
@@ -599,18 +653,20 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
   // Epilogue: bias, round, stage as [token][row] halves, then write rows of Y (16-byte stores when
   // the output features are the prepared rows in order).
   uint16_t* cs = reinterpret_cast<uint16_t*>(smem);
+  if (unit_ok) {
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int rl0 = wr * 64 + 16 * i + gid;
-    const float b0 = p.bias ? p.bias[row0 + rl0] : 0.f;
-    const float b1 = p.bias ? p.bias[row0 + rl0 + 8] : 0.f;
+    for (int i = 0; i < 4; ++i) {
+      const int rl0 = wr * 64 + 16 * i + gid;
+      const float b0 = p.bias ? p.bias[row0 + rl0] : 0.f;
+      const float b1 = p.bias ? p.bias[row0 + rl0 + 8] : 0.f;
 #pragma unroll
-    for (int n = 0; n < 8; ++n) {
-      const int tl = wn * 64 + 8 * n + 2 * tid;
-      cs[tl * C::kCStride + rl0] = f32_to_out<BF16>(acc[i][n][0] + b0);
-      cs[(tl + 1) * C::kCStride + rl0] = f32_to_out<BF16>(acc[i][n][1] + b0);
-      cs[tl * C::kCStride + rl0 + 8] = f32_to_out<BF16>(acc[i][n][2] + b1);
-      cs[(tl + 1) * C::kCStride + rl0 + 8] = f32_to_out<BF16>(acc[i][n][3] + b1);
+      for (int n = 0; n < 8; ++n) {
+        const int tl = wn * 64 + 8 * n + 2 * tid;
+        cs[tl * C::kCStride + rl0] = f32_to_out<BF16>(acc[i][n][0] + b0);
+        cs[(tl + 1) * C::kCStride + rl0] = f32_to_out<BF16>(acc[i][n][1] + b0);
+        cs[tl * C::kCStride + rl0 + 8] = f32_to_out<BF16>(acc[i][n][2] + b1);
+        cs[(tl + 1) * C::kCStride + rl0 + 8] = f32_to_out<BF16>(acc[i][n][3] + b1);
+      }
     }
   }
   __syncthreads();
@@ -618,8 +674,8 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
   for (int x = threadIdx.x; x < C::kTN * kR8; x += C::kThreads) {
     const int tl = x / kR8, r8 = x % kR8;
     const int64_t t = t0 + tl;
-    if (t >= T) continue;
     const int64_t pr = row0 + 8 * r8;
+    if (t >= T || pr >= Rp) continue;
     const uint16_t* src = cs + tl * C::kCStride + 8 * r8;
     uint16_t* yrow = Y + t * p.N_out;
     if (p.identity && pr + 8 <= p.N_out) {

@@ -87,7 +87,7 @@ struct DevBuf {
   }
 };
 
-cudaError_t allow_smem_for(bool bf16, bool win, bool sb);  // below, with the launchers
+cudaError_t allow_smem_for(bool bf16, bool window, bool sb, int M);  // below, with the launchers
 void decode_occupancy_for(bool bf16, bool sb, bool win, int (&bps)[2]);
 int decode_stage_setup(bool bf16, bool sb);  // carveout of the staged decode kernels; CTAs per SM
 
@@ -100,7 +100,7 @@ struct VnmGemmCuda::Impl {
   bool windowed = false;
   bool identity = false;
   bool shared_b = false;
-  int64_t Vp = 0, Bk = 0, Rp = 0, R64 = 0, Bkp = 0, Gp = 0, S = 0;
+  int64_t Vp = 0, Bk = 0, Rp = 0, R64 = 0, Bkp = 0, Gp = 0, S = 0, M = 0;
   int sms = 0;
   int device = 0;
   DevBuf vals, meta, cols, wofs, rowmap, bias, part, counters;
@@ -166,19 +166,26 @@ struct VnmGemmCuda::Impl {
     const int64_t want = std::max<int64_t>(1, resident / R64);
     return static_cast<int>(std::max<int64_t>(1, std::min(want, max_split)));
   }
-  // Prefill tile configuration: 1 = 128 rows x 128 tokens, 2 = 64 x 128, 3 = 64 x 64.
+  // Prefill tile configuration: 1 = 128 rows x 128 tokens, 2 = 64 x 128, 3 = 64 x 64 (gathered B
+  // tiles); 4 = 256 x 128, 5 = 128 x 128 with the dense activation window staged once per CTA (v6:
+  // windowed indices, V a multiple of 64, M <= 16).
+  bool window_ok() const { return windowed && shared_b && M <= dev::PrefillCfg<1, 1, true>::kMaxWindowM; }
   int prefill_config(int64_t T) const {
-    (void)T;
-    if (opt.prefill_config >= 1 && opt.prefill_config <= 3) {
+    if (opt.prefill_config >= 1 && opt.prefill_config <= 5) {
+      if (opt.prefill_config >= 4 && !window_ok()) return shared_b ? 1 : 2;
       if (!shared_b && opt.prefill_config == 1) return 2;
       return opt.prefill_config;
     }
+    if (window_ok()) {
+      // 256-row tiles when they fill the GPU once (1 CTA per SM), else 128-row tiles.
+      return ceil_div(Rp, 256) * ceil_div(T, 128) >= sms ? 4 : 5;
+    }
     return shared_b ? 1 : 2;
   }
-  static int64_t config_rows(int cfg) { return cfg == 1 ? 128 : 64; }
+  static int64_t config_rows(int cfg) { return cfg == 4 ? 256 : cfg == 1 || cfg == 5 ? 128 : 64; }
   // Split-K factor of the prefill grid: enough CTAs for ~2 per SM, >= 8 steps per split.
   int prefill_ksplit(int64_t T, int cfg) const {
-    const int64_t base = (Rp / config_rows(cfg)) * ceil_div(T, config_tn(cfg));
+    const int64_t base = ceil_div(Rp, config_rows(cfg)) * ceil_div(T, config_tn(cfg));
     const int64_t target = static_cast<int64_t>(sms) * 2;
     if (base * 4 >= target * 3) return 1;
     return static_cast<int>(std::max<int64_t>(1, std::min(ceil_div(target, base), S / 8)));
@@ -280,6 +287,7 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const f
   im.S = im.Gp / 8;
   im.shared_b = im.Vp % 64 == 0;
   im.windowed = w.windowed && opt.allow_windowed;
+  im.M = d.M;
   if (im.Rp > (int64_t{1} << 31) / 2 || im.Gp * 4 > (int64_t{1} << 31) || d.K > 0x7fffffff ||
       im.Bkp * im.Gp * 4 >= (int64_t{1} << 31)) {
     *err = "VNMSparseGemm CUDA kernel: weight too large";
@@ -396,7 +404,7 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const f
   if (e.empty()) e = im.part.alloc_copy(nullptr, static_cast<size_t>(im.R64) * 16 * 64 * 4, "split-K scratch");
   if (e.empty()) e = im.counters.alloc_copy(nullptr, static_cast<size_t>(im.R64) * 4, "split-K counters");
   if (e.empty()) {
-    const cudaError_t ae = allow_smem_for(im.bf16, im.windowed, im.shared_b);
+    const cudaError_t ae = allow_smem_for(im.bf16, im.window_ok(), im.shared_b, static_cast<int>(im.M));
     if (ae != cudaSuccess) e = cuda_err("cudaFuncSetAttribute", ae);
     decode_occupancy_for(im.bf16, im.shared_b, im.windowed, im.decode_bps);
     if (im.windowed) im.stage_bps = decode_stage_setup(im.bf16, im.shared_b);
@@ -430,6 +438,7 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
   b.Bkp = a.Bkp;
   b.Gp = a.Gp;
   b.S = a.S;
+  b.M = a.M;
   b.sms = a.sms;
   b.device = a.device;
   b.decode_bps[0] = a.decode_bps[0];
@@ -492,7 +501,8 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
        << (im.windowed ? " windowed" : " general") << (T >= 5 ? " pairs" : "");
   } else {
     const int cfg = im.prefill_config(T);
-    os << "prefill " << (cfg == 1 ? "128x128" : cfg == 2 ? "64x128" : "64x64") << " ksplit=" << im.prefill_ksplit(T, cfg)
+    static const char* const names[] = {"", "128x128", "64x128", "64x64", "256x128 window", "128x128 window"};
+    os << "prefill " << names[cfg] << " ksplit=" << im.prefill_ksplit(T, cfg)
        << (im.shared_b ? "" : " per-tile-B");
   }
   return os.str();
@@ -573,30 +583,34 @@ void decode_occupancy_for(bool bf16, bool sb, bool win, int (&bps)[2]) {
   }
 }
 
-template <bool BF16, int WR, int WN, bool SB, int STAGES>
+template <bool BF16, int WR, int WN, bool SB, int STAGES, bool WINDOW = false>
 cudaError_t launch_prefill(const dev::Params& p, const void* At, int64_t Tp, int T, void* Y, float* yacc, int ksplit,
                            int64_t Rp, cudaStream_t st) {
   using C = dev::PrefillCfg<WR, WN, SB>;
-  constexpr int smem = dev::prefill_smem_bytes<STAGES, WR, WN, SB>();
-  const int64_t gy = Rp / C::kRows;
+  const int smem = dev::prefill_smem_bytes<STAGES, WR, WN, SB, WINDOW>(p.M);
+  const int64_t gy = ceil_div(Rp, static_cast<int64_t>(C::kRows));
   if (gy > 65535) return cudaErrorInvalidConfiguration;
   dim3 grid(static_cast<unsigned>(Tp / C::kTN), static_cast<unsigned>(gy), static_cast<unsigned>(ksplit));
-  dev::prefill_kernel<BF16, WR, WN, SB, STAGES><<<grid, C::kThreads, smem, st>>>(
+  dev::prefill_kernel<BF16, WR, WN, SB, STAGES, WINDOW><<<grid, C::kThreads, smem, st>>>(
       p, static_cast<const uint16_t*>(At), Tp, T, static_cast<uint16_t*>(Y), yacc, Rp);
   return cudaGetLastError();
 }
 
 // Raises the dynamic shared-memory limit of the prefill kernels one object may launch (at creation:
 // not a stream operation, so it stays out of run(), which may be captured in a CUDA graph).
-template <bool BF16, int WR, int WN, bool SB, int STAGES>
-cudaError_t allow_smem() {
-  constexpr int smem = dev::prefill_smem_bytes<STAGES, WR, WN, SB>();
-  return cudaFuncSetAttribute(dev::prefill_kernel<BF16, WR, WN, SB, STAGES>,
+template <bool BF16, int WR, int WN, bool SB, int STAGES, bool WINDOW = false>
+cudaError_t allow_smem(int M = 0) {
+  const int smem = dev::prefill_smem_bytes<STAGES, WR, WN, SB, WINDOW>(M);
+  return cudaFuncSetAttribute(dev::prefill_kernel<BF16, WR, WN, SB, STAGES, WINDOW>,
                               cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
 }
 template <bool BF16>
-cudaError_t allow_smem_all(bool sb) {
+cudaError_t allow_smem_all(bool sb, bool window, int M) {
   cudaError_t e;
+  if (window) {
+    if ((e = allow_smem<BF16, 4, 2, true, kPrefillStages, true>(M)) != cudaSuccess) return e;
+    if ((e = allow_smem<BF16, 2, 2, true, kPrefillStages, true>(M)) != cudaSuccess) return e;
+  }
   if (sb) {
     if ((e = allow_smem<BF16, 2, 2, true, kPrefillStages>()) != cudaSuccess) return e;
     if ((e = allow_smem<BF16, 1, 2, true, kPrefillStages>()) != cudaSuccess) return e;
@@ -605,14 +619,15 @@ cudaError_t allow_smem_all(bool sb) {
   if ((e = allow_smem<BF16, 1, 2, false, kPrefillStagesSmallV>()) != cudaSuccess) return e;
   return allow_smem<BF16, 1, 1, false, kPrefillStagesSmallV>();
 }
-cudaError_t allow_smem_for(bool bf16, bool win, bool sb) {
-  (void)win;
-  return bf16 ? allow_smem_all<true>(sb) : allow_smem_all<false>(sb);
+cudaError_t allow_smem_for(bool bf16, bool window, bool sb, int M) {
+  return bf16 ? allow_smem_all<true>(sb, window, M) : allow_smem_all<false>(sb, window, M);
 }
 
 template <bool BF16>
 cudaError_t prefill_dispatch(int cfg, bool sb, const dev::Params& p, const void* At, int64_t Tp, int T, void* Y,
                              float* yacc, int ksplit, int64_t Rp, cudaStream_t st) {
+  if (cfg == 4) return launch_prefill<BF16, 4, 2, true, kPrefillStages, true>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
+  if (cfg == 5) return launch_prefill<BF16, 2, 2, true, kPrefillStages, true>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
   if (sb) {
     if (cfg == 1) return launch_prefill<BF16, 2, 2, true, kPrefillStages>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
     if (cfg == 2) return launch_prefill<BF16, 1, 2, true, kPrefillStages>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);

@@ -37,7 +37,9 @@ struct Options {
   int64_t decode_max_tokens = 16;
   // 0 automatic; 1 always decode (only for T <= 16); 2 always prefill (tests use these).
   int force_path = 0;
-  // 0 automatic. Decode: CTAs per 64-row tile. Prefill: tile config 1 = 128x128, 2 = 64x128, 3 = 64x64.
+  // 0 automatic. Decode: CTAs per 64-row tile. Prefill: tile config 1 = 128x128, 2 = 64x128, 3 = 64x64,
+  // 4 = 256x128 and 5 = 128x128 with the activation window staged per CTA (windowed indices, V a
+  // multiple of 64, M <= 16; otherwise 4 and 5 fall back to 1 or 2).
   int decode_ksplit = 0;
   int prefill_config = 0;
   // Use the windowed-index fast path when the indices allow it (tests turn it off to cover the
