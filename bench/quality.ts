@@ -5,7 +5,7 @@
  * held-out random inputs, calibrated on random inputs: data-free). Not a test.
  *
  *   npx tsc -p . && node dist/bench/quality.js [--models charlm,digits,bert,llama] [--vnm 64:2:5,64:2:8]
- *     [--permute-time 20] [--dir /tmp/vnmc-quality] [--json results.json] [--only <label regex>]
+ *     [--permute-time 20] [--dir /tmp/vnmc-quality] [--json results.json] [--only <label regex>] [--extra <JSON options>]
  *
  * Compile times are compileFile's own (calibration, permutation search, pruning, writing; verification
  * off), on this machine, with the default worker threads.
@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import { feedsOf } from "../compiler/calibration/collect.js";
-import { compileFile, type CompileOptions } from "../compiler/compile.js";
+import { compileFile, type CompileOptions, type ExperimentalOptions } from "../compiler/compile.js";
 import { readModelFile } from "../compiler/serde/read.js";
 import { writeModelFile } from "../compiler/serde/write.js";
 import { asFloat, OutputAccumulator } from "../compiler/verify/compare.js";
@@ -33,6 +33,8 @@ const { values: o } = parseArgs({
     json: { type: "string" },
     /** Only the settings whose label matches this regular expression (dense always runs). */
     only: { type: "string" },
+    /** JSON merged into every setting's CompileOptions and ExperimentalOptions (experiments, e.g. '{"sparsegptDamping":0.001}'). */
+    extra: { type: "string" },
   },
 });
 
@@ -86,6 +88,7 @@ function subjects(dir: string): Subject[] {
 interface Setting {
   label: string;
   options: CompileOptions;
+  experimental?: ExperimentalOptions;
 }
 
 function settings(vnms: string[], permuteTime: number): Setting[] {
@@ -97,6 +100,14 @@ function settings(vnms: string[], permuteTime: number): Setting[] {
         out.push({ label: `${vnm} ${score}${p}`, options: { vnm, score, permute, permuteTime } });
       }
       out.push({ label: `${vnm} sparsegpt${p}`, options: { vnm, method: "sparsegpt", permute, permuteTime } as CompileOptions });
+    }
+    // Refinements of sparsegpt (docs/calibration.md): only with --only, not in the table's default run.
+    if (o.only) {
+      for (const permute of [false, true]) {
+        const p = permute ? " + permute" : "";
+        out.push({ label: `${vnm} sparsegpt refit${p}`, options: { vnm, method: "sparsegpt", permute, permuteTime } as CompileOptions, experimental: { sparsegptRefit: true } });
+        out.push({ label: `${vnm} sparsegpt no-refit${p}`, options: { vnm, method: "sparsegpt", permute, permuteTime } as CompileOptions, experimental: { sparsegptRefit: false } });
+      }
     }
     out.push({ label: `${vnm} defaults (--calib only)`, options: { vnm } });
     out.push({ label: `${vnm} defaults, no calibration`, options: { vnm, calib: undefined } });
@@ -127,7 +138,8 @@ async function main(): Promise<void> {
     for (const st of settings(vnms, permuteTime).filter((x) => !o.only || new RegExp(o.only).test(x.label))) {
       const output = join(o.dir!, `${s.name.split(" ")[0]}.vnm.onnx`);
       const calib = (st.options.score === "magnitude" && !st.options.method) || ("calib" in st.options) ? {} : { calib: s.calib };
-      const { report } = await compileFile(s.input, { minSize: 4096, verify: false, shapes: s.shapes, output, ...calib, ...st.options });
+      const extra = o.extra ? (JSON.parse(o.extra) as CompileOptions & ExperimentalOptions) : {};
+      const { report } = await compileFile(s.input, { minSize: 4096, verify: false, shapes: s.shapes, output, ...calib, ...st.options, ...extra }, { ...st.experimental, ...extra });
       const metric = await s.metric(output);
       const compileS = report.totals.compileMs / 1000;
       rows.push({ model: s.name, setting: st.label, metric, compileS });

@@ -14,7 +14,7 @@ import { readModelFile } from "./serde/read.js";
 import { encodeModel, PROTOBUF_LIMIT, writeModelFile, writeModelFileAsync } from "./serde/write.js";
 import { defaultPermuteSeconds, searchPermutations } from "./weights/permutation-search.js";
 import { PrunePool } from "./weights/prune-pool.js";
-import { DEFAULT_DAMPING, DEFAULT_SPARSEGPT_MASK_SCORE, PRUNE_METHODS, type PruneMethod, SPARSEGPT_MASK_SCORES, type SparseGptMaskScore } from "./weights/sparsegpt.js";
+import { DEFAULT_DAMPING, DEFAULT_SPARSEGPT_MASK_SCORE, DEFAULT_SPARSEGPT_REFIT, PRUNE_METHODS, type PruneMethod, SPARSEGPT_MASK_SCORES, type SparseGptMaskScore, type SparseGptSettings } from "./weights/sparsegpt.js";
 import { needsActivations, SCORE_KINDS, type ScoreKind } from "./weights/scores.js";
 import { VERSION } from "./version.js";
 import { verifyModels, type VerificationResult } from "./verify/verify.js";
@@ -163,7 +163,9 @@ function recordedOptions(
   o: PassOptions, calibration: CalibrationSummary | undefined, permuteTime: number | undefined, sequential: boolean, sequentialTarget: SequentialTarget,
 ): Record<string, unknown> {
   const recorded: Record<string, unknown> = { vnm: formatVnm(o.vnm), include: o.include, exclude: o.exclude, minSize: o.minSize, score: o.score, selection: "exhaustive" };
-  recorded.method = o.sparsegpt ? { name: "sparsegpt", maskScore: o.sparsegpt.maskScore, damping: o.sparsegpt.damping, sequential: sequential ? sequentialTarget : false } : "select";
+  recorded.method = o.sparsegpt
+    ? { name: "sparsegpt", maskScore: o.sparsegpt.maskScore, damping: o.sparsegpt.damping, sequential: sequential ? sequentialTarget : false, refit: (o.sparsegpt as SparseGptSettings).refit === true }
+    : "select";
   if (o.permute) recorded.permute = { seconds: permuteTime };
   if (o.choose) {
     recorded.choose = { target: o.choose.target, perLayer: o.choose.perLayer, tokens: o.choose.tokens };
@@ -223,7 +225,7 @@ function autoMethodFallback(state: CompileState, calib: CalibrationSource, seque
 }
 
 /** The sparsegpt settings for --method sparsegpt, undefined for plain selection; usage errors otherwise. */
-function resolveMethod(opts: CompileOptions): PassOptions["sparsegpt"] {
+function resolveMethod(opts: CompileOptions, experimental: ExperimentalOptions): PassOptions["sparsegpt"] {
   const method = opts.method ?? "select";
   if (!(PRUNE_METHODS as readonly string[]).includes(method)) {
     throw new VnmcError(Codes.BAD_METHOD, `--method must be one of ${PRUNE_METHODS.join(", ")} (got '${method}').`, "usage");
@@ -243,14 +245,24 @@ function resolveMethod(opts: CompileOptions): PassOptions["sparsegpt"] {
   if (!(damping > 0 && Number.isFinite(damping))) {
     throw new VnmcError(Codes.USAGE, `The sparsegpt damping must be a positive number (got ${damping}).`, "usage");
   }
-  return { maskScore, damping };
+  const settings: SparseGptSettings = { maskScore, damping, refit: experimental.sparsegptRefit ?? DEFAULT_SPARSEGPT_REFIT };
+  return settings;
+}
+
+/**
+ * Settings for measurements (bench/quality.ts), outside CompileOptions: not part of the CLI or of
+ * project configurations.
+ */
+export interface ExperimentalOptions {
+  /** sparsegpt: refit the kept weights exactly once the mask is fixed (default DEFAULT_SPARSEGPT_REFIT). */
+  sparsegptRefit?: boolean;
 }
 
 /**
  * Compile an ONNX model file to V:N:M sparsity. The output is written atomically (nothing is left
  * behind on error) and the input is never modified.
  */
-export async function compileFile(input: string, opts: CompileOptions = {}): Promise<CompileResult> {
+export async function compileFile(input: string, opts: CompileOptions = {}, experimental: ExperimentalOptions = {}): Promise<CompileResult> {
   const t0 = performance.now();
   const progress = opts.onProgress ?? (() => {});
   const choose = resolveChooseRequest(opts);
@@ -267,7 +279,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
   if (opts.permuteTime !== undefined && !(Number.isFinite(opts.permuteTime) && opts.permuteTime >= 0)) {
     throw new VnmcError(Codes.BAD_PERMUTE_TIME, `--permute-time needs a non-negative number of seconds (got ${opts.permuteTime}).`, "usage");
   }
-  let sparsegpt = resolveMethod(opts);
+  let sparsegpt = resolveMethod(opts, experimental);
   // No --method and no --score with calibration data: sparsegpt where it fits (decided once the model is read).
   const methodAuto = opts.method === undefined && opts.score === undefined && opts.calib !== undefined;
   if (opts.sequential !== undefined && !sparsegpt && !methodAuto) {
@@ -314,7 +326,8 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     if (methodAuto) {
       const fallback = autoMethodFallback(state, calibSource!, opts.sequential ?? DEFAULT_SEQUENTIAL);
       if (fallback === undefined) {
-        sparsegpt = { maskScore: DEFAULT_SPARSEGPT_MASK_SCORE, damping: DEFAULT_DAMPING };
+        const settings: SparseGptSettings = { maskScore: DEFAULT_SPARSEGPT_MASK_SCORE, damping: DEFAULT_DAMPING, refit: experimental.sparsegptRefit ?? DEFAULT_SPARSEGPT_REFIT };
+        sparsegpt = settings;
         sequential = opts.sequential ?? DEFAULT_SEQUENTIAL;
         score = "magnitude";
         options.sparsegpt = sparsegpt;

@@ -53,6 +53,13 @@ export interface SparseGptOptions {
    * W' = W·Cᵀ·Hd⁻¹ (the least-squares fit of the dense output on X̂), OBS starts from W' instead of W.
    */
   cross?: Float64Array;
+  /**
+   * After the OBS pass has fixed the mask, replace each row's kept weights by the exact optimum of the
+   * same objective for that mask: w_S = argmin (t − ŵ)ᵀ·Hd·(t − ŵ) over ŵ supported on S (t the target
+   * row: W, or W' with `cross`), i.e. Hd_SS·w_S = (Hd·t)_S, one small Cholesky solve per row. The greedy
+   * OBS updates only approximate it (each column is fitted once, to the columns before it).
+   */
+  refit?: boolean;
 }
 
 export interface SparseGptResult {
@@ -102,6 +109,7 @@ export function sparseGptPrune(
     if (!allFinite(Wk)) throw new RangeError("sparseGptPrune: the error-correcting target holds NaN or infinite values");
   }
 
+  const target = opts.refit ? Float64Array.from(Wk) : undefined;
   const sqrtDiag = diag.map(Math.sqrt);
   const S = new Float32Array(out * K); // each group's saliency when it was reached, scaled per group
   const keep = new Uint8Array(out * K); // the mask as applied during the updates
@@ -121,6 +129,7 @@ export function sparseGptPrune(
     }
     if (b1 < K) for (let r = 0; r < out; r++) lazyUpdateRow(Wk, U, Err, r, K, B, b0, b1);
   }
+  if (target) refitKept(Wk, target, H, diag, lambda, keep, out, K);
 
   const selection = selectVnm(S, out, K, cfg, rule);
   const kept = keptValues(selection, Wk, keep, K);
@@ -245,6 +254,62 @@ function invertLower(A: Float64Array, Li: Float64Array, K: number): void {
     const inv = 1 / A[ri + i]!;
     for (let j = 0; j < i; j++) Li[ri + j] = Li[ri + j]! * inv;
     Li[ri + i] = inv;
+  }
+}
+
+/**
+ * Per row r, the kept weights (keep[r, ·] = 1) become the solution of Hd_SS·w_S = (Hd·t_r)_S, Hd = H
+ * (dead diagonal entries 1) + λI, t the target: the minimum of (t_r − ŵ)ᵀ·Hd·(t_r − ŵ) over weights
+ * supported on the row's mask. Pruned weights stay 0. A row whose system does not factor (rounding;
+ * Hd is positive definite) keeps its OBS weights.
+ */
+export function refitKept(
+  Wk: Float64Array, target: Float64Array, H: Float64Array, diag: Float64Array, lambda: number, keep: Uint8Array, out: number, K: number,
+): void {
+  const idx = new Int32Array(K);
+  const A = new Float64Array(K * K);
+  const b = new Float64Array(K);
+  for (let r = 0; r < out; r++) {
+    const row = r * K;
+    let n = 0;
+    for (let k = 0; k < K; k++) if (keep[row + k] !== 0) idx[n++] = k;
+    if (n === 0) continue;
+    refitSystem(H, diag, lambda, target, row, idx, n, K, A, b);
+    if (!choleskyLowerInPlace(A, n)) continue;
+    choleskySolve(A, b, n);
+    for (let i = 0; i < n; i++) Wk[row + idx[i]!] = b[i]!;
+  }
+}
+
+/** A [n, n] = Hd_SS and b [n] = (Hd·t)_S for the kept columns idx[0..n) of the target row at `row`. */
+function refitSystem(
+  H: Float64Array, diag: Float64Array, lambda: number, target: Float64Array, row: number, idx: Int32Array, n: number, K: number, A: Float64Array, b: Float64Array,
+): void {
+  for (let i = 0; i < n; i++) {
+    const hi = idx[i]! * K;
+    for (let j = 0; j < n; j++) A[i * n + j] = H[hi + idx[j]!]!;
+    const d = diag[idx[i]!]!;
+    A[i * n + i] = (d === 0 ? 1 : d) + lambda;
+    let s = 0;
+    for (let k = 0; k < K; k++) s += H[hi + k]! * target[row + k]!;
+    // Hd differs from H on the diagonal only.
+    s += ((d === 0 ? 1 : d) + lambda - H[hi + idx[i]!]!) * target[row + idx[i]!]!;
+    b[i] = s;
+  }
+}
+
+/** Solves L·Lᵀ·x = b in place (L the lower triangle of A [n, n] row-major). */
+function choleskySolve(A: Float64Array, b: Float64Array, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const ri = i * n;
+    let s = b[i]!;
+    for (let p = 0; p < i; p++) s -= A[ri + p]! * b[p]!;
+    b[i] = s / A[ri + i]!;
+  }
+  for (let i = n - 1; i >= 0; i--) {
+    let s = b[i]!;
+    for (let p = i + 1; p < n; p++) s -= A[p * n + i]! * b[p]!;
+    b[i] = s / A[i * n + i]!;
   }
 }
 
@@ -403,6 +468,19 @@ export type PruneMethod = "select" | "sparsegpt";
 export const PRUNE_METHODS: readonly PruneMethod[] = ["select", "sparsegpt"];
 /** The saliency sparsegpt chooses masks by (docs/calibration.md says why). */
 export const DEFAULT_SPARSEGPT_MASK_SCORE: SparseGptMaskScore = "obs";
+/** Whether sparsegpt refits the kept weights exactly once the mask is fixed (docs/calibration.md says why). */
+export const DEFAULT_SPARSEGPT_REFIT = false;
+
+/**
+ * The --method sparsegpt settings as the compile state carries them (its declared type names
+ * maskScore and damping; `refit` travels with them into each weight's scoring).
+ */
+export interface SparseGptSettings {
+  maskScore: SparseGptMaskScore;
+  damping: number;
+  /** Exact least-squares refit of the kept weights once the mask is fixed (SparseGptOptions.refit). */
+  refit?: boolean;
+}
 
 export interface SparseGptPacked {
   selection: VnmSelection;
@@ -417,10 +495,10 @@ export interface SparseGptPacked {
 /** SparseGPT on a raw weight [out, in] of a prunable type: the mask and the packed, updated values. */
 export function sparseGptPack(
   rawOutIn: Uint8Array, dataType: number, out: number, inF: number, cfg: VnmConfig,
-  sg: { hessian: Float64Array; maskScore: SparseGptMaskScore; damping: number; cross?: Float64Array },
+  sg: { hessian: Float64Array; maskScore: SparseGptMaskScore; damping: number; cross?: Float64Array; refit?: boolean },
 ): SparseGptPacked {
   const W = toFloat32(rawOutIn, dataType);
-  const res = sparseGptPrune(W, out, inF, sg.hessian, cfg, { maskScore: sg.maskScore, damping: sg.damping, ...(sg.cross ? { cross: sg.cross } : {}) });
+  const res = sparseGptPrune(W, out, inF, sg.hessian, cfg, { maskScore: sg.maskScore, damping: sg.damping, ...(sg.cross ? { cross: sg.cross } : {}), ...(sg.refit ? { refit: true } : {}) });
   const values = fromFloat32(res.kept, dataType);
   const written = dataType === DataType.FLOAT ? res.kept : toFloat32(values, dataType);
   return { selection: res.selection, values, written, deadChannels: res.deadChannels, lambda: res.lambda };

@@ -200,6 +200,62 @@ describe("SparseGPT under V:N:M (compiler/weights/sparsegpt.ts)", () => {
     expect(Array.from(obs.selection.src)).to.not.deep.equal(Array.from(wanda.selection.src));
   });
 
+  it("refit: the kept weights are the exact damped least-squares optimum for the mask OBS chose", () => {
+    for (const [vnm, out, K, n] of [["8:2:5", 16, 20, 60], ["8:2:8", 8, 32, 100]] as const) {
+      const cfg = parseVnm(vnm);
+      const X = activations(40, n, K);
+      const H = gram(X, n, K);
+      const W = weights(41, out, K);
+      const plain = sparseGptPrune(W, out, K, H, cfg);
+      const res = sparseGptPrune(W, out, K, H, cfg, { refit: true });
+      // The same mask; only the kept values change.
+      expect(Array.from(res.selection.src)).to.deep.equal(Array.from(plain.selection.src));
+      const got = denseFromKept(res.selection, res.kept);
+      const want = leastSquares(W, out, K, H, maskOf(got, K), res.lambda);
+      for (let i = 0; i < out * K; i++) expect(got[i], `${vnm} W[${Math.floor(i / K)},${i % K}]`).to.be.closeTo(want[i]!, 1e-4 * (1 + Math.abs(want[i]!)));
+      const e = (d: Float32Array) => hessianError(W, d, out, K, H);
+      expect(e(got)).to.be.at.most(e(denseFromKept(plain.selection, plain.kept)) * (1 + 1e-6));
+    }
+  });
+
+  it("refit with an error-correcting target solves Hd_SS·w_S = (X̂ᵀX·w)_S", () => {
+    const out = 8, K = 20, n = 60;
+    const cfg = parseVnm("8:2:5");
+    const X = activations(50, n, K);
+    const Xh = X.map((x, i) => x * (1 + 0.3 * Math.sin(i))); // the "pruned prefix" input
+    const H = gram(Xh, n, K);
+    const C = new Float64Array(K * K); // X̂ᵀX
+    for (let t = 0; t < n; t++) for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) C[i * K + j] += Xh[t * K + i]! * X[t * K + j]!;
+    const W = weights(51, out, K);
+    const res = sparseGptPrune(W, out, K, H, cfg, { cross: C, refit: true });
+    const got = denseFromKept(res.selection, res.kept);
+    for (let r = 0; r < out; r++) {
+      const S = Array.from({ length: K }, (_, k) => k).filter((k) => got[r * K + k] !== 0);
+      const A = S.map((i) => S.map((j) => H[i * K + j]! + (i === j ? res.lambda : 0)));
+      const b = S.map((i) => {
+        let s = 0;
+        for (let j = 0; j < K; j++) s += C[i * K + j]! * W[r * K + j]!;
+        return s;
+      });
+      const x = solve(A, b);
+      S.forEach((k, i) => expect(got[r * K + k], `W[${r},${k}]`).to.be.closeTo(x[i]!, 1e-4 * (1 + Math.abs(x[i]!))));
+    }
+  });
+
+  it("refit keeps dead channels decoupled and pruned weights at 0", () => {
+    const out = 8, K = 20, n = 40;
+    const cfg = parseVnm("8:2:5");
+    const X = activations(60, n, K);
+    for (let t = 0; t < n; t++) X[t * K + 3] = X[t * K + 11] = 0;
+    const H = gram(X, n, K);
+    const W = weights(61, out, K);
+    const res = sparseGptPrune(W, out, K, H, cfg, { refit: true });
+    const got = denseFromKept(res.selection, res.kept);
+    expect(got.every(Number.isFinite)).to.equal(true);
+    for (let r = 0; r < out; r++) for (const k of [3, 11]) if (got[r * K + k] !== 0) expect(got[r * K + k]).to.be.closeTo(W[r * K + k]!, 1e-6);
+    expect(checkVnmPattern(got, out, K, cfg.v, cfg.m)).to.deep.equal([]);
+  });
+
   it("rejects inconsistent sizes, non-finite weights and a bad damping with a clear message", () => {
     const cfg = parseVnm("8:2:4");
     expect(() => sparseGptPrune(new Float32Array(7), 8, 1, new Float64Array(1), cfg)).to.throw(/W has 7 elements/);
