@@ -14,7 +14,7 @@ import { readModelFile } from "./serde/read.js";
 import { encodeModel, PROTOBUF_LIMIT, writeModelFile, writeModelFileAsync } from "./serde/write.js";
 import { defaultPermuteSeconds, searchPermutations } from "./weights/permutation-search.js";
 import { PrunePool } from "./weights/prune-pool.js";
-import { DEFAULT_DAMPING, DEFAULT_SPARSEGPT_MASK_SCORE, DEFAULT_SPARSEGPT_REFIT, PRUNE_METHODS, type PruneMethod, SPARSEGPT_MASK_SCORES, type SparseGptMaskScore, type SparseGptSettings } from "./weights/sparsegpt.js";
+import { DEFAULT_DAMPING, DEFAULT_SPARSEGPT_MASK_SCORE, DEFAULT_SPARSEGPT_REFIT, DEFAULT_SPARSEGPT_REFIT_SWEEPS, PRUNE_METHODS, type PruneMethod, SPARSEGPT_MASK_SCORES, type SparseGptMaskScore, type SparseGptSettings } from "./weights/sparsegpt.js";
 import { needsActivations, SCORE_KINDS, type ScoreKind } from "./weights/scores.js";
 import { VERSION } from "./version.js";
 import { verifyModels, type VerificationResult } from "./verify/verify.js";
@@ -158,13 +158,18 @@ function rewritePasses(permute: boolean): Pass<CompileState>[] {
   return [...(permute ? [new FoldPermutations()] : []), new RewriteToVnm(), new AddFallbackFunction(), new RemoveUnused()];
 }
 
+/** sparsegpt's refit as recorded: off, or on with its local-search sweeps. */
+function refitRecord(sg: SparseGptSettings): { refit: false | { sweeps: number } } {
+  return { refit: sg.refit === true ? { sweeps: sg.refitSweeps ?? 0 } : false };
+}
+
 /** The options as recorded in the output model: everything that changes the result, nothing else. */
 function recordedOptions(
   o: PassOptions, calibration: CalibrationSummary | undefined, permuteTime: number | undefined, sequential: boolean, sequentialTarget: SequentialTarget,
 ): Record<string, unknown> {
   const recorded: Record<string, unknown> = { vnm: formatVnm(o.vnm), include: o.include, exclude: o.exclude, minSize: o.minSize, score: o.score, selection: "exhaustive" };
   recorded.method = o.sparsegpt
-    ? { name: "sparsegpt", maskScore: o.sparsegpt.maskScore, damping: o.sparsegpt.damping, sequential: sequential ? sequentialTarget : false, refit: (o.sparsegpt as SparseGptSettings).refit === true }
+    ? { name: "sparsegpt", maskScore: o.sparsegpt.maskScore, damping: o.sparsegpt.damping, sequential: sequential ? sequentialTarget : false, ...refitRecord(o.sparsegpt as SparseGptSettings) }
     : "select";
   if (o.permute) recorded.permute = { seconds: permuteTime };
   if (o.choose) {
@@ -245,7 +250,7 @@ function resolveMethod(opts: CompileOptions, experimental: ExperimentalOptions):
   if (!(damping > 0 && Number.isFinite(damping))) {
     throw new VnmcError(Codes.USAGE, `The sparsegpt damping must be a positive number (got ${damping}).`, "usage");
   }
-  const settings: SparseGptSettings = { maskScore, damping, refit: experimental.sparsegptRefit ?? DEFAULT_SPARSEGPT_REFIT };
+  const settings: SparseGptSettings = { maskScore, damping, refit: experimental.sparsegptRefit ?? DEFAULT_SPARSEGPT_REFIT, refitSweeps: experimental.sparsegptRefitSweeps ?? DEFAULT_SPARSEGPT_REFIT_SWEEPS };
   return settings;
 }
 
@@ -256,6 +261,8 @@ function resolveMethod(opts: CompileOptions, experimental: ExperimentalOptions):
 export interface ExperimentalOptions {
   /** sparsegpt: refit the kept weights exactly once the mask is fixed (default DEFAULT_SPARSEGPT_REFIT). */
   sparsegptRefit?: boolean;
+  /** sparsegpt with refit: local-search sweeps over each row's 2:4 choice before the refit (default DEFAULT_SPARSEGPT_REFIT_SWEEPS). */
+  sparsegptRefitSweeps?: number;
 }
 
 /**
@@ -326,7 +333,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}, expe
     if (methodAuto) {
       const fallback = autoMethodFallback(state, calibSource!, opts.sequential ?? DEFAULT_SEQUENTIAL);
       if (fallback === undefined) {
-        const settings: SparseGptSettings = { maskScore: DEFAULT_SPARSEGPT_MASK_SCORE, damping: DEFAULT_DAMPING, refit: experimental.sparsegptRefit ?? DEFAULT_SPARSEGPT_REFIT };
+        const settings: SparseGptSettings = { maskScore: DEFAULT_SPARSEGPT_MASK_SCORE, damping: DEFAULT_DAMPING, refit: experimental.sparsegptRefit ?? DEFAULT_SPARSEGPT_REFIT, refitSweeps: experimental.sparsegptRefitSweeps ?? DEFAULT_SPARSEGPT_REFIT_SWEEPS };
         sparsegpt = settings;
         sequential = opts.sequential ?? DEFAULT_SEQUENTIAL;
         score = "magnitude";

@@ -48,9 +48,10 @@ export interface LayerRow {
    * Pruned by --method sparsegpt: the mask was chosen by the saliency `maskScore` (no `score` then) and
    * the KEPT WEIGHTS WERE UPDATED with the inverse Hessian, so they differ from the original weights;
    * `outputError` is measured with the updated weights. `deadChannels`: inputs never active in the
-   * calibration data; `lambda`: the damping added to XᵀX's diagonal.
+   * calibration data; `lambda`: the damping added to XᵀX's diagonal; `refit`: once the mask was fixed,
+   * the kept weights were refitted exactly by least squares (`swaps`: moves of its local search).
    */
-  sparsegpt?: { maskScore: string; deadChannels: number; lambda: number };
+  sparsegpt?: { maskScore: string; deadChannels: number; lambda: number; refit?: { swaps: number } };
   /** --sparsity / --speedup: why this layer got its V:N:M (predicted speedup, error, runner-up). */
   choice?: LayerChoice;
 }
@@ -255,7 +256,7 @@ export function renderReport(rep: CompileReport): string {
   const updated = rep.layers.filter((l) => l.sparsegpt);
   if (updated.length > 0) {
     const dead = updated.reduce((n, l) => n + l.sparsegpt!.deadChannels, 0);
-    out.push(`method sparsegpt: the KEPT WEIGHTS of ${updated.length} layer(s) were UPDATED with the inverse Hessian XᵀX to absorb the pruning error, so they differ from the original weights (masks by ${updated[0]!.sparsegpt!.maskScore} saliency${dead ? `; ${dead} input channel(s) never active in the calibration data` : ""})`);
+    out.push(`method sparsegpt: the KEPT WEIGHTS of ${updated.length} layer(s) were UPDATED with the inverse Hessian XᵀX to absorb the pruning error${updated.some((l) => l.sparsegpt!.refit) ? ", then refitted exactly by least squares" : ""}, so they differ from the original weights (masks by ${updated[0]!.sparsegpt!.maskScore} saliency${dead ? `; ${dead} input channel(s) never active in the calibration data` : ""})`);
   }
   const c = rep.calibration;
   if (c) {

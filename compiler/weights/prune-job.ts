@@ -82,7 +82,7 @@ export interface PruneOutput {
    * Pruned by --method sparsegpt: the mask was chosen by `maskScore` and the kept weights were
    * UPDATED (`values` are not copies of the raw weight; `src` says where each one goes).
    */
-  sparsegpt?: { maskScore: SparseGptMaskScore; deadChannels: number; lambda: number };
+  sparsegpt?: { maskScore: SparseGptMaskScore; deadChannels: number; lambda: number; refit?: { swaps: number } };
   nonzerosBefore: number;
   nonzerosAfter: number;
   /** ‖X·Wᵀ − X·(W⊙mask)ᵀ‖ / ‖X·Wᵀ‖ on `rows` calibration rows and `channels` output channels, when rows were given. */
@@ -233,7 +233,7 @@ export function runPruneJob(job: PruneJob, scratch?: Scratch): PruneOutput {
   if (job.keepSrc || !scratch) result.src = src;
   if (rowIndex) result.rowIndex = rowIndex;
   if (valuesByRow && (job.keepSrc || !scratch)) result.valuesByRow = valuesByRow;
-  if (obs) result.sparsegpt = { maskScore: job.scoring!.sparsegpt!.maskScore, deadChannels: obs.deadChannels, lambda: obs.lambda };
+  if (obs) result.sparsegpt = { maskScore: job.scoring!.sparsegpt!.maskScore, deadChannels: obs.deadChannels, lambda: obs.lambda, ...(obs.refit ? { refit: obs.refit } : {}) };
   if (plan) result.outputError = { relError: relError!, rows: plan.rows, channels: plan.channels };
   if (permutationDropped) result.permutationDropped = true;
   result.ms = performance.now() - t0;

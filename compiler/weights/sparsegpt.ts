@@ -20,6 +20,10 @@
  *  - Mask saliency: 'obs' (default) is SparseGPT's w² / U[c,c]² (the OBS error of dropping w given the
  *    columns processed so far), 'wanda' is |w| · √H[c,c], 'magnitude' |w|; all on the current weights.
  *    Dead channels score 0 (they are dropped first: the data never reads them).
+ *  - Refit (default on, where affordable: refitAffordable): once the mask is fixed, each row's kept
+ *    weights are replaced by the exact minimum of the same damped objective for that mask (the greedy
+ *    OBS steps only approximate it); optionally after a local search over each row's 2 of its block's
+ *    4 columns (compiler/weights/refit.ts).
  *
  * Everything runs in float64 in a fixed order, so the result is deterministic. Cost: about
  * K³ for the factorisation plus out · K² multiply-adds for the updates (K = in_features).
@@ -29,6 +33,7 @@ import type { VnmConfig } from "../vnm/config.js";
 import { validateVnm } from "../vnm/config.js";
 import { type SelectionRule, selectVnm, type VnmSelection } from "../vnm/select.js";
 import { fromFloat32, toFloat32 } from "./float-view.js";
+import { dampedHessian, refitKept } from "./refit.js";
 
 export type SparseGptMaskScore = "obs" | "wanda" | "magnitude";
 export const SPARSEGPT_MASK_SCORES: readonly SparseGptMaskScore[] = ["obs", "wanda", "magnitude"];
@@ -60,6 +65,11 @@ export interface SparseGptOptions {
    * OBS updates only approximate it (each column is fitted once, to the columns before it).
    */
   refit?: boolean;
+  /**
+   * With `refit`: passes of the exact local search over each row's 2 of its block's 4 columns per
+   * group (compiler/weights/refit.ts) before the final refit; 0 (default) keeps OBS's mask.
+   */
+  refitSweeps?: number;
 }
 
 export interface SparseGptResult {
@@ -71,6 +81,8 @@ export interface SparseGptResult {
   deadChannels: number;
   /** The damping λ that was added to H's diagonal (raised tenfold at a time if the factorisation failed). */
   lambda: number;
+  /** With `refit`: the local search's swaps (0 without sweeps). */
+  refit?: { swaps: number };
 }
 
 /**
@@ -109,7 +121,7 @@ export function sparseGptPrune(
     if (!allFinite(Wk)) throw new RangeError("sparseGptPrune: the error-correcting target holds NaN or infinite values");
   }
 
-  const target = opts.refit ? Float64Array.from(Wk) : undefined;
+  const target = opts.refit && refitAffordable(out, K, m, opts.refitSweeps ?? 0) ? Float64Array.from(Wk) : undefined;
   const sqrtDiag = diag.map(Math.sqrt);
   const S = new Float32Array(out * K); // each group's saliency when it was reached, scaled per group
   const keep = new Uint8Array(out * K); // the mask as applied during the updates
@@ -129,11 +141,21 @@ export function sparseGptPrune(
     }
     if (b1 < K) for (let r = 0; r < out; r++) lazyUpdateRow(Wk, U, Err, r, K, B, b0, b1);
   }
-  if (target) refitKept(Wk, target, H, diag, lambda, keep, out, K);
-
-  const selection = selectVnm(S, out, K, cfg, rule);
+  let selection = selectVnm(S, out, K, cfg, rule);
+  let refit: { swaps: number } | undefined;
+  if (target) {
+    const sweeps = opts.refitSweeps ?? 0;
+    const search = sweeps > 0 ? { columns: selection.columns, v: cfg.v, m, sweeps, inverseDiag: inverseDiagonal(U, K) } : undefined;
+    const swaps = refitKept(Wk, target, dampedHessian(H, diag, K, lambda), keep, out, K, search ? { search } : {});
+    refit = { swaps };
+    // The search moved kept weights within their blocks' columns: select again on scores that put every kept weight first.
+    if (swaps > 0) {
+      for (let i = 0; i < out * K; i++) if (keep[i] !== 0) S[i] = S[i]! + 2;
+      selection = selectVnm(S, out, K, cfg, rule);
+    }
+  }
   const kept = keptValues(selection, Wk, keep, K);
-  return { selection, kept, deadChannels: dead, lambda };
+  return { selection, kept, deadChannels: dead, lambda, ...(refit ? { refit } : {}) };
 }
 
 /**
@@ -258,59 +280,23 @@ function invertLower(A: Float64Array, Li: Float64Array, K: number): void {
 }
 
 /**
- * Per row r, the kept weights (keep[r, ·] = 1) become the solution of Hd_SS·w_S = (Hd·t_r)_S, Hd = H
- * (dead diagonal entries 1) + λI, t the target: the minimum of (t_r − ŵ)ᵀ·Hd·(t_r − ŵ) over weights
- * supported on the row's mask. Pruned weights stay 0. A row whose system does not factor (rounding;
- * Hd is positive definite) keeps its OBS weights.
+ * The refit's per-row factorisations cost about out·(2K/M)³/6 multiply-adds, which grows faster than
+ * SparseGPT's own K³ + out·K²: without a local search (an explicit, experimental request) the refit
+ * runs only where it costs at most REFIT_MAX_RELATIVE_COST times the OBS pass, so that large layers
+ * do not take hours (the report's `refit` says where it ran).
  */
-export function refitKept(
-  Wk: Float64Array, target: Float64Array, H: Float64Array, diag: Float64Array, lambda: number, keep: Uint8Array, out: number, K: number,
-): void {
-  const idx = new Int32Array(K);
-  const A = new Float64Array(K * K);
-  const b = new Float64Array(K);
-  for (let r = 0; r < out; r++) {
-    const row = r * K;
-    let n = 0;
-    for (let k = 0; k < K; k++) if (keep[row + k] !== 0) idx[n++] = k;
-    if (n === 0) continue;
-    refitSystem(H, diag, lambda, target, row, idx, n, K, A, b);
-    if (!choleskyLowerInPlace(A, n)) continue;
-    choleskySolve(A, b, n);
-    for (let i = 0; i < n; i++) Wk[row + idx[i]!] = b[i]!;
-  }
+export const REFIT_MAX_RELATIVE_COST = 4;
+export function refitAffordable(out: number, K: number, m: number, sweeps: number): boolean {
+  if (sweeps > 0) return true;
+  const n = Math.ceil(K / m) * 2;
+  return (out * n * n * n) / 6 <= REFIT_MAX_RELATIVE_COST * (K * K * K + out * K * K);
 }
 
-/** A [n, n] = Hd_SS and b [n] = (Hd·t)_S for the kept columns idx[0..n) of the target row at `row`. */
-function refitSystem(
-  H: Float64Array, diag: Float64Array, lambda: number, target: Float64Array, row: number, idx: Int32Array, n: number, K: number, A: Float64Array, b: Float64Array,
-): void {
-  for (let i = 0; i < n; i++) {
-    const hi = idx[i]! * K;
-    for (let j = 0; j < n; j++) A[i * n + j] = H[hi + idx[j]!]!;
-    const d = diag[idx[i]!]!;
-    A[i * n + i] = (d === 0 ? 1 : d) + lambda;
-    let s = 0;
-    for (let k = 0; k < K; k++) s += H[hi + k]! * target[row + k]!;
-    // Hd differs from H on the diagonal only.
-    s += ((d === 0 ? 1 : d) + lambda - H[hi + idx[i]!]!) * target[row + idx[i]!]!;
-    b[i] = s;
-  }
-}
-
-/** Solves L·Lᵀ·x = b in place (L the lower triangle of A [n, n] row-major). */
-function choleskySolve(A: Float64Array, b: Float64Array, n: number): void {
-  for (let i = 0; i < n; i++) {
-    const ri = i * n;
-    let s = b[i]!;
-    for (let p = 0; p < i; p++) s -= A[ri + p]! * b[p]!;
-    b[i] = s / A[ri + i]!;
-  }
-  for (let i = n - 1; i >= 0; i--) {
-    let s = b[i]!;
-    for (let p = i + 1; p < n; p++) s -= A[p * n + i]! * b[p]!;
-    b[i] = s / A[i * n + i]!;
-  }
+/** diag(Hd⁻¹) = diag(UᵀU): Σ_i U[i, j]². */
+function inverseDiagonal(U: Float64Array, K: number): Float64Array {
+  const d = new Float64Array(K);
+  for (let i = 0; i < K; i++) for (let j = i; j < K; j++) d[j] = d[j]! + U[i * K + j]! * U[i * K + j]!;
+  return d;
 }
 
 function allFinite(a: Float64Array): boolean {
@@ -469,7 +455,9 @@ export const PRUNE_METHODS: readonly PruneMethod[] = ["select", "sparsegpt"];
 /** The saliency sparsegpt chooses masks by (docs/calibration.md says why). */
 export const DEFAULT_SPARSEGPT_MASK_SCORE: SparseGptMaskScore = "obs";
 /** Whether sparsegpt refits the kept weights exactly once the mask is fixed (docs/calibration.md says why). */
-export const DEFAULT_SPARSEGPT_REFIT = false;
+export const DEFAULT_SPARSEGPT_REFIT = true;
+/** Local-search sweeps of the refit (docs/calibration.md says why). */
+export const DEFAULT_SPARSEGPT_REFIT_SWEEPS = 0;
 
 /**
  * The --method sparsegpt settings as the compile state carries them (its declared type names
@@ -480,6 +468,8 @@ export interface SparseGptSettings {
   damping: number;
   /** Exact least-squares refit of the kept weights once the mask is fixed (SparseGptOptions.refit). */
   refit?: boolean;
+  /** Local-search sweeps before the refit (SparseGptOptions.refitSweeps). */
+  refitSweeps?: number;
 }
 
 export interface SparseGptPacked {
@@ -490,16 +480,17 @@ export interface SparseGptPacked {
   written: Float32Array;
   deadChannels: number;
   lambda: number;
+  refit?: { swaps: number };
 }
 
 /** SparseGPT on a raw weight [out, in] of a prunable type: the mask and the packed, updated values. */
 export function sparseGptPack(
   rawOutIn: Uint8Array, dataType: number, out: number, inF: number, cfg: VnmConfig,
-  sg: { hessian: Float64Array; maskScore: SparseGptMaskScore; damping: number; cross?: Float64Array; refit?: boolean },
+  sg: { hessian: Float64Array; maskScore: SparseGptMaskScore; damping: number; cross?: Float64Array; refit?: boolean; refitSweeps?: number },
 ): SparseGptPacked {
   const W = toFloat32(rawOutIn, dataType);
-  const res = sparseGptPrune(W, out, inF, sg.hessian, cfg, { maskScore: sg.maskScore, damping: sg.damping, ...(sg.cross ? { cross: sg.cross } : {}), ...(sg.refit ? { refit: true } : {}) });
+  const res = sparseGptPrune(W, out, inF, sg.hessian, cfg, { maskScore: sg.maskScore, damping: sg.damping, ...(sg.cross ? { cross: sg.cross } : {}), ...(sg.refit ? { refit: true, refitSweeps: sg.refitSweeps ?? 0 } : {}) });
   const values = fromFloat32(res.kept, dataType);
   const written = dataType === DataType.FLOAT ? res.kept : toFloat32(values, dataType);
-  return { selection: res.selection, values, written, deadChannels: res.deadChannels, lambda: res.lambda };
+  return { selection: res.selection, values, written, deadChannels: res.deadChannels, lambda: res.lambda, ...(res.refit ? { refit: res.refit } : {}) };
 }

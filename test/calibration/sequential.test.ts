@@ -16,7 +16,7 @@ import { readModelFile } from "../../compiler/serde/read.js";
 import { encodeModel, writeModelFile } from "../../compiler/serde/write.js";
 import { formatVnm, parseVnm } from "../../compiler/vnm/config.js";
 import { recipeKey } from "../../compiler/weights/weight-recipe.js";
-import { DEFAULT_SPARSEGPT_REFIT } from "../../compiler/weights/sparsegpt.js";
+import { DEFAULT_SPARSEGPT_REFIT, DEFAULT_SPARSEGPT_REFIT_SWEEPS } from "../../compiler/weights/sparsegpt.js";
 import { buildModel } from "../../models/index.js";
 import { FindCandidates } from "../../passes/find-candidates.js";
 import { deadOnInput } from "../../passes/remove-unused.js";
@@ -121,7 +121,7 @@ describe("sequential calibration (--method sparsegpt)", function () {
     expect(r.report.calibration!.sequential!.stages).to.be.at.least(4);
     expect(r.report.calibration!.sequential!.passes).to.equal(r.report.calibration!.sequential!.stages - 1);
     const recorded = JSON.parse(readModelFile(r.outputPath).model.metadata.find(([k]) => k === "vnmc.options")![1]);
-    expect(recorded.method).to.deep.equal({ name: "sparsegpt", maskScore: "obs", damping: 0.01, sequential: "dense", refit: DEFAULT_SPARSEGPT_REFIT });
+    expect(recorded.method).to.deep.equal({ name: "sparsegpt", maskScore: "obs", damping: 0.01, sequential: "dense", refit: DEFAULT_SPARSEGPT_REFIT ? { sweeps: DEFAULT_SPARSEGPT_REFIT_SWEEPS } : false });
     const plain = await compileFile(llama, { ...base, sequential: false, output: join(tmp.dir, "plain.onnx") });
     expect(plain.report.calibration!.sequential).to.equal(undefined);
     expect(readFileSync(plain.outputPath).equals(readFileSync(r.outputPath))).to.equal(false);

@@ -7,7 +7,7 @@ import type { Model } from "../../compiler/ir/model.js";
 import { readModelFile } from "../../compiler/serde/read.js";
 import { writeModelFile } from "../../compiler/serde/write.js";
 import { toFloat32 } from "../../compiler/weights/float-view.js";
-import { DEFAULT_SPARSEGPT_REFIT } from "../../compiler/weights/sparsegpt.js";
+import { DEFAULT_SPARSEGPT_REFIT, DEFAULT_SPARSEGPT_REFIT_SWEEPS } from "../../compiler/weights/sparsegpt.js";
 import { buildModel } from "../../models/index.js";
 import { normals } from "../support/calib-models.js";
 import { runCli } from "../support/cli.js";
@@ -96,7 +96,7 @@ describe("--method sparsegpt end to end", function () {
     expect(bytes[0]!.equals(bytes[1]!), "same options").to.equal(true);
     expect(bytes[0]!.equals(bytes[2]!), "threads 0 vs pool").to.equal(true);
     const recorded = JSON.parse(readModelFile(a.outputPath).model.metadata.find(([k]) => k === "vnmc.options")![1]);
-    expect(recorded.method).to.deep.equal({ name: "sparsegpt", maskScore: "obs", damping: 0.01, sequential: "dense", refit: DEFAULT_SPARSEGPT_REFIT });
+    expect(recorded.method).to.deep.equal({ name: "sparsegpt", maskScore: "obs", damping: 0.01, sequential: "dense", refit: DEFAULT_SPARSEGPT_REFIT ? { sweeps: DEFAULT_SPARSEGPT_REFIT_SWEEPS } : false });
     const plain = await compileFile(llama, { vnm: "32:2:5", minSize: 0, verify: false, output: out() });
     expect(JSON.parse(readModelFile(plain.outputPath).model.metadata.find(([k]) => k === "vnmc.options")![1]).method).to.equal("select");
   });

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { parseVnm } from "../../compiler/vnm/config.js";
-import { denseFromKept, hessianError, inverseCholeskyUpper, sparseGptPrune } from "../../compiler/weights/sparsegpt.js";
+import { denseFromKept, hessianError, inverseCholeskyUpper, refitAffordable, sparseGptPrune } from "../../compiler/weights/sparsegpt.js";
 import { checkVnmPattern, seededRandom } from "../support/vnm-reference.js";
 
 /** X [n, K] with correlated channels (a shared latent factor) and scales over two orders of magnitude. */
@@ -254,6 +254,69 @@ describe("SparseGPT under V:N:M (compiler/weights/sparsegpt.ts)", () => {
     expect(got.every(Number.isFinite)).to.equal(true);
     for (let r = 0; r < out; r++) for (const k of [3, 11]) if (got[r * K + k] !== 0) expect(got[r * K + k]).to.be.closeTo(W[r * K + k]!, 1e-6);
     expect(checkVnmPattern(got, out, K, cfg.v, cfg.m)).to.deep.equal([]);
+  });
+
+  it("refit with local search: same block columns, a valid pattern, no single 2:4 swap left that lowers the error, never worse than without", () => {
+    for (const [vnm, out, K, n] of [["8:2:5", 16, 20, 40], ["8:2:6", 8, 18, 50], ["8:2:4", 16, 16, 40]] as const) {
+      const cfg = parseVnm(vnm);
+      const X = activations(70, n, K);
+      const H = gram(X, n, K);
+      const W = weights(71, out, K);
+      const plain = sparseGptPrune(W, out, K, H, cfg, { refit: true });
+      const res = sparseGptPrune(W, out, K, H, cfg, { refit: true, refitSweeps: 8 });
+      const got = denseFromKept(res.selection, res.kept);
+      expect(checkVnmPattern(got, out, K, cfg.v, cfg.m)).to.deep.equal([]);
+      const lambda = res.lambda;
+      // Independent objective: the damped least-squares error of the optimum for a mask.
+      const err = (mask: (r: number, k: number) => boolean) => {
+        const opt = leastSquares(W, out, K, H, mask, lambda);
+        const Hd = H.map((h, i) => (i % (K + 1) === 0 ? h + lambda : h));
+        return hessianError(W, opt, out, K, Hd);
+      };
+      const mask = maskOf(got, K);
+      const e = err(mask);
+      expect(e).to.be.at.most(err(maskOf(denseFromKept(plain.selection, plain.kept), K)) * (1 + 1e-9));
+      // The kept values are the optimum for the final mask.
+      const want = leastSquares(W, out, K, H, mask, lambda);
+      for (let i = 0; i < out * K; i++) expect(got[i]).to.be.closeTo(want[i]!, 1e-4 * (1 + Math.abs(want[i]!)));
+      // The block columns are the OBS pass's: every kept column of the search was one of them.
+      const G = Math.ceil(K / cfg.m);
+      for (let r = 0; r < out; r++) {
+        const b = Math.floor(r / cfg.v);
+        for (let k = 0; k < K; k++) {
+          if (!mask(r, k)) continue;
+          const g = Math.floor(k / cfg.m);
+          expect(Array.from(plain.selection.columns.subarray((b * G + g) * 4, (b * G + g) * 4 + 4))).to.include(k);
+        }
+      }
+      // Local optimality: no swap of one kept weight for another block column of its group helps (brute force).
+      for (let r = 0; r < out; r++) {
+        const b = Math.floor(r / cfg.v);
+        for (let g = 0; g < G; g++) {
+          const cols = [...new Set(res.selection.columns.subarray((b * G + g) * 4, (b * G + g) * 4 + 4))].filter((c) => Math.floor(c / cfg.m) === g);
+          for (const q of cols.filter((c) => mask(r, c))) {
+            for (const j of cols.filter((c) => !mask(r, c))) {
+              const swapped = (rr: number, k: number) => (rr === r ? (k === q ? false : k === j ? true : mask(rr, k)) : mask(rr, k));
+              expect(err(swapped), `${vnm} row ${r}: swap ${q} -> ${j}`).to.be.at.least(e * (1 - 1e-9));
+            }
+          }
+        }
+      }
+    }
+  });
+
+  it("refit runs where it costs at most a few times the OBS pass (small layers), not on large ones unless a search is asked for", () => {
+    expect(refitAffordable(192, 768, 5, 0)).to.equal(true);
+    expect(refitAffordable(768, 192, 5, 0)).to.equal(true);
+    expect(refitAffordable(4096, 4096, 5, 0)).to.equal(false);
+    expect(refitAffordable(4096, 4096, 5, 1)).to.equal(true);
+    // The result says whether the refit ran (and its swaps).
+    const out = 8, K = 20;
+    const W = weights(81, out, K);
+    const H = gram(activations(80, 40, K), 40, K);
+    const res = sparseGptPrune(W, out, K, H, parseVnm("8:2:5"), { refit: true });
+    expect(res.refit).to.deep.equal({ swaps: 0 });
+    expect(sparseGptPrune(W, out, K, H, parseVnm("8:2:5")).refit).to.equal(undefined);
   });
 
   it("rejects inconsistent sizes, non-finite weights and a bad damping with a clear message", () => {
