@@ -21,10 +21,17 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   echo "== memcheck (quick set)"; timeout 200 compute-sanitizer --tool memcheck "$b/vnmc_cuda_tests" --quick > "$out/memcheck.log" 2>&1; echo "rc=$?"; tail -3 "$out/memcheck.log"
   echo "== tests $(( $(date +%s) - t0 )) s"
 fi
+nd=""
+python3 - "$b/libvnmc_cuda.so" <<'PY' || { echo "describe smoke FAILED: benchmarks run with --no-describe"; nd=--no-describe; }
+import sys, numpy as np
+sys.path.insert(0, "bench/gpu"); import kernel_bench as kb
+lib = kb.Lib(sys.argv[1]); v, c, m, _ = kb.make_packed(512, 512, 64, 8, "windowed", np.random.default_rng(0))
+h = lib.create(512, 512, 64, 8, v, c, m); print("describe smoke:", [lib.describe(h, t) for t in (1, 8, 300, 4096)])
+PY
 for mode in ${MODES:-1 0}; do
   VNMC_PREFILL_CONFIG=$mode timeout 280 python3 -X faulthandler bench/gpu/kernel_bench.py --lib "$b/libvnmc_cuda.so" \
     --shapes ${SHAPES:-0,1,2} --tokens ${TOKENS:-256,2048,8192} --configs ${CONFIGS:-64:5,64:8} --kinds ${KINDS:-windowed} \
-    --reps 10 --out "$out/kb_cfg$mode.json" --tag "v6 prefill config=$mode" > "$out/kb_cfg$mode.log" 2>&1 || echo "bench $mode failed"
+    --reps 10 $nd --out "$out/kb_cfg$mode.json" --tag "v6 prefill config=$mode" > "$out/kb_cfg$mode.log" 2>&1 || echo "bench $mode failed"
   grep -E "^  T=" "$out/kb_cfg$mode.log" | grep -v cuBLAS\ *[0-9.]*\ us$ | head -60
   echo "== bench $mode done $(( $(date +%s) - t0 )) s"
 done

@@ -488,24 +488,25 @@ size_t VnmGemmCuda::half_workspace_bytes(int64_t T) const {
   return n;
 }
 
+// Plain string building (no iostreams): kernel_bench.py calls this through ctypes inside a PyTorch
+// process, where the ostringstream version crashed (H100 and H200, 2026-11-26; cause not isolated).
 std::string VnmGemmCuda::describe_launch(int64_t T) const {
   const Impl& im = *impl_;
-  std::ostringstream os;
+  std::string s;
   if (im.use_decode(T)) {
-    if (im.use_stage(T, dims_.K)) {
-      os << "decode staged NT=" << (T <= 8 ? 1 : 2) << " ksplit=" << im.stage_ksplit(T, dims_.M) << " rows=128"
-         << (im.shared_b ? "" : " per-tile-B");
-      return os.str();
-    }
-    os << "decode NT=" << (T <= 8 ? 1 : 2) << " ksplit=" << im.decode_ksplit(T) << (im.shared_b ? "" : " per-tile-B")
-       << (im.windowed ? " windowed" : " general") << (T >= 5 ? " pairs" : "");
+    const std::string nt = T <= 8 ? "1" : "2";
+    if (im.use_stage(T, dims_.K))
+      return "decode staged NT=" + nt + " ksplit=" + std::to_string(im.stage_ksplit(T, dims_.M)) + " rows=128" +
+             (im.shared_b ? "" : " per-tile-B");
+    s = "decode NT=" + nt + " ksplit=" + std::to_string(im.decode_ksplit(T)) + (im.shared_b ? "" : " per-tile-B") +
+        (im.windowed ? " windowed" : " general") + (T >= 5 ? " pairs" : "");
   } else {
     const int cfg = im.prefill_config(T);
     static const char* const names[] = {"", "128x128", "64x128", "64x64", "256x128 window", "128x128 window"};
-    os << "prefill " << names[cfg] << " ksplit=" << im.prefill_ksplit(T, cfg)
-       << (im.shared_b ? "" : " per-tile-B");
+    s = std::string("prefill ") + names[cfg] + " ksplit=" + std::to_string(im.prefill_ksplit(T, cfg)) +
+        (im.shared_b ? "" : " per-tile-B");
   }
-  return os.str();
+  return s;
 }
 
 namespace {
