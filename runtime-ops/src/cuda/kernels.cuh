@@ -480,13 +480,26 @@ __device__ __forceinline__ void prefill_issue(const Params& p, const uint16_t* _
   if constexpr (WINDOW) {
     // The dense window of this step, At[8M s .. 8M (s+1))[t0 .. t0 + TN), shared by every unit of the
     // CTA; rows past K (padded groups) are zero-filled.
+    // Thread x copies chunk x % 16 of rows x / 16 + i * kThreads / 16: one 64-bit product per step,
+    // then constant strides (the address arithmetic was most of v6's instruction stream).
+    static_assert(C::kThreads % C::kChunksPerRow == 0, "fixed chunk column per thread");
+    constexpr int kRowStep = C::kThreads / C::kChunksPerRow;
     const int rows = 8 * p.M;
-    const int64_t k0 = static_cast<int64_t>(s) * rows;
-    for (int c = threadIdx.x; c < rows * C::kChunksPerRow; c += C::kThreads) {
-      const int r = c / C::kChunksPerRow, ch = c % C::kChunksPerRow;
-      const int64_t k = k0 + r;
-      const bool in = k < p.K;
-      cp_async16_zfill(smem_u32(bs + (r * C::kBStride + 8 * ch) * 2), in ? At + k * Tp + t0 + 8 * ch : At, in ? 16 : 0);
+    const int r0 = threadIdx.x / C::kChunksPerRow, ch = threadIdx.x % C::kChunksPerRow;
+    const int64_t k0 = static_cast<int64_t>(s) * rows + r0;
+    const uint16_t* src = At + k0 * Tp + t0 + 8 * ch;
+    const int64_t src_step = kRowStep * Tp;
+    uint32_t dst = smem_u32(bs + (r0 * C::kBStride + 8 * ch) * 2);
+    constexpr uint32_t kDstStep = kRowStep * C::kBStride * 2;
+#pragma unroll
+    for (int i = 0; i < (8 * C::kMaxWindowM + kRowStep - 1) / kRowStep; ++i) {
+      const int r = r0 + i * kRowStep;
+      if (r < rows) {
+        const bool in = k0 + i * kRowStep < p.K;
+        cp_async16_zfill(dst, in ? src : At, in ? 16 : 0);
+      }
+      src += src_step;
+      dst += kDstStep;
     }
   } else {
     // The gathered activation rows At[col][t0 .. t0 + TN) of each B tile.
@@ -601,6 +614,20 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
       const int tokoff = wn * 64;
       // Row of the B tile (or window) whose 8 tokens this lane's ldmatrix address points at.
       const int brow = WINDOW ? (lane >> 2) * p.M + static_cast<int>((wcur >> (8 * (lane & 3))) & 0xffu) : wr * 32 + lane;
+      if constexpr (SHARED_B && WINDOW) {
+        // All eight B fragments first: each warp's 32 mma.sp then wait on one load latency, not eight.
+        uint32_t b[8][4];
+        const uint32_t baddr = bs + (brow * C::kBStride + tokoff) * 2;
+#pragma unroll
+        for (int n = 0; n < 8; ++n) ldmatrix_x4_trans(b[n], baddr + 16 * n);
+#pragma unroll
+        for (int n = 0; n < 8; ++n) {
+          mma_sp<BF16, 0>(acc[0][n], a[0], b[n], e.x);
+          mma_sp<BF16, 1>(acc[1][n], a[1], b[n], e.x);
+          mma_sp<BF16, 0>(acc[2][n], a[2], b[n], e.y);
+          mma_sp<BF16, 1>(acc[3][n], a[3], b[n], e.y);
+        }
+      } else {
 #pragma unroll
       for (int n = 0; n < 8; ++n) {
         if constexpr (SHARED_B) {
@@ -621,6 +648,7 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
           mma_sp<BF16, 0>(acc[2][n], a[2], b2, e.y);
           mma_sp<BF16, 1>(acc[3][n], a[3], b3, e.y);
         }
+      }
       }
     }
     wcur = wnext;
