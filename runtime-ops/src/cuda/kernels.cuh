@@ -566,6 +566,56 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
     }
   };
   // WINDOW: this lane's kept column (condensed k = lane) as 4 u8 offsets of its group, one step ahead.
+  // WINDOW: a per-thread copy plan built once (v6c). In v6/v6b the generic copy code (64-bit index
+  // products, validity checks) was ~240 of the ~310 SASS instructions of a warp's step, against 32
+  // mma.sp; here a step's copies are pointer increments and one 32-bit compare each.
+  constexpr int kACopies = (WR * 128 + C::kThreads - 1) / C::kThreads;
+  constexpr int kRowStep = C::kThreads / C::kChunksPerRow;
+  constexpr int kWinIters = (8 * C::kMaxWindowM + kRowStep - 1) / kRowStep;
+  const uint4* a_src[kACopies];
+  uint32_t a_dst[kACopies];
+  const uint4* m_src = nullptr;
+  const uint16_t* w_src = nullptr;
+  int w_n = 0, w_k = 0;          // window chunks of this thread; its first row's k at step s_lo
+  const int64_t w_step = static_cast<int64_t>(8) * p.M * Tp;   // halves per step
+  const uint32_t m_dst = C::kABytes + threadIdx.x * 16;
+  const uint32_t w_dst = C::kABytes + C::kMBytes +
+                         ((threadIdx.x / C::kChunksPerRow) * C::kBStride + 8 * (threadIdx.x % C::kChunksPerRow)) * 2;
+  if constexpr (WINDOW) {
+#pragma unroll
+    for (int k = 0; k < kACopies; ++k) {
+      const int c = threadIdx.x + k * C::kThreads;
+      const int64_t u = static_cast<int64_t>(rt) * WR + (c >> 7);
+      const bool ok = c < WR * 128 && u < p.R64;
+      a_src[k] = ok ? p.vals + (u * p.S + s_lo) * 128 + (c & 127) : nullptr;
+      a_dst[k] = c * 16;
+    }
+    if (threadIdx.x < WR * 16) {
+      const int64_t u = static_cast<int64_t>(rt) * WR + (threadIdx.x >> 4);
+      if (u < p.R64) m_src = reinterpret_cast<const uint4*>(p.meta + (u * p.S + s_lo) * 32) + (threadIdx.x & 15);
+    }
+    const int r0 = threadIdx.x / C::kChunksPerRow;
+    w_n = r0 < 8 * p.M ? (8 * p.M - r0 + kRowStep - 1) / kRowStep : 0;
+    w_k = s_lo * 8 * p.M + r0;
+    w_src = At + static_cast<int64_t>(w_k) * Tp + t0 + 8 * (threadIdx.x % C::kChunksPerRow);
+  }
+  // Issues the copies of pipeline step j (global step s_lo + j) into stage `stage`.
+  auto issue_window = [&](int j, int stage) {
+    const uint32_t st = smem_u32(smem) + stage * stage_bytes;
+#pragma unroll
+    for (int k = 0; k < kACopies; ++k)
+      if (a_src[k]) cp_async16(st + a_dst[k], a_src[k] + 128 * j);
+    if (m_src) cp_async16(st + m_dst, m_src + 16 * j);
+    const uint16_t* src = w_src + j * w_step;
+    const int kk = w_k + j * 8 * p.M;
+#pragma unroll
+    for (int i = 0; i < kWinIters; ++i) {
+      if (i < w_n) {
+        const bool in = kk + i * kRowStep < p.K;
+        cp_async16_zfill(st + w_dst + i * kRowStep * C::kBStride * 2, in ? src + i * kRowStep * Tp : At, in ? 16 : 0);
+      }
+    }
+  };
   const uint32_t* wofs = WINDOW ? p.wofs + static_cast<int64_t>(s_blk[wr]) * p.Gp + (lane >> 2) : nullptr;
   uint32_t wcur = 0;
   if constexpr (WINDOW) {
@@ -575,7 +625,10 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
 #pragma unroll
   for (int j = 0; j < STAGES - 1; ++j) {
     fetch_cols(j);
-    if (j < ns) prefill_issue<WR, WN, SHARED_B, STAGES, WINDOW>(p, At, Tp, t0, rt, s_lo + j, j, smem, s_blk, colv);
+    if (j < ns) {
+      if constexpr (WINDOW) issue_window(j, j);
+      else prefill_issue<WR, WN, SHARED_B, STAGES, WINDOW>(p, At, Tp, t0, rt, s_lo + j, j, smem, s_blk, colv);
+    }
     cp_async_commit();
   }
   fetch_cols(STAGES - 1);
@@ -592,8 +645,10 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
   for (int j = 0; j < ns; ++j) {
     cp_async_wait<STAGES - 2>();
     __syncthreads();
-    if (j + STAGES - 1 < ns)
-      prefill_issue<WR, WN, SHARED_B, STAGES, WINDOW>(p, At, Tp, t0, rt, s_lo + j + STAGES - 1, wstage, smem, s_blk, colv);
+    if (j + STAGES - 1 < ns) {
+      if constexpr (WINDOW) issue_window(j + STAGES - 1, wstage);
+      else prefill_issue<WR, WN, SHARED_B, STAGES, WINDOW>(p, At, Tp, t0, rt, s_lo + j + STAGES - 1, wstage, smem, s_blk, colv);
+    }
     cp_async_commit();
     fetch_cols(j + STAGES);
     wstage = wstage + 1 == STAGES ? 0 : wstage + 1;
