@@ -34,8 +34,9 @@ SHAPES = [  # (name, N_out, K)
     ("llama2-7b down", 4096, 11008),
     ("vit-base fc1", 3072, 768),
     ("vit-base fc2", 768, 3072),
+    ("vit-base qkv/proj", 768, 768),
 ]
-TOKENS = [1, 16, 64, 256, 2048]
+TOKENS = [1, 16, 64, 256, 2048, 8192]
 CONFIGS = [(64, 5), (64, 8)]  # (V, M), N = 2
 KINDS = ["windowed", "permuted"]
 CODES = np.array([0x4, 0x8, 0xC, 0x9, 0xD, 0xE], dtype=np.uint8)
@@ -243,6 +244,13 @@ def prune24(W):
     return (w * m).view_as(W)
 
 
+def write_records(path, records):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(records, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
 def main():
     faulthandler.enable()
     ap = argparse.ArgumentParser()
@@ -363,12 +371,11 @@ def main():
         for (hs, *_rest) in ours.values():
             for h in hs:
                 lib.L.vnmc_cuda_destroy(h)
+        write_records(args.out, records)  # after every shape: a timed-out run keeps what it measured
         del Wd, W24, W0
         torch.cuda.empty_cache()
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(records, f, indent=1)
+    write_records(args.out, records)
     log(f"wrote {len(records)} records to {args.out} in {time.time() - t_start:.0f} s")
     # summary table
     log("\nshape        T     config  idx       ours_us  cuBLAS_us  cSLt_us  x_cuBLAS  x_cSLt")

@@ -453,14 +453,13 @@ __device__ __forceinline__ int prefill_col_offset(const Params& p, const int* s_
   return (s_blk[bt] * p.Gp + (kc >> 2)) * 4 + (kc & 3);
 }
 
-template <int WR, int WN, bool SHARED_B, int STAGES, bool WINDOW>
+template <int WR, int WN, bool SHARED_B, int STAGES>
 __device__ __forceinline__ void prefill_issue(const Params& p, const uint16_t* __restrict__ At, int64_t Tp,
                                               int64_t t0, int rt, int s, int stage, unsigned char* smem,
                                               const int* s_blk, const int (&colv)[PrefillCfg<WR, WN, SHARED_B>::kNCol]) {
   using C = PrefillCfg<WR, WN, SHARED_B>;
-  unsigned char* st = smem + stage * prefill_stage_bytes<WR, WN, SHARED_B, WINDOW>(p.M);
+  unsigned char* st = smem + stage * C::kStageBytes;
   // A fragments + metadata of the WR 64-row units at step s (contiguous in the prepared layout).
-  // Units past the prepared rows (a partial row tile of the window configurations) copy nothing.
 #pragma unroll
   for (int k = 0; k < (WR * 128 + C::kThreads - 1) / C::kThreads; ++k) {
     const int c = threadIdx.x + k * C::kThreads;
@@ -477,44 +476,18 @@ __device__ __forceinline__ void prefill_issue(const Params& p, const uint16_t* _
       cp_async16(smem_u32(st + C::kABytes + c * 16), reinterpret_cast<const uint4*>(p.meta + (u * p.S + s) * 32) + (c & 15));
   }
   unsigned char* bs = st + C::kABytes + C::kMBytes;
-  if constexpr (WINDOW) {
-    // The dense window of this step, At[8M s .. 8M (s+1))[t0 .. t0 + TN), shared by every unit of the
-    // CTA; rows past K (padded groups) are zero-filled.
-    // Thread x copies chunk x % 16 of rows x / 16 + i * kThreads / 16: one 64-bit product per step,
-    // then constant strides (the address arithmetic was most of v6's instruction stream).
-    static_assert(C::kThreads % C::kChunksPerRow == 0, "fixed chunk column per thread");
-    constexpr int kRowStep = C::kThreads / C::kChunksPerRow;
-    const int rows = 8 * p.M;
-    const int r0 = threadIdx.x / C::kChunksPerRow, ch = threadIdx.x % C::kChunksPerRow;
-    const int64_t k0 = static_cast<int64_t>(s) * rows + r0;
-    const uint16_t* src = At + k0 * Tp + t0 + 8 * ch;
-    const int64_t src_step = kRowStep * Tp;
-    uint32_t dst = smem_u32(bs + (r0 * C::kBStride + 8 * ch) * 2);
-    constexpr uint32_t kDstStep = kRowStep * C::kBStride * 2;
+  // The gathered activation rows At[col][t0 .. t0 + TN) of each B tile.
 #pragma unroll
-    for (int i = 0; i < (8 * C::kMaxWindowM + kRowStep - 1) / kRowStep; ++i) {
-      const int r = r0 + i * kRowStep;
-      if (r < rows) {
-        const bool in = k0 + i * kRowStep < p.K;
-        cp_async16_zfill(dst, in ? src : At, in ? 16 : 0);
-      }
-      src += src_step;
-      dst += kDstStep;
+  for (int u = 0; u < C::kBPerThread; ++u) {
+    const int c = threadIdx.x + C::kThreads * u;
+    const int row = c / C::kChunksPerRow, ch = c % C::kChunksPerRow;
+    int col;
+    if constexpr (SHARED_B) {
+      col = colv[u];
+    } else {
+      col = __ldg(p.cols + prefill_col_offset<WR, WN, SHARED_B>(p, s_blk, u) + 32 * s);
     }
-  } else {
-    // The gathered activation rows At[col][t0 .. t0 + TN) of each B tile.
-#pragma unroll
-    for (int u = 0; u < C::kBPerThread; ++u) {
-      const int c = threadIdx.x + C::kThreads * u;
-      const int row = c / C::kChunksPerRow, ch = c % C::kChunksPerRow;
-      int col;
-      if constexpr (SHARED_B) {
-        col = colv[u];
-      } else {
-        col = __ldg(p.cols + prefill_col_offset<WR, WN, SHARED_B>(p, s_blk, u) + 32 * s);
-      }
-      cp_async16(smem_u32(bs + (row * C::kBStride + 8 * ch) * 2), At + static_cast<int64_t>(col) * Tp + t0 + 8 * ch);
-    }
+    cp_async16(smem_u32(bs + (row * C::kBStride + 8 * ch) * 2), At + static_cast<int64_t>(col) * Tp + t0 + 8 * ch);
   }
 }
 
@@ -627,7 +600,7 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
     fetch_cols(j);
     if (j < ns) {
       if constexpr (WINDOW) issue_window(j, j);
-      else prefill_issue<WR, WN, SHARED_B, STAGES, WINDOW>(p, At, Tp, t0, rt, s_lo + j, j, smem, s_blk, colv);
+      else prefill_issue<WR, WN, SHARED_B, STAGES>(p, At, Tp, t0, rt, s_lo + j, j, smem, s_blk, colv);
     }
     cp_async_commit();
   }
@@ -647,7 +620,7 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
     __syncthreads();
     if (j + STAGES - 1 < ns) {
       if constexpr (WINDOW) issue_window(j + STAGES - 1, wstage);
-      else prefill_issue<WR, WN, SHARED_B, STAGES, WINDOW>(p, At, Tp, t0, rt, s_lo + j + STAGES - 1, wstage, smem, s_blk, colv);
+      else prefill_issue<WR, WN, SHARED_B, STAGES>(p, At, Tp, t0, rt, s_lo + j + STAGES - 1, wstage, smem, s_blk, colv);
     }
     cp_async_commit();
     fetch_cols(j + STAGES);

@@ -171,15 +171,14 @@ struct VnmGemmCuda::Impl {
   // windowed indices, V a multiple of 64, M <= 16).
   bool window_ok() const { return windowed && shared_b && M <= dev::PrefillCfg<1, 1, true>::kMaxWindowM; }
   int prefill_config(int64_t T) const {
+    (void)T;
     if (opt.prefill_config >= 1 && opt.prefill_config <= 5) {
       if (opt.prefill_config >= 4 && !window_ok()) return shared_b ? 1 : 2;
       if (!shared_b && opt.prefill_config == 1) return 2;
       return opt.prefill_config;
     }
-    if (window_ok()) {
-      // 256-row tiles when they fill the GPU once (1 CTA per SM), else 128-row tiles.
-      return ceil_div(Rp, 256) * ceil_div(T, 128) >= sms ? 4 : 5;
-    }
+    // The window configurations stay opt-in: measured 0.7-0.8x of config 1's speed on an H100 (v6-v6c,
+    // bench/gpu/NOTES.md), though they cut the L2 traffic 2.4x.
     return shared_b ? 1 : 2;
   }
   static int64_t config_rows(int cfg) { return cfg == 4 ? 256 : cfg == 1 || cfg == 5 ? 128 : 64; }
