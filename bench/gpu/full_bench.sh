@@ -3,16 +3,13 @@
 # (against the cuSPARSELt inside PyTorch's environment), runs the kernel tests, then kernel_bench.py over
 # every shape, T, config and index kind in two processes (Llama-2-7B shapes, ViT-base shapes), each with
 # cuBLAS and cuSPARSELt in the same process. Usage: bench/gpu/full_bench.sh [OUT]. Needs
-# .cache/ort-cuda/include (headers for cmake only). Merge: bench/gpu/merge_results.py OUT/kb_*.json.
+# .cache/ort-cuda/include (headers for cmake only). Writes OUT/results.json (both parts, the format of
+# bench/gpu/results.json).
 set -uo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"; cd "$root"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 out="${1:-${OUT:-/tmp/fb-out}}"; mkdir -p "$out"
-b=/tmp/kb-build; t0=$(date +%s)
-gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
-cmake -S runtime-ops -B "$b" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DVNMC_WITH_CUDA=ON -DVNMC_BUILD_BENCH=OFF \
-  -DVNMC_BUILD_NODE_ADDON=OFF -DORT_INCLUDE_DIR="$root/.cache/ort-cuda/include" \
-  "-DVNMC_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a" >/dev/null || exit 1
-cmake --build "$b" --parallel 16 --target vnmc_cuda_tests vnmc_cuda_capi 2>&1 | grep -E "error|warning: "
+t0=$(date +%s)
+build_kernels || exit 1
 cs=$(python3 -c "import nvidia.cusparselt as m; print(list(m.__path__)[0])" 2>/dev/null)
 cslt=()
 if [ -n "$cs" ] && nvcc -O2 -shared -Xcompiler -fPIC -I"$cs/include" bench/gpu/cslt_helper.cc -L"$cs/lib" \
@@ -31,3 +28,5 @@ for part in "llama 0,1,2" "vit 3,4,5"; do
     --reps ${REPS:-10} --out "$out/kb_$1.json" --tag "${TAG:-v4 decode + v2 prefill}" > "$out/kb_$1.log" 2>&1 || echo "bench $1 failed"
   tail -1 "$out/kb_$1.log"; echo "== bench $1 $(( $(date +%s) - t0 )) s"
 done
+python3 -c "import json, sys; json.dump(sum((json.load(open(f)) for f in sys.argv[2:]), []), open(sys.argv[1], 'w'), indent=1)" \
+  "$out/results.json" "$out/kb_llama.json" "$out/kb_vit.json" && echo "wrote $out/results.json"

@@ -6,14 +6,10 @@
 # (headers for cmake only). Usage: bench/gpu/prefill_window_exp.sh [OUT]; env MODES (default "1 0":
 # VNMC_PREFILL_CONFIG values, 0 = automatic), TOKENS, SHAPES, CONFIGS, KINDS.
 set -uo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"; cd "$root"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 out="${1:-${OUT:-/tmp/pw-out}}"; mkdir -p "$out"
-b=/tmp/kb-build; t0=$(date +%s)
-gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
-cmake -S runtime-ops -B "$b" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DVNMC_WITH_CUDA=ON -DVNMC_BUILD_BENCH=OFF \
-  -DVNMC_BUILD_NODE_ADDON=OFF -DORT_INCLUDE_DIR="$root/.cache/ort-cuda/include" \
-  "-DVNMC_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a" >/dev/null || exit 1
-cmake --build "$b" --parallel 16 --target vnmc_cuda_tests vnmc_cuda_capi 2>&1 | grep -E "error|warning: "
+t0=$(date +%s)
+build_kernels || exit 1
 echo "== build $(( $(date +%s) - t0 )) s"; nvidia-smi --query-gpu=name --format=csv,noheader
 cuobjdump --dump-resource-usage "$b/libvnmc_cuda.so" 2>/dev/null | grep -A1 "prefill_kernel" | grep -o "prefill_kernelILb[0-9A-Za-z]*\|REG:[0-9]*\|LOCAL:[0-9]*" | paste - - - | sort -u
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
@@ -35,13 +31,5 @@ for mode in ${MODES:-1 0}; do
   grep -E "^  T=" "$out/kb_cfg$mode.log" | grep -v cuBLAS\ *[0-9.]*\ us$ | head -60
   echo "== bench $mode done $(( $(date +%s) - t0 )) s"
 done
-python3 - "$out" ${MODES:-1 0} <<'PY'
-import json, sys
-o = sys.argv[1]; ms = sys.argv[2:]
-r = {m: {(x["shape"], x["T"], x["config"], x["indices"]): x for x in json.load(open(f"{o}/kb_cfg{m}.json"))} for m in ms}
-print("shape T config kind | " + " | ".join(f"cfg={m} us (x cuBLAS, cuBLAS us) path" for m in ms))
-f = lambda x: f"{x['ours_ms']*1e3:.1f} ({x['cublas_ms']/x['ours_ms']:.2f}x, {x['cublas_ms']*1e3:.1f}) {x['path']}" if x else "-"
-for k in r[ms[0]]:
-    print(*k, "|", " | ".join(f(r[m].get(k)) for m in ms))
-PY
+python3 bench/gpu/compare_runs.py "$out" kb_cfg ${MODES:-1 0}
 echo "== total $(( $(date +%s) - t0 )) s"
