@@ -202,7 +202,7 @@ void sweep() {
           check_case(spec(K, N, V, M, dt, cm, ri, bias, ts), opts(1, 2), "decode ksplit=2");
           check_case(spec(K, N, V, M, dt, cm, !ri, !bias, ts), opts(2), "prefill small T");
           check_case(spec(K, N, V, M, dt, cm, ri, bias, tl), opts(), "prefill auto");
-          check_case(spec(K, N, V, M, dt, cm, !ri, bias, tl), opts(2, 0, 1 + ci % 5), "prefill cfg");
+          check_case(spec(K, N, V, M, dt, cm, !ri, bias, tl), opts(2, 0, 1 + ci % 6), "prefill cfg");
           if (cm == ColumnMode::kWindowed && V >= 64)  // the window configurations (v6), both tile heights
             check_case(spec(K, N, V, M, dt, cm, ri, !bias, tl), opts(2, 0, 4 + ci % 2), "prefill window");
           if (cm == ColumnMode::kWindowed) {
@@ -228,6 +228,9 @@ void split_k() {
   check_case(spec(3000, 72, 128, 5, DType::kBFloat16, ColumnMode::kWindowed, false, true, 129), opts(2, 0, 4), "window split-K", 2);
   check_case(spec(2050, 384, 64, 16, DType::kFloat16, ColumnMode::kWindowed, true, false, 520), opts(2, 0, 5), "window M=16");
   check_case(spec(1000, 1024, 64, 5, DType::kBFloat16, ColumnMode::kWindowed, false, true, 1000), opts(2, 0, 4), "window M=5");
+  // 32 tokens per warp (config 6), partial token tiles, split-K, permuted.
+  check_case(spec(4100, 200, 64, 8, DType::kFloat16, ColumnMode::kPermuted, true, true, 300), opts(2, 0, 6), "w32 K=4100", 2);
+  check_case(spec(3000, 72, 128, 5, DType::kBFloat16, ColumnMode::kWindowed, false, true, 129), opts(2, 0, 6), "w32 split-K", 2);
 }
 
 // Float activations with fp16 / bf16 values: decode (T = 1 and pairs), prefill, split-K, batch dims.

@@ -405,12 +405,15 @@ __global__ void pairs_kernel(const uint16_t* __restrict__ A, uint32_t* __restric
 // B fragments are read with ldmatrix.trans from the gathered rows. Column indices are fetched one
 // step before their copies are issued.
 // =====================================================================================================
-template <int WR, int WN, bool SHARED_B>
+// WT: tokens per warp (64: 128 fp32 accumulators per thread, one CTA of 8 warps or two of 4 per SM;
+// 32: half, so twice the warps fit).
+template <int WR, int WN, bool SHARED_B, int WT = 64>
 struct PrefillCfg {
   static constexpr int kThreads = 32 * WR * WN;
   static constexpr int kMaxWindowM = 16;                   // window staging: 8 * M rows per stage
   static constexpr int kRows = 64 * WR;
-  static constexpr int kTN = 64 * WN;
+  static constexpr int kTN = WT * WN;
+  static constexpr int kNT = WT / 8;                       // n8 tiles per warp
   static constexpr int kNbt = SHARED_B ? WR : 4 * WR;     // gathered B tiles per stage
   static constexpr int kBStride = kTN + 8;                 // halves per gathered row (+16 B: no bank conflicts)
   static constexpr int kABytes = WR * 2048;
@@ -428,36 +431,36 @@ struct PrefillCfg {
 
 // Bytes of one pipeline stage: A fragments, metadata, then either the WR (or 4 WR) gathered B tiles
 // or, with WINDOW, the dense window At[8M step columns][TN tokens] that every unit gathers from.
-template <int WR, int WN, bool SHARED_B, bool WINDOW>
+template <int WR, int WN, bool SHARED_B, bool WINDOW, int WT = 64>
 __host__ __device__ constexpr int prefill_stage_bytes(int M) {
-  using C = PrefillCfg<WR, WN, SHARED_B>;
+  using C = PrefillCfg<WR, WN, SHARED_B, WT>;
   return WINDOW ? C::kABytes + C::kMBytes + 8 * M * C::kBStride * 2 : C::kStageBytes;
 }
 
-template <int STAGES, int WR, int WN, bool SHARED_B, bool WINDOW = false>
-__host__ __device__ constexpr int prefill_smem_bytes(int M = PrefillCfg<WR, WN, SHARED_B>::kMaxWindowM) {
-  using C = PrefillCfg<WR, WN, SHARED_B>;
-  return STAGES * prefill_stage_bytes<WR, WN, SHARED_B, WINDOW>(M) > C::kCBytes
-             ? STAGES * prefill_stage_bytes<WR, WN, SHARED_B, WINDOW>(M)
+template <int STAGES, int WR, int WN, bool SHARED_B, bool WINDOW = false, int WT = 64>
+__host__ __device__ constexpr int prefill_smem_bytes(int M = PrefillCfg<WR, WN, SHARED_B, WT>::kMaxWindowM) {
+  using C = PrefillCfg<WR, WN, SHARED_B, WT>;
+  return STAGES * prefill_stage_bytes<WR, WN, SHARED_B, WINDOW, WT>(M) > C::kCBytes
+             ? STAGES * prefill_stage_bytes<WR, WN, SHARED_B, WINDOW, WT>(M)
              : C::kCBytes;
 }
 
 // Offset into p.cols (int32 units) of the column that B copy u of this thread reads at step 0; step s
 // adds 32 * s. s_blk: block index of each gathered tile of the CTA.
-template <int WR, int WN, bool SHARED_B>
+template <int WR, int WN, bool SHARED_B, int WT>
 __device__ __forceinline__ int prefill_col_offset(const Params& p, const int* s_blk, int u) {
-  using C = PrefillCfg<WR, WN, SHARED_B>;
+  using C = PrefillCfg<WR, WN, SHARED_B, WT>;
   const int c = threadIdx.x + C::kThreads * u;
   const int row = c / C::kChunksPerRow;
   const int bt = row >> 5, kc = row & 31;
   return (s_blk[bt] * p.Gp + (kc >> 2)) * 4 + (kc & 3);
 }
 
-template <int WR, int WN, bool SHARED_B, int STAGES>
+template <int WR, int WN, bool SHARED_B, int STAGES, int WT>
 __device__ __forceinline__ void prefill_issue(const Params& p, const uint16_t* __restrict__ At, int64_t Tp,
                                               int64_t t0, int rt, int s, int stage, unsigned char* smem,
-                                              const int* s_blk, const int (&colv)[PrefillCfg<WR, WN, SHARED_B>::kNCol]) {
-  using C = PrefillCfg<WR, WN, SHARED_B>;
+                                              const int* s_blk, const int (&colv)[PrefillCfg<WR, WN, SHARED_B, WT>::kNCol]) {
+  using C = PrefillCfg<WR, WN, SHARED_B, WT>;
   unsigned char* st = smem + stage * C::kStageBytes;
   // A fragments + metadata of the WR 64-row units at step s (contiguous in the prepared layout).
 #pragma unroll
@@ -485,7 +488,7 @@ __device__ __forceinline__ void prefill_issue(const Params& p, const uint16_t* _
     if constexpr (SHARED_B) {
       col = colv[u];
     } else {
-      col = __ldg(p.cols + prefill_col_offset<WR, WN, SHARED_B>(p, s_blk, u) + 32 * s);
+      col = __ldg(p.cols + prefill_col_offset<WR, WN, SHARED_B, WT>(p, s_blk, u) + 32 * s);
     }
     cp_async16(smem_u32(bs + (row * C::kBStride + 8 * ch) * 2), At + static_cast<int64_t>(col) * Tp + t0 + 8 * ch);
   }
@@ -495,11 +498,11 @@ __device__ __forceinline__ void prefill_issue(const Params& p, const uint16_t* _
 // unit, each stage holds the dense window of 8M activation columns, copied once for all WR units, and
 // every lane points its ldmatrix row at the kept column it needs (lane = condensed k of the step). The
 // L2 -> SM traffic for B drops from WR * 32 to 8M rows per stage; the gather itself is free.
-template <bool BF16, int WR, int WN, bool SHARED_B, int STAGES, bool WINDOW = false>
-__global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
+template <bool BF16, int WR, int WN, bool SHARED_B, int STAGES, bool WINDOW = false, int WT = 64>
+__global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B, WT>::kThreads, WT == 32 ? 2 : 1)
     prefill_kernel(Params p, const uint16_t* __restrict__ At, int64_t Tp, int T, uint16_t* __restrict__ Y,
                    float* __restrict__ yacc, int64_t Rp) {
-  using C = PrefillCfg<WR, WN, SHARED_B>;
+  using C = PrefillCfg<WR, WN, SHARED_B, WT>;
   static_assert(!WINDOW || SHARED_B, "the window path needs 64-row units inside one block");
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int s_blk[C::kNbt];
@@ -515,7 +518,7 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
   const int s_lo = static_cast<int>(static_cast<int64_t>(p.S) * blockIdx.z / ksplit);
   const int s_hi = static_cast<int>(static_cast<int64_t>(p.S) * (blockIdx.z + 1) / ksplit);
   const int ns = s_hi - s_lo;
-  const int stage_bytes = prefill_stage_bytes<WR, WN, SHARED_B, WINDOW>(p.M);
+  const int stage_bytes = prefill_stage_bytes<WR, WN, SHARED_B, WINDOW, WT>(p.M);
 
   if (threadIdx.x < C::kNbt) {
     const int64_t r = min(row0 + (SHARED_B ? 64 : 16) * threadIdx.x, Rp - 1);
@@ -527,7 +530,7 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
   int coff[C::kNCol], colv[C::kNCol];
 #pragma unroll
   for (int u = 0; u < C::kNCol; ++u) {
-    coff[u] = kPrefetchCols ? prefill_col_offset<WR, WN, SHARED_B>(p, s_blk, u) : 0;
+    coff[u] = kPrefetchCols ? prefill_col_offset<WR, WN, SHARED_B, WT>(p, s_blk, u) : 0;
     colv[u] = 0;
   }
   auto fetch_cols = [&](int j) {  // column indices of pipeline step j (global step s_lo + j)
@@ -600,17 +603,18 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
     fetch_cols(j);
     if (j < ns) {
       if constexpr (WINDOW) issue_window(j, j);
-      else prefill_issue<WR, WN, SHARED_B, STAGES>(p, At, Tp, t0, rt, s_lo + j, j, smem, s_blk, colv);
+      else prefill_issue<WR, WN, SHARED_B, STAGES, WT>(p, At, Tp, t0, rt, s_lo + j, j, smem, s_blk, colv);
     }
     cp_async_commit();
   }
   fetch_cols(STAGES - 1);
 
-  float acc[4][8][4];
+  constexpr int kNT = C::kNT;
+  float acc[4][kNT][4];
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
-    for (int n = 0; n < 8; ++n)
+    for (int n = 0; n < kNT; ++n)
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][n][c] = 0.f;
 
@@ -620,7 +624,7 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
     __syncthreads();
     if (j + STAGES - 1 < ns) {
       if constexpr (WINDOW) issue_window(j + STAGES - 1, wstage);
-      else prefill_issue<WR, WN, SHARED_B, STAGES>(p, At, Tp, t0, rt, s_lo + j + STAGES - 1, wstage, smem, s_blk, colv);
+      else prefill_issue<WR, WN, SHARED_B, STAGES, WT>(p, At, Tp, t0, rt, s_lo + j + STAGES - 1, wstage, smem, s_blk, colv);
     }
     cp_async_commit();
     fetch_cols(j + STAGES);
@@ -639,17 +643,17 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
 #pragma unroll
       for (int i = 0; i < 4; ++i) a[i] = as[i * 32 + lane];
       const uint32_t bs = smem_u32(st + C::kABytes + C::kMBytes);
-      const int tokoff = wn * 64;
+      const int tokoff = wn * WT;
       // Row of the B tile (or window) whose 8 tokens this lane's ldmatrix address points at.
       const int brow = WINDOW ? (lane >> 2) * p.M + static_cast<int>((wcur >> (8 * (lane & 3))) & 0xffu) : wr * 32 + lane;
       if constexpr (SHARED_B && WINDOW) {
         // All eight B fragments first: each warp's 32 mma.sp then wait on one load latency, not eight.
-        uint32_t b[8][4];
+        uint32_t b[kNT][4];
         const uint32_t baddr = bs + (brow * C::kBStride + tokoff) * 2;
 #pragma unroll
-        for (int n = 0; n < 8; ++n) ldmatrix_x4_trans(b[n], baddr + 16 * n);
+        for (int n = 0; n < kNT; ++n) ldmatrix_x4_trans(b[n], baddr + 16 * n);
 #pragma unroll
-        for (int n = 0; n < 8; ++n) {
+        for (int n = 0; n < kNT; ++n) {
           mma_sp<BF16, 0>(acc[0][n], a[0], b[n], e.x);
           mma_sp<BF16, 1>(acc[1][n], a[1], b[n], e.x);
           mma_sp<BF16, 0>(acc[2][n], a[2], b[n], e.y);
@@ -657,7 +661,7 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
         }
       } else {
 #pragma unroll
-      for (int n = 0; n < 8; ++n) {
+      for (int n = 0; n < kNT; ++n) {
         if constexpr (SHARED_B) {
           uint32_t b[4];
           ldmatrix_x4_trans(b, bs + (brow * C::kBStride + tokoff + 8 * n) * 2);
@@ -690,8 +694,8 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
     for (int i = 0; i < 4; ++i) {
       const int64_t r = row0 + wr * 64 + 16 * i + gid;
 #pragma unroll
-      for (int n = 0; n < 8; ++n) {
-        const int64_t t = t0 + wn * 64 + 8 * n + 2 * tid;
+      for (int n = 0; n < kNT; ++n) {
+        const int64_t t = t0 + wn * WT + 8 * n + 2 * tid;
         if (t < T) {
           atomicAdd(yacc + t * Rp + r, acc[i][n][0]);
           atomicAdd(yacc + t * Rp + r + 8, acc[i][n][2]);
@@ -716,8 +720,8 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B>::kThreads)
       const float b0 = p.bias ? p.bias[row0 + rl0] : 0.f;
       const float b1 = p.bias ? p.bias[row0 + rl0 + 8] : 0.f;
 #pragma unroll
-      for (int n = 0; n < 8; ++n) {
-        const int tl = wn * 64 + 8 * n + 2 * tid;
+      for (int n = 0; n < kNT; ++n) {
+        const int tl = wn * WT + 8 * n + 2 * tid;
         cs[tl * C::kCStride + rl0] = f32_to_out<BF16>(acc[i][n][0] + b0);
         cs[(tl + 1) * C::kCStride + rl0] = f32_to_out<BF16>(acc[i][n][1] + b0);
         cs[tl * C::kCStride + rl0 + 8] = f32_to_out<BF16>(acc[i][n][2] + b1);

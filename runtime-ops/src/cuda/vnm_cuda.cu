@@ -172,8 +172,9 @@ struct VnmGemmCuda::Impl {
   bool window_ok() const { return windowed && shared_b && M <= dev::PrefillCfg<1, 1, true>::kMaxWindowM; }
   int prefill_config(int64_t T) const {
     (void)T;
-    if (opt.prefill_config >= 1 && opt.prefill_config <= 5) {
-      if (opt.prefill_config >= 4 && !window_ok()) return shared_b ? 1 : 2;
+    if (opt.prefill_config >= 1 && opt.prefill_config <= 6) {
+      if (opt.prefill_config == 6 && !shared_b) return 2;
+      if ((opt.prefill_config == 4 || opt.prefill_config == 5) && !window_ok()) return shared_b ? 1 : 2;
       if (!shared_b && opt.prefill_config == 1) return 2;
       return opt.prefill_config;
     }
@@ -181,7 +182,7 @@ struct VnmGemmCuda::Impl {
     // bench/gpu/NOTES.md), though they cut the L2 traffic 2.4x.
     return shared_b ? 1 : 2;
   }
-  static int64_t config_rows(int cfg) { return cfg == 4 ? 256 : cfg == 1 || cfg == 5 ? 128 : 64; }
+  static int64_t config_rows(int cfg) { return cfg == 4 ? 256 : cfg == 1 || cfg == 5 || cfg == 6 ? 128 : 64; }
   // Split-K factor of the prefill grid: enough CTAs for ~2 per SM, >= 8 steps per split.
   int prefill_ksplit(int64_t T, int cfg) const {
     const int64_t base = ceil_div(Rp, config_rows(cfg)) * ceil_div(T, config_tn(cfg));
@@ -501,7 +502,8 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
         (im.windowed ? " windowed" : " general") + (T >= 5 ? " pairs" : "");
   } else {
     const int cfg = im.prefill_config(T);
-    static const char* const names[] = {"", "128x128", "64x128", "64x64", "256x128 window", "128x128 window"};
+    static const char* const names[] = {"", "128x128", "64x128", "64x64", "256x128 window", "128x128 window",
+                                        "128x128 w32"};
     s = std::string("prefill ") + names[cfg] + " ksplit=" + std::to_string(im.prefill_ksplit(T, cfg)) +
         (im.shared_b ? "" : " per-tile-B");
   }
@@ -583,25 +585,25 @@ void decode_occupancy_for(bool bf16, bool sb, bool win, int (&bps)[2]) {
   }
 }
 
-template <bool BF16, int WR, int WN, bool SB, int STAGES, bool WINDOW = false>
+template <bool BF16, int WR, int WN, bool SB, int STAGES, bool WINDOW = false, int WT = 64>
 cudaError_t launch_prefill(const dev::Params& p, const void* At, int64_t Tp, int T, void* Y, float* yacc, int ksplit,
                            int64_t Rp, cudaStream_t st) {
-  using C = dev::PrefillCfg<WR, WN, SB>;
-  const int smem = dev::prefill_smem_bytes<STAGES, WR, WN, SB, WINDOW>(p.M);
+  using C = dev::PrefillCfg<WR, WN, SB, WT>;
+  const int smem = dev::prefill_smem_bytes<STAGES, WR, WN, SB, WINDOW, WT>(p.M);
   const int64_t gy = ceil_div(Rp, static_cast<int64_t>(C::kRows));
   if (gy > 65535) return cudaErrorInvalidConfiguration;
   dim3 grid(static_cast<unsigned>(Tp / C::kTN), static_cast<unsigned>(gy), static_cast<unsigned>(ksplit));
-  dev::prefill_kernel<BF16, WR, WN, SB, STAGES, WINDOW><<<grid, C::kThreads, smem, st>>>(
+  dev::prefill_kernel<BF16, WR, WN, SB, STAGES, WINDOW, WT><<<grid, C::kThreads, smem, st>>>(
       p, static_cast<const uint16_t*>(At), Tp, T, static_cast<uint16_t*>(Y), yacc, Rp);
   return cudaGetLastError();
 }
 
 // Raises the dynamic shared-memory limit of the prefill kernels one object may launch (at creation:
 // not a stream operation, so it stays out of run(), which may be captured in a CUDA graph).
-template <bool BF16, int WR, int WN, bool SB, int STAGES, bool WINDOW = false>
+template <bool BF16, int WR, int WN, bool SB, int STAGES, bool WINDOW = false, int WT = 64>
 cudaError_t allow_smem(int M = 0) {
-  const int smem = dev::prefill_smem_bytes<STAGES, WR, WN, SB, WINDOW>(M);
-  return cudaFuncSetAttribute(dev::prefill_kernel<BF16, WR, WN, SB, STAGES, WINDOW>,
+  const int smem = dev::prefill_smem_bytes<STAGES, WR, WN, SB, WINDOW, WT>(M);
+  return cudaFuncSetAttribute(dev::prefill_kernel<BF16, WR, WN, SB, STAGES, WINDOW, WT>,
                               cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
 }
 template <bool BF16>
@@ -612,6 +614,7 @@ cudaError_t allow_smem_all(bool sb, bool window, int M) {
     if ((e = allow_smem<BF16, 2, 2, true, kPrefillStages, true>(M)) != cudaSuccess) return e;
   }
   if (sb) {
+    if ((e = allow_smem<BF16, 2, 4, true, kPrefillStages, false, 32>()) != cudaSuccess) return e;
     if ((e = allow_smem<BF16, 2, 2, true, kPrefillStages>()) != cudaSuccess) return e;
     if ((e = allow_smem<BF16, 1, 2, true, kPrefillStages>()) != cudaSuccess) return e;
     return allow_smem<BF16, 1, 1, true, kPrefillStages>();
@@ -629,6 +632,8 @@ cudaError_t prefill_dispatch(int cfg, bool sb, const dev::Params& p, const void*
   if (cfg == 4) return launch_prefill<BF16, 4, 2, true, kPrefillStages, true>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
   if (cfg == 5) return launch_prefill<BF16, 2, 2, true, kPrefillStages, true>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
   if (sb) {
+    if (cfg == 6)
+      return launch_prefill<BF16, 2, 4, true, kPrefillStages, false, 32>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
     if (cfg == 1) return launch_prefill<BF16, 2, 2, true, kPrefillStages>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
     if (cfg == 2) return launch_prefill<BF16, 1, 2, true, kPrefillStages>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
     return launch_prefill<BF16, 1, 1, true, kPrefillStages>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
