@@ -231,6 +231,9 @@ void split_k() {
   // 32 tokens per warp (config 6), partial token tiles, split-K, permuted.
   check_case(spec(4100, 200, 64, 8, DType::kFloat16, ColumnMode::kPermuted, true, true, 300), opts(2, 0, 6), "w32 K=4100", 2);
   check_case(spec(3000, 72, 128, 5, DType::kBFloat16, ColumnMode::kWindowed, false, true, 129), opts(2, 0, 6), "w32 split-K", 2);
+  check_case(spec(4100, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 300), opts(2, 0, 7), "window w32 K=4100", 2);
+  check_case(spec(2050, 384, 64, 16, DType::kBFloat16, ColumnMode::kWindowed, false, true, 129), opts(2, 0, 7), "window w32 M=16", 2);
+  check_case(spec(1000, 1024, 64, 5, DType::kFloat16, ColumnMode::kWindowed, true, false, 1000), opts(2, 0, 7), "window w32 M=5");
 }
 
 // Float activations with fp16 / bf16 values: decode (T = 1 and pairs), prefill, split-K, batch dims.

@@ -499,7 +499,7 @@ __device__ __forceinline__ void prefill_issue(const Params& p, const uint16_t* _
 // every lane points its ldmatrix row at the kept column it needs (lane = condensed k of the step). The
 // L2 -> SM traffic for B drops from WR * 32 to 8M rows per stage; the gather itself is free.
 template <bool BF16, int WR, int WN, bool SHARED_B, int STAGES, bool WINDOW = false, int WT = 64>
-__global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B, WT>::kThreads, WT == 32 ? 2 : 1)
+__global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B, WT>::kThreads, WT == 32 && PrefillCfg<WR, WN, SHARED_B, WT>::kThreads <= 256 ? 2 : 1)
     prefill_kernel(Params p, const uint16_t* __restrict__ At, int64_t Tp, int T, uint16_t* __restrict__ Y,
                    float* __restrict__ yacc, int64_t Rp) {
   using C = PrefillCfg<WR, WN, SHARED_B, WT>;

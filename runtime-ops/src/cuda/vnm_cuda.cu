@@ -172,9 +172,10 @@ struct VnmGemmCuda::Impl {
   bool window_ok() const { return windowed && shared_b && M <= dev::PrefillCfg<1, 1, true>::kMaxWindowM; }
   int prefill_config(int64_t T) const {
     (void)T;
-    if (opt.prefill_config >= 1 && opt.prefill_config <= 6) {
+    if (opt.prefill_config >= 1 && opt.prefill_config <= 7) {
       if (opt.prefill_config == 6 && !shared_b) return 2;
-      if ((opt.prefill_config == 4 || opt.prefill_config == 5) && !window_ok()) return shared_b ? 1 : 2;
+      if ((opt.prefill_config == 4 || opt.prefill_config == 5 || opt.prefill_config == 7) && !window_ok())
+        return shared_b ? 1 : 2;
       if (!shared_b && opt.prefill_config == 1) return 2;
       return opt.prefill_config;
     }
@@ -182,7 +183,7 @@ struct VnmGemmCuda::Impl {
     // bench/gpu/NOTES.md), though they cut the L2 traffic 2.4x.
     return shared_b ? 1 : 2;
   }
-  static int64_t config_rows(int cfg) { return cfg == 4 ? 256 : cfg == 1 || cfg == 5 || cfg == 6 ? 128 : 64; }
+  static int64_t config_rows(int cfg) { return cfg == 4 || cfg == 7 ? 256 : cfg == 1 || cfg == 5 || cfg == 6 ? 128 : 64; }
   // Split-K factor of the prefill grid: enough CTAs for ~2 per SM, >= 8 steps per split.
   int prefill_ksplit(int64_t T, int cfg) const {
     const int64_t base = ceil_div(Rp, config_rows(cfg)) * ceil_div(T, config_tn(cfg));
@@ -503,7 +504,7 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
   } else {
     const int cfg = im.prefill_config(T);
     static const char* const names[] = {"", "128x128", "64x128", "64x64", "256x128 window", "128x128 window",
-                                        "128x128 w32"};
+                                        "128x128 w32", "256x128 window w32"};
     s = std::string("prefill ") + names[cfg] + " ksplit=" + std::to_string(im.prefill_ksplit(T, cfg)) +
         (im.shared_b ? "" : " per-tile-B");
   }
@@ -610,6 +611,7 @@ template <bool BF16>
 cudaError_t allow_smem_all(bool sb, bool window, int M) {
   cudaError_t e;
   if (window) {
+    if ((e = allow_smem<BF16, 4, 4, true, kPrefillStages, true, 32>(M)) != cudaSuccess) return e;
     if ((e = allow_smem<BF16, 4, 2, true, kPrefillStages, true>(M)) != cudaSuccess) return e;
     if ((e = allow_smem<BF16, 2, 2, true, kPrefillStages, true>(M)) != cudaSuccess) return e;
   }
@@ -631,6 +633,8 @@ cudaError_t prefill_dispatch(int cfg, bool sb, const dev::Params& p, const void*
                              float* yacc, int ksplit, int64_t Rp, cudaStream_t st) {
   if (cfg == 4) return launch_prefill<BF16, 4, 2, true, kPrefillStages, true>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
   if (cfg == 5) return launch_prefill<BF16, 2, 2, true, kPrefillStages, true>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
+  if (cfg == 7)
+    return launch_prefill<BF16, 4, 4, true, kPrefillStages, true, 32>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
   if (sb) {
     if (cfg == 6)
       return launch_prefill<BF16, 2, 4, true, kPrefillStages, false, 32>(p, At, Tp, T, Y, yacc, ksplit, Rp, st);
