@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import { feedsOf } from "../compiler/calibration/collect.js";
-import { compileFile, type CompileOptions, type ExperimentalOptions } from "../compiler/compile.js";
+import { compileFile, type CompileOptions } from "../compiler/compile.js";
 import { readModelFile } from "../compiler/serde/read.js";
 import { writeModelFile } from "../compiler/serde/write.js";
 import { asFloat, OutputAccumulator } from "../compiler/verify/compare.js";
@@ -33,7 +33,7 @@ const { values: o } = parseArgs({
     json: { type: "string" },
     /** Only the settings whose label matches this regular expression (dense always runs). */
     only: { type: "string" },
-    /** JSON merged into every setting's CompileOptions and ExperimentalOptions (experiments, e.g. '{"sparsegptDamping":0.001}'). */
+    /** JSON merged into every setting's CompileOptions (experiments, e.g. '{"sparsegptDamping":0.001}' or '{"refitSweeps":4}'). */
     extra: { type: "string" },
   },
 });
@@ -88,7 +88,6 @@ function subjects(dir: string): Subject[] {
 interface Setting {
   label: string;
   options: CompileOptions;
-  experimental?: ExperimentalOptions;
 }
 
 function settings(vnms: string[], permuteTime: number): Setting[] {
@@ -105,8 +104,8 @@ function settings(vnms: string[], permuteTime: number): Setting[] {
     if (o.only) {
       for (const permute of [false, true]) {
         const p = permute ? " + permute" : "";
-        out.push({ label: `${vnm} sparsegpt refit${p}`, options: { vnm, method: "sparsegpt", permute, permuteTime } as CompileOptions, experimental: { sparsegptRefit: true } });
-        out.push({ label: `${vnm} sparsegpt no-refit${p}`, options: { vnm, method: "sparsegpt", permute, permuteTime } as CompileOptions, experimental: { sparsegptRefit: false } });
+        out.push({ label: `${vnm} sparsegpt refit${p}`, options: { vnm, method: "sparsegpt", permute, permuteTime, refit: true } });
+        out.push({ label: `${vnm} sparsegpt no-refit${p}`, options: { vnm, method: "sparsegpt", permute, permuteTime, refit: false } });
       }
     }
     out.push({ label: `${vnm} defaults (--calib only)`, options: { vnm } });
@@ -138,8 +137,13 @@ async function main(): Promise<void> {
     for (const st of settings(vnms, permuteTime).filter((x) => !o.only || new RegExp(o.only).test(x.label))) {
       const output = join(o.dir!, `${s.name.split(" ")[0]}.vnm.onnx`);
       const calib = (st.options.score === "magnitude" && !st.options.method) || ("calib" in st.options) ? {} : { calib: s.calib };
-      const extra = o.extra ? (JSON.parse(o.extra) as CompileOptions & ExperimentalOptions) : {};
-      const { report } = await compileFile(s.input, { minSize: 4096, verify: false, shapes: s.shapes, output, ...calib, ...st.options, ...extra }, { ...st.experimental, ...extra });
+      const extra: CompileOptions = o.extra ? (JSON.parse(o.extra) as CompileOptions) : {};
+      const opts: CompileOptions = { minSize: 4096, verify: false, shapes: s.shapes, output, ...calib, ...st.options, ...extra };
+      // sparsegpt-only experiments (e.g. '{"refitSweeps":4}') leave the selection settings as they are.
+      if (opts.method === "select" || opts.score !== undefined || opts.calib === undefined) {
+        for (const k of ["refit", "refitSweeps", "sequential"] as const) delete opts[k];
+      }
+      const { report } = await compileFile(s.input, opts);
       const metric = await s.metric(output);
       const compileS = report.totals.compileMs / 1000;
       rows.push({ model: s.name, setting: st.label, metric, compileS });

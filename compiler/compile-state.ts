@@ -7,7 +7,7 @@ import type { VnmConfig } from "./vnm/config.js";
 import type { JobPermutation } from "./weights/prune-job.js";
 import type { PrunePool } from "./weights/prune-pool.js";
 import type { ScoreKind, WeightScoring } from "./weights/scores.js";
-import type { SparseGptMaskScore } from "./weights/sparsegpt.js";
+import type { SparseGptSettings } from "./weights/sparsegpt.js";
 import type { SparseWeight } from "./weights/sparse-weight.js";
 import type { WeightRecipe } from "./weights/weight-recipe.js";
 
@@ -28,9 +28,10 @@ export interface PassOptions {
   score?: ScoreKind;
   /**
    * --method sparsegpt: observed layers are pruned by SparseGPT (mask by `maskScore`, kept weights
-   * updated with the inverse Hessian; calibration gathers XᵀX). Absent: plain selection by `score`.
+   * updated with the inverse Hessian, then refitted as `refit` / `refitSweeps` say; calibration
+   * gathers XᵀX). Absent: plain selection by `score`.
    */
-  sparsegpt?: { maskScore: SparseGptMaskScore; damping: number };
+  sparsegpt?: SparseGptSettings;
   /** Search channel permutations (--permute); the search budget is in compile.ts. */
   permute?: boolean;
   /** --sparsity / --speedup: the V:N:M choice asked for; candidates get their config from it (choose-step.ts). */

@@ -77,6 +77,18 @@ export interface CompileOptions {
   sequential?: boolean;
   /** sequential only, for experiments: fit each stage to the dense layer output ("dense", default) or to the pruned prefix's ("pruned"). */
   sequentialTarget?: SequentialTarget;
+  /**
+   * sparsegpt only: once the mask is fixed, re-solve each row's kept weights exactly by least squares
+   * (default DEFAULT_SPARSEGPT_REFIT = true). Without `refitSweeps` it runs on the layers where it costs
+   * at most REFIT_MAX_RELATIVE_COST times the OBS pass (compiler/weights/sparsegpt.ts refitAffordable).
+   */
+  refit?: boolean;
+  /**
+   * sparsegpt with refit: sweeps of an exact local search over each row's 2-of-4 choices before the
+   * refit (default DEFAULT_SPARSEGPT_REFIT_SWEEPS = 0). More accurate, several times slower; with
+   * sweeps the refit runs on every layer (docs/calibration.md).
+   */
+  refitSweeps?: number;
   /** Search input/output channel permutations that keep more of the score (free at run time). */
   permute?: boolean;
   /**
@@ -169,7 +181,7 @@ function recordedOptions(
 ): Record<string, unknown> {
   const recorded: Record<string, unknown> = { vnm: formatVnm(o.vnm), include: o.include, exclude: o.exclude, minSize: o.minSize, score: o.score, selection: "exhaustive" };
   recorded.method = o.sparsegpt
-    ? { name: "sparsegpt", maskScore: o.sparsegpt.maskScore, damping: o.sparsegpt.damping, sequential: sequential ? sequentialTarget : false, ...refitRecord(o.sparsegpt as SparseGptSettings) }
+    ? { name: "sparsegpt", maskScore: o.sparsegpt.maskScore, damping: o.sparsegpt.damping, sequential: sequential ? sequentialTarget : false, ...refitRecord(o.sparsegpt) }
     : "select";
   if (o.permute) recorded.permute = { seconds: permuteTime };
   if (o.choose) {
@@ -230,7 +242,7 @@ function autoMethodFallback(state: CompileState, calib: CalibrationSource, seque
 }
 
 /** The sparsegpt settings for --method sparsegpt, undefined for plain selection; usage errors otherwise. */
-function resolveMethod(opts: CompileOptions, experimental: ExperimentalOptions): PassOptions["sparsegpt"] {
+function resolveMethod(opts: CompileOptions): PassOptions["sparsegpt"] {
   const method = opts.method ?? "select";
   if (!(PRUNE_METHODS as readonly string[]).includes(method)) {
     throw new VnmcError(Codes.BAD_METHOD, `--method must be one of ${PRUNE_METHODS.join(", ")} (got '${method}').`, "usage");
@@ -250,26 +262,29 @@ function resolveMethod(opts: CompileOptions, experimental: ExperimentalOptions):
   if (!(damping > 0 && Number.isFinite(damping))) {
     throw new VnmcError(Codes.USAGE, `The sparsegpt damping must be a positive number (got ${damping}).`, "usage");
   }
-  const settings: SparseGptSettings = { maskScore, damping, refit: experimental.sparsegptRefit ?? DEFAULT_SPARSEGPT_REFIT, refitSweeps: experimental.sparsegptRefitSweeps ?? DEFAULT_SPARSEGPT_REFIT_SWEEPS };
-  return settings;
+  return { maskScore, damping, ...resolveRefit(opts) };
 }
 
-/**
- * Settings for measurements (bench/quality.ts), outside CompileOptions: not part of the CLI or of
- * project configurations.
- */
-export interface ExperimentalOptions {
-  /** sparsegpt: refit the kept weights exactly once the mask is fixed (default DEFAULT_SPARSEGPT_REFIT). */
-  sparsegptRefit?: boolean;
-  /** sparsegpt with refit: local-search sweeps over each row's 2:4 choice before the refit (default DEFAULT_SPARSEGPT_REFIT_SWEEPS). */
-  sparsegptRefitSweeps?: number;
+/** --refit / --no-refit and --refit-sweeps, checked (whether they apply, i.e. sparsegpt, is checked by the caller). */
+function resolveRefit(opts: CompileOptions): Pick<SparseGptSettings, "refit" | "refitSweeps"> {
+  if (opts.refit !== undefined && typeof opts.refit !== "boolean") {
+    throw new VnmcError(Codes.USAGE, `--refit must be true or false (got ${JSON.stringify(opts.refit)}).`, "usage");
+  }
+  const sweeps = opts.refitSweeps;
+  if (sweeps !== undefined && !(typeof sweeps === "number" && Number.isInteger(sweeps) && sweeps >= 0)) {
+    throw new VnmcError(Codes.USAGE, `--refit-sweeps needs a non-negative integer (got ${typeof sweeps === "string" ? `'${sweeps}'` : String(sweeps)}).`, "usage");
+  }
+  if (opts.refit === false && sweeps !== undefined && sweeps > 0) {
+    throw new VnmcError(Codes.USAGE, `--refit-sweeps ${sweeps} needs the refit (its local search runs before it); drop --no-refit or --refit-sweeps.`, "usage");
+  }
+  return { refit: opts.refit ?? DEFAULT_SPARSEGPT_REFIT, refitSweeps: sweeps ?? DEFAULT_SPARSEGPT_REFIT_SWEEPS };
 }
 
 /**
  * Compile an ONNX model file to V:N:M sparsity. The output is written atomically (nothing is left
  * behind on error) and the input is never modified.
  */
-export async function compileFile(input: string, opts: CompileOptions = {}, experimental: ExperimentalOptions = {}): Promise<CompileResult> {
+export async function compileFile(input: string, opts: CompileOptions = {}): Promise<CompileResult> {
   const t0 = performance.now();
   const progress = opts.onProgress ?? (() => {});
   const choose = resolveChooseRequest(opts);
@@ -286,12 +301,17 @@ export async function compileFile(input: string, opts: CompileOptions = {}, expe
   if (opts.permuteTime !== undefined && !(Number.isFinite(opts.permuteTime) && opts.permuteTime >= 0)) {
     throw new VnmcError(Codes.BAD_PERMUTE_TIME, `--permute-time needs a non-negative number of seconds (got ${opts.permuteTime}).`, "usage");
   }
-  let sparsegpt = resolveMethod(opts, experimental);
+  let sparsegpt = resolveMethod(opts);
   // No --method and no --score with calibration data: sparsegpt where it fits (decided once the model is read).
   const methodAuto = opts.method === undefined && opts.score === undefined && opts.calib !== undefined;
   if (opts.sequential !== undefined && !sparsegpt && !methodAuto) {
     throw new VnmcError(Codes.SEQUENTIAL_NEEDS_SPARSEGPT, "--sequential / --no-sequential apply to --method sparsegpt only.", "usage");
   }
+  if ((opts.refit !== undefined || opts.refitSweeps !== undefined) && !sparsegpt && !methodAuto) {
+    throw new VnmcError(Codes.SEQUENTIAL_NEEDS_SPARSEGPT, "--refit / --no-refit / --refit-sweeps apply to --method sparsegpt only.", "usage");
+  }
+  // Checked here too for the default method, before the model is read.
+  const refit = resolveRefit(opts);
   let sequential = sparsegpt !== undefined && (opts.sequential ?? DEFAULT_SEQUENTIAL);
   const sequentialTarget = opts.sequentialTarget ?? DEFAULT_SEQUENTIAL_TARGET;
   if (!["pruned", "dense"].includes(sequentialTarget)) {
@@ -333,7 +353,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}, expe
     if (methodAuto) {
       const fallback = autoMethodFallback(state, calibSource!, opts.sequential ?? DEFAULT_SEQUENTIAL);
       if (fallback === undefined) {
-        const settings: SparseGptSettings = { maskScore: DEFAULT_SPARSEGPT_MASK_SCORE, damping: DEFAULT_DAMPING, refit: experimental.sparsegptRefit ?? DEFAULT_SPARSEGPT_REFIT, refitSweeps: experimental.sparsegptRefitSweeps ?? DEFAULT_SPARSEGPT_REFIT_SWEEPS };
+        const settings: SparseGptSettings = { maskScore: DEFAULT_SPARSEGPT_MASK_SCORE, damping: DEFAULT_DAMPING, ...refit };
         sparsegpt = settings;
         sequential = opts.sequential ?? DEFAULT_SEQUENTIAL;
         score = "magnitude";

@@ -67,7 +67,7 @@ export const Codes = {
   METHOD_CONFLICT: "VNMC-U014",
   /** vnmc build: the config file is missing, unreadable or has a bad key or value (the message names it). */
   BAD_CONFIG: "VNMC-U015",
-  /** --sequential / --no-sequential without --method sparsegpt. */
+  /** A sparsegpt-only option (--sequential / --no-sequential, --refit / --no-refit, --refit-sweeps) without --method sparsegpt. */
   SEQUENTIAL_NEEDS_SPARSEGPT: "VNMC-U016",
   // input problems (exit 1)
   FILE_NOT_FOUND: "VNMC-E001",

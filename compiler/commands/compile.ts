@@ -2,6 +2,7 @@ import { renameSync, writeFileSync } from "node:fs";
 import { compile } from "../api.js";
 import { type CompileOptions, DEFAULT_CALIBRATED_SCORE, DEFAULT_MIN_SIZE, DEFAULT_VNM } from "../compile.js";
 import { DEFAULT_PERMUTE_TIME_TEXT } from "../weights/permutation-search.js";
+import { DEFAULT_SPARSEGPT_REFIT_SWEEPS, REFIT_MAX_RELATIVE_COST } from "../weights/sparsegpt.js";
 import { parseTargetNumber } from "../vnm/choose-step.js";
 import { DEFAULT_TOKENS } from "../vnm/choose-vnm.js";
 import { progressBar } from "../progress.js";
@@ -40,6 +41,12 @@ Options:
                           instead of layer by layer (default --sequential: each stage of layers is fitted
                           to the inputs of the model whose earlier layers are already pruned; one
                           calibration pass per stage)
+  --no-refit              with --method sparsegpt: keep the OBS pass's weights instead of re-solving
+                          each row's kept weights exactly by least squares once the mask is fixed
+                          (default --refit, on the layers where it costs at most ${REFIT_MAX_RELATIVE_COST}x the OBS pass)
+  --refit-sweeps <n>      with --method sparsegpt: n sweeps of an exact local search over each row's
+                          2-of-4 choices before the refit (default ${DEFAULT_SPARSEGPT_REFIT_SWEEPS}; more accurate but several
+                          times slower; the refit then runs on every layer)
   --permute, --no-permute search input/output channel permutations that keep more of the score (free
                           at run time: folded into columns and row_index, or into the producing layer);
                           default: on with --calib, off without
@@ -86,6 +93,9 @@ export async function compileCommand(args: string[]): Promise<number> {
       "no-permute": { type: "boolean" },
       sequential: { type: "boolean" },
       "no-sequential": { type: "boolean" },
+      refit: { type: "boolean" },
+      "no-refit": { type: "boolean" },
+      "refit-sweeps": { type: "string" },
       "permute-time": { type: "string" },
       sparsity: { type: "string" },
       speedup: { type: "string" },
@@ -105,6 +115,7 @@ export async function compileCommand(args: string[]): Promise<number> {
   const bar = o.quiet || o.json ? undefined : progressBar(process.stderr);
   if (o.permute && o["no-permute"]) throw new UsageError("--permute and --no-permute contradict each other; give one.");
   if (o.sequential && o["no-sequential"]) throw new UsageError("--sequential and --no-sequential contradict each other; give one.");
+  if (o.refit && o["no-refit"]) throw new UsageError("--refit and --no-refit contradict each other; give one.");
   const opts: CompileOptions = {
     vnm: o.vnm,
     output: o.output,
@@ -120,6 +131,8 @@ export async function compileCommand(args: string[]): Promise<number> {
     method: o.method as CompileOptions["method"],
     permute: o["no-permute"] ? false : o.permute,
     sequential: o["no-sequential"] ? false : o.sequential,
+    refit: o["no-refit"] ? false : o.refit,
+    refitSweeps: parseIntOption("--refit-sweeps", o["refit-sweeps"]),
     permuteTime: parseSecondsOption("--permute-time", o["permute-time"]),
     sparsity: parseTargetNumber("--sparsity", o.sparsity),
     speedup: parseTargetNumber("--speedup", o.speedup),

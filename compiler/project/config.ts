@@ -110,6 +110,8 @@ const OPTION_CHECKS = {
   sparsegptDamping: isNumber,
   sequential: isBool,
   sequentialTarget: oneOf(["pruned", "dense"]),
+  refit: isBool,
+  refitSweeps: isNonNegInt,
   permute: isBool,
   permuteTime: isNumber,
   sparsity: isNumber,

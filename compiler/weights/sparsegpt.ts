@@ -281,7 +281,7 @@ function invertLower(A: Float64Array, Li: Float64Array, K: number): void {
 
 /**
  * The refit's per-row factorisations cost about out·(2K/M)³/6 multiply-adds, which grows faster than
- * SparseGPT's own K³ + out·K²: without a local search (an explicit, experimental request) the refit
+ * SparseGPT's own K³ + out·K²: without a local search (an explicit request, --refit-sweeps) the refit
  * runs only where it costs at most REFIT_MAX_RELATIVE_COST times the OBS pass, so that large layers
  * do not take hours (the report's `refit` says where it ran).
  */
@@ -459,16 +459,13 @@ export const DEFAULT_SPARSEGPT_REFIT = true;
 /** Local-search sweeps of the refit (docs/calibration.md says why). */
 export const DEFAULT_SPARSEGPT_REFIT_SWEEPS = 0;
 
-/**
- * The --method sparsegpt settings as the compile state carries them (its declared type names
- * maskScore and damping; `refit` travels with them into each weight's scoring).
- */
+/** The --method sparsegpt settings as the compile state carries them into each weight's scoring. */
 export interface SparseGptSettings {
   maskScore: SparseGptMaskScore;
   damping: number;
-  /** Exact least-squares refit of the kept weights once the mask is fixed (SparseGptOptions.refit). */
+  /** Exact least-squares refit of the kept weights once the mask is fixed (--[no-]refit; SparseGptOptions.refit). */
   refit?: boolean;
-  /** Local-search sweeps before the refit (SparseGptOptions.refitSweeps). */
+  /** Local-search sweeps before the refit (--refit-sweeps; SparseGptOptions.refitSweeps). */
   refitSweeps?: number;
 }
 
