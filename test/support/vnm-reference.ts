@@ -181,14 +181,5 @@ export function bruteForceBest(score: Float32Array, outFeatures: number, inFeatu
   return bruteForceGroups(score, outFeatures, inFeatures, v, m).reduce((sum, g) => sum + g.best, 0);
 }
 
-/** Deterministic uniform [0, 1) generator (mulberry32) for reproducible test data. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic uniform [0, 1) generator for reproducible test data (the project's one mulberry32). */
+export { mulberry32 as seededRandom } from '../../compiler/seeded.js';
