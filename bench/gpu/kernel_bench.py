@@ -48,11 +48,13 @@ def log(*a):
 
 # ---------------------------------------------------------------------------------------------------
 # packed V:N:M weights (canonical format of shared/design/vnm-format.md)
-def make_packed(N, K, V, M, kind, rng):
+def make_packed(N, K, V, M, kind, rng, bf16=False):
     B = -(-N // V)
     R = B * V
     G = -(-K // M)
-    values = (rng.standard_normal((R, 2 * G), dtype=np.float32) * 0.05).astype(np.float16)
+    values = rng.standard_normal((R, 2 * G), dtype=np.float32) * 0.05
+    values = (torch.from_numpy(values).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16) if bf16
+              else values.astype(np.float16))
     # 4 distinct offsets in each group window, increasing; the last, partial window is clipped.
     offs = np.sort(np.argsort(rng.random((B, G, M), dtype=np.float32), axis=2)[:, :, :4], axis=2).astype(np.int64)
     base = (np.arange(G, dtype=np.int64) * M)[None, :, None]
@@ -66,7 +68,7 @@ def make_packed(N, K, V, M, kind, rng):
     return values, cols.astype(np.int32), np.ascontiguousarray(meta), (B, R, G)
 
 
-def dense_from_packed(values, cols, meta, N, K, V, M):
+def dense_from_packed(values, cols, meta, N, K, V, M, bf16=False):
     """Dense fp32 W [N, K] on the GPU (row_index absent), for the correctness spot check."""
     R, G2 = values.shape
     G = G2 // 2
@@ -78,7 +80,7 @@ def dense_from_packed(values, cols, meta, N, K, V, M):
     c = torch.from_numpy(cols).cuda().long()[torch.arange(R, device="cuda") // V]  # [R, G, 4]
     c0 = torch.gather(c, 2, p0[:, :, None])[:, :, 0]
     c1 = torch.gather(c, 2, p1[:, :, None])[:, :, 0]
-    v = torch.from_numpy(values.view(np.uint16).astype(np.int16)).cuda().view(torch.float16).float()
+    v = torch.from_numpy(values.view(np.uint16).astype(np.int16)).cuda().view(torch.bfloat16 if bf16 else torch.float16).float()
     W = torch.zeros(R, K, device="cuda")
     rows = torch.arange(R, device="cuda")[:, None].expand(R, G)
     W.index_put_((rows.reshape(-1), c0.reshape(-1)), v[:, 0::2].reshape(-1), accumulate=True)
@@ -107,8 +109,8 @@ class Lib:
         self.L = L
         self.err = ctypes.create_string_buffer(1024)
 
-    def create(self, N, K, V, M, values, cols, meta):
-        h = self.L.vnmc_cuda_create(K, N, V, M, 10, values.ctypes.data, cols.ctypes.data, meta.ctypes.data, None,
+    def create(self, N, K, V, M, values, cols, meta, act=10):
+        h = self.L.vnmc_cuda_create(K, N, V, M, act, values.ctypes.data, cols.ctypes.data, meta.ctypes.data, None,
                                     None, 0, self.err, 1024)
         if not h:
             raise RuntimeError(self.err.value.decode())
@@ -265,6 +267,8 @@ def main():
     ap.add_argument("--tag", default="", help="free text stored in each record (kernel version)")
     ap.add_argument("--configs", default="", help="V:M pairs, e.g. 64:4,64:5,64:8,128:8,64:16 (default 64:5,64:8)")
     ap.add_argument("--kinds", default="", help="index kinds: windowed,permuted (default both)")
+    ap.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"],
+                    help="activations and values (cuBLAS in the same type; cuSPARSELt only with fp16)")
     ap.add_argument("--no-describe", action="store_true",
                     help="skip vnmc_cuda_describe (segfaulted on an H100, 2026-11-26, not yet understood)")
     args = ap.parse_args()
@@ -291,6 +295,11 @@ def main():
         shapes = shapes[:2] if not args.shapes else shapes
         tokens = [1, 16, 2048] if not args.tokens else tokens
     algs = [int(a) for a in args.algs.split(",")]
+    bf16 = args.dtype == "bf16"
+    dt = torch.bfloat16 if bf16 else torch.float16
+    if bf16 and cslt is not None:
+        log("cuSPARSELt helper is fp16 only: not timed with --dtype bf16")
+        cslt = None
     configs = [tuple(int(v) for v in c.split(":")) for c in args.configs.split(",")] if args.configs else CONFIGS
     kinds = args.kinds.split(",") if args.kinds else KINDS
     torch.manual_seed(0)
@@ -301,7 +310,7 @@ def main():
     for (sname, N, K) in shapes:
         log(f"== {sname}: N_out={N} K={K}")
         # ---- dense and 2:4 weights, rotated ----
-        W0 = torch.randn(N, K, device="cuda", dtype=torch.float16) * 0.05
+        W0 = torch.randn(N, K, device="cuda", dtype=dt) * 0.05
         nd = copies_for(N * K * 2, l2)
         Wd = [W0.clone() for _ in range(nd)]
         W24 = prune24(W0) if cslt is not None else None
@@ -309,9 +318,9 @@ def main():
         ours = {}
         for (V, M) in configs:
             for kind in kinds:
-                values, cols, meta, _ = make_packed(N, K, V, M, kind, rng)
+                values, cols, meta, _ = make_packed(N, K, V, M, kind, rng, bf16)
                 t0 = time.time()
-                h = lib.create(N, K, V, M, values, cols, meta)
+                h = lib.create(N, K, V, M, values, cols, meta, 16 if bf16 else 10)
                 tprep = time.time() - t0
                 wb = lib.L.vnmc_cuda_weight_bytes(h)
                 n = copies_for(wb, l2)
@@ -321,8 +330,8 @@ def main():
                     f"prepare {tprep:.2f} s, {n} copies")
 
         for T in tokens:
-            X = torch.randn(T, K, device="cuda", dtype=torch.float16)
-            Y = torch.empty(T, N, device="cuda", dtype=torch.float16)
+            X = torch.randn(T, K, device="cuda", dtype=dt)
+            Y = torch.empty(T, N, device="cuda", dtype=dt)
             t_dense = graph_time([lambda W=W: F.linear(X, W) for W in Wd], args.reps)
             log(f"  T={T:5d} cuBLAS {t_dense * 1e3:8.1f} us")
             t_cslt, best_alg = None, None
@@ -342,7 +351,7 @@ def main():
                 if T in (16, 256) or (T == tokens[-1] and 256 not in tokens):
                     lib.run(hs[0], X, T, Y, ws, wsb)
                     torch.cuda.synchronize()
-                    Wr = dense_from_packed(values, cols, meta, N, K, V, M)
+                    Wr = dense_from_packed(values, cols, meta, N, K, V, M, bf16)
                     ref = X.float() @ Wr.t()
                     rel = ((Y.float() - ref).norm() / ref.norm()).item()
                     del Wr, ref
@@ -350,7 +359,7 @@ def main():
                 dense_flop = 2.0 * N * K * T
                 rec = {
                     "card": card, "shape": f"{N}x{K}", "name": sname, "N_out": N, "K": K, "T": T,
-                    "config": f"{V}:2:{M}", "indices": kind,
+                    "config": f"{V}:2:{M}", "indices": kind, "dtype": args.dtype,
                     "ours_ms": round(t_ours, 5), "cublas_ms": round(t_dense, 5),
                     "cusparselt_ms": round(t_cslt, 5) if t_cslt is not None else None,
                     "cusparselt_alg": best_alg, "cusparselt_T": max(T, 16),
