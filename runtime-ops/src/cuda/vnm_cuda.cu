@@ -179,8 +179,8 @@ struct VnmGemmCuda::Impl {
       if (!shared_b && opt.prefill_config == 1) return 2;
       return opt.prefill_config;
     }
-    // The window configurations stay opt-in: measured 0.7-0.8x of config 1's speed on an H100 (v6-v6c,
-    // bench/gpu/NOTES.md), though they cut the L2 traffic 2.4x.
+    // Configurations 4-7 stay opt-in: the window ones measured 0.7-0.85x of config 1's speed on an H100
+    // though they cut the L2 traffic 2.4x, config 6 within a few % of it (v6-v8, bench/gpu/NOTES.md).
     return shared_b ? 1 : 2;
   }
   static int64_t config_rows(int cfg) { return cfg == 4 || cfg == 7 ? 256 : cfg == 1 || cfg == 5 || cfg == 6 ? 128 : 64; }

@@ -39,8 +39,9 @@ struct Options {
   int force_path = 0;
   // 0 automatic. Decode: CTAs per 64-row tile. Prefill: tile config 1 = 128x128, 2 = 64x128, 3 = 64x64,
   // 4 = 256x128 and 5 = 128x128 with the activation window staged per CTA (windowed indices, V a
-  // multiple of 64, M <= 16; otherwise 4 and 5 fall back to 1 or 2). 4 and 5 are opt-in: slower than 1
-  // on an H100 so far (bench/gpu/NOTES.md, v6).
+  // multiple of 64, M <= 16; otherwise they fall back to 1 or 2), 6 = 128x128 with 32 tokens per warp
+  // (16 warps per SM), 7 = 256x128 window with 32 tokens per warp. 4-7 are opt-in: none beat 1 by more
+  // than run-to-run spread on an H100 (bench/gpu/NOTES.md, v6-v8).
   int decode_ksplit = 0;
   int prefill_config = 0;
   // Use the windowed-index fast path when the indices allow it (tests turn it off to cover the
