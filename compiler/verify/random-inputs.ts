@@ -3,6 +3,7 @@ import { Codes, VnmcError } from "../diagnostics.js";
 import { DataType, dataTypeName } from "../ir/dtype.js";
 import type { Model } from "../ir/model.js";
 import { encodeF16 } from "../numeric/half.js";
+import { mulberry32 } from "../seeded.js";
 
 /** Default size of a symbolic dimension when the user gave no --shape. */
 export const DEFAULT_DYNAMIC_DIM = 4;
@@ -34,17 +35,6 @@ export function inputSpecs(model: Model, shapes: Record<string, number[]>): Inpu
     });
 }
 
-/** A small seeded generator so verification is reproducible. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export type TensorCtor = new (type: string, data: unknown, dims: readonly number[]) => OrtTensor;
 
@@ -58,7 +48,7 @@ export interface GeneratedInput {
 
 /** Random data for the given specs: normal floats, small non-negative integers (safe as indices). */
 export function randomInputs(specs: InputSpec[], seed = 1234): GeneratedInput[] {
-  const next = rng(seed);
+  const next = mulberry32(seed);  // seeded: verification is reproducible
   const normal = () => Math.sqrt(-2 * Math.log(next() + 1e-12)) * Math.cos(2 * Math.PI * next());
   return specs.map((s) => {
     const n = s.dims.reduce((a, b) => a * b, 1);

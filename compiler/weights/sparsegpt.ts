@@ -32,6 +32,7 @@ import { DataType } from "../ir/dtype.js";
 import type { VnmConfig } from "../vnm/config.js";
 import { validateVnm } from "../vnm/config.js";
 import { type SelectionRule, selectVnm, type VnmSelection } from "../vnm/select.js";
+import { choleskyLower } from "../numeric/cholesky.js";
 import { fromFloat32, toFloat32 } from "./float-view.js";
 import { dampedHessian, refitKept } from "./refit.js";
 
@@ -205,7 +206,7 @@ export function inverseCholeskyUpper(H: Float64Array, diag: Float64Array, K: num
   const A = new Float64Array(K * K);
   for (let attempt = 0; attempt < 6; attempt++, lambda *= 10) {
     reversedDamped(H, diag, A, K, lambda);
-    if (choleskyLowerInPlace(A, K)) {
+    if (choleskyLower(A, K)) {
       const Li = new Float64Array(K * K);
       invertLower(A, Li, K);
       // U[i][j] = Li[K-1-i][K-1-j]: reversing the element order of the whole matrix does exactly that.
@@ -223,35 +224,6 @@ function reversedDamped(H: Float64Array, diag: Float64Array, A: Float64Array, K:
   }
 }
 
-/** Lower Cholesky factor of A (row-major, symmetric) into A's lower triangle; false if not positive definite. */
-function choleskyLowerInPlace(A: Float64Array, K: number): boolean {
-  for (let j = 0; j < K; j++) {
-    const rj = j * K;
-    const s = A[rj + j]! - dot(A, rj, rj, j);
-    if (!(s > 0) || !Number.isFinite(s)) return false;
-    const d = Math.sqrt(s);
-    A[rj + j] = d;
-    for (let i = j + 1; i < K; i++) {
-      const ri = i * K;
-      A[ri + j] = (A[ri + j]! - dot(A, ri, rj, j)) / d;
-    }
-  }
-  return true;
-}
-
-/** Σ_{p<n} A[a+p]·A[b+p], four partial sums (the loop is latency-bound with one). */
-function dot(A: Float64Array, a: number, b: number, n: number): number {
-  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  let p = 0;
-  for (; p + 4 <= n; p += 4) {
-    s0 += A[a + p]! * A[b + p]!;
-    s1 += A[a + p + 1]! * A[b + p + 1]!;
-    s2 += A[a + p + 2]! * A[b + p + 2]!;
-    s3 += A[a + p + 3]! * A[b + p + 3]!;
-  }
-  for (; p < n; p++) s0 += A[a + p]! * A[b + p]!;
-  return (s0 + s1) + (s2 + s3);
-}
 
 /** Li = L⁻¹ for L lower triangular (the lower triangle of A), row by row: Li[i,:] = (e_i − Σ_{p<i} L[i,p]·Li[p,:]) / L[i,i]. */
 function invertLower(A: Float64Array, Li: Float64Array, K: number): void {
