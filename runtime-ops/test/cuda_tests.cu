@@ -134,10 +134,20 @@ std::string run_case(const CaseData& c, const cuda::Options& opt, int runs, std:
   return result;
 }
 
-void check_case(const CaseSpec& spec, const cuda::Options& opt, const char* label, int runs = 1) {
+bool g_sm90 = false;  // wgmma.sp prefill available (sm_90 device)
+
+// want_launch: on an sm_90 device, the launch description must contain it (or, with a leading '!',
+// must not), so that a test of a path cannot pass on another path.
+void check_case(const CaseSpec& spec, const cuda::Options& opt, const char* label, int runs = 1,
+                const char* want_launch = nullptr) {
   const CaseData c = make_case(spec);
   std::string launch;
-  const std::string r = run_case(c, opt, runs, &launch);
+  std::string r = run_case(c, opt, runs, &launch);
+  if (r.empty() && want_launch && g_sm90) {
+    const bool neg = want_launch[0] == '!';
+    const bool has = launch.find(want_launch + (neg ? 1 : 0)) != std::string::npos;
+    if (has == neg) r = std::string("launch is not ") + want_launch;
+  }
   if (r.empty()) {
     ++g_pass;
     if (g_verbose) std::printf("ok   [%s] %s | %s\n", label, spec.describe().c_str(), launch.c_str());
@@ -305,6 +315,30 @@ void validation() {
   expect_reject(f32, "float activations with float values (CPU only)");
 }
 
+// The wgmma.sp prefill (v9, sm_90): weights that are 2:4 along K (windowed, M % 4 == 0), K % 8 == 0.
+// Partial row tiles, K not a multiple of 64, token tiles of 64 and 128 with partial last tiles,
+// row_index, bias, both dtypes, float activations; weights that are not 2:4 along K and the opt-out
+// must take the mma.sp path.
+void wgmma_prefill() {
+  const char* wg = "wgmma";
+  for (DType dt : {DType::kFloat16, DType::kBFloat16}) {
+    check_case(spec(4096, 1024, 64, 8, dt, ColumnMode::kWindowed, false, true, 300), opts(), "wg24 K=4096", 2, wg);
+    check_case(spec(520, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "wg24 K=520", 1, wg);
+    check_case(spec(136, 136, 16, 4, dt, ColumnMode::kWindowed, true, false, 1000), opts(), "wg24 M=4", 1, wg);
+    check_case(spec(2048, 640, 128, 16, dt, ColumnMode::kWindowed, false, true, 2048), opts(), "wg24 M=16", 1, wg);
+    check_case(spec(200, 72, 32, 12, dt, ColumnMode::kWindowed, true, true, 17), opts(2), "wg24 T=17", 1, wg);
+    check_case(spec(4096, 4096, 64, 8, dt, ColumnMode::kWindowed, false, false, 2048), opts(), "wg24 4096^2", 1, wg);
+    check_case(spec(520, 200, 64, 5, dt, ColumnMode::kWindowed, true, true, 130), opts(), "not 2:4 (M=5)", 1, "!wgmma");
+    check_case(spec(500, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "K % 8 != 0", 1, "!wgmma");
+    check_case(spec(520, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(0, 0, 1), "config 1", 1, "!wgmma");
+    check_case(spec_f32(520, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "wg24 f32 act", 1, wg);
+  }
+  cuda::Options off = opts();
+  off.prefill_wgmma = false;
+  check_case(spec(520, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 130), off, "wgmma off", 1,
+             "!wgmma");
+}
+
 void quick() {
   check_case(spec(520, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 7), opts(1, 3), "q decode");
   check_case(spec(333, 136, 32, 5, DType::kBFloat16, ColumnMode::kPermuted, true, true, 16), opts(1, 2), "q decode");
@@ -317,6 +351,8 @@ void quick() {
   check_case(spec(200, 72, 32, 8, DType::kBFloat16, ColumnMode::kPermuted, false, true, 33), opts(2, 0, 3), "q pf small V");
   check_case(spec_f32(200, 136, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 5), opts(), "q f32 act");
   check_case(spec_f32(333, 90, 32, 5, DType::kBFloat16, ColumnMode::kPermuted, false, true, 70), opts(), "q f32 act");
+  check_case(spec(520, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 130), opts(), "q wg24", 1, "wgmma");
+  check_case(spec(136, 136, 16, 4, DType::kBFloat16, ColumnMode::kWindowed, false, true, 300), opts(), "q wg24", 1, "wgmma");
   validation();
 }
 
@@ -333,9 +369,10 @@ int main(int argc, char** argv) {
     std::printf("SKIP: no usable CUDA device (%s)\n", why.c_str());
     return 77;
   }
-  cudaDeviceProp prop;
+  cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
     std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+  g_sm90 = prop.major == 9 && prop.minor == 0;
   if (quick_mode) {
     quick();
   } else {
@@ -344,6 +381,7 @@ int main(int argc, char** argv) {
     large_t();
     batch_dims();
     f32_activations();
+    wgmma_prefill();
     validation();
   }
   std::printf("worst relative error: fp16 %.3g, bf16 %.3g, fp32 act + fp16 values %.3g, + bf16 values %.3g\n",

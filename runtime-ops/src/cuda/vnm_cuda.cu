@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cuda/kernels.cuh"
+#include "cuda/wgmma_sp.cuh"
 
 namespace vnmc {
 namespace cuda {
@@ -21,6 +22,7 @@ namespace {
 constexpr int kPrefillStages = 4;
 constexpr int kPrefillStagesSmallV = 3;
 constexpr int kStageSmemCapBytes = 48 * 1024;  // dynamic shared memory per staged decode CTA
+constexpr int kWg24Stages = 6;                 // wgmma.sp prefill (v9): 4 k64 steps in flight
 
 std::string cuda_err(const char* what, cudaError_t e) {
   std::ostringstream os;
@@ -104,6 +106,10 @@ struct VnmGemmCuda::Impl {
   int sms = 0;
   int device = 0;
   DevBuf vals, meta, cols, wofs, rowmap, bias, part, counters;
+  // wgmma.sp prefill (v9, sm_90): the weight as 2:4 along K, when it is (wgmma_sp.cuh).
+  bool has24 = false;
+  int64_t S64 = 0;
+  DevBuf vals24, meta24;
 
   dev::Params params() const {
     dev::Params p{};
@@ -172,6 +178,7 @@ struct VnmGemmCuda::Impl {
   bool window_ok() const { return windowed && shared_b && M <= dev::PrefillCfg<1, 1, true>::kMaxWindowM; }
   int prefill_config(int64_t T) const {
     (void)T;
+    if (has24 && (opt.prefill_config == 0 || opt.prefill_config == 8)) return 8;
     if (opt.prefill_config >= 1 && opt.prefill_config <= 7) {
       if (opt.prefill_config == 6 && !shared_b) return 2;
       if ((opt.prefill_config == 4 || opt.prefill_config == 5 || opt.prefill_config == 7) && !window_ok())
@@ -195,6 +202,17 @@ struct VnmGemmCuda::Impl {
     return static_cast<size_t>(round_up(K * round_up(T, config_tn(cfg)) * 2, 256));
   }
   static int64_t config_tn(int cfg) { return cfg == 3 ? 64 : 128; }
+  // Token tile of the wgmma.sp prefill: 128, or 64 where 128 leaves SMs idle.
+  int wg24_bn(int64_t T) const { return ceil_div(T, 128) * (Rp / 128) >= sms ? 128 : 64; }
+  dev::Wg24Params wg24_params() const {
+    dev::Wg24Params q{};
+    q.vals = static_cast<const uint4*>(vals24.p);
+    q.meta = static_cast<const uint32_t*>(meta24.p);
+    q.rowmap = static_cast<const int32_t*>(rowmap.p);
+    q.bias = static_cast<const float*>(bias.p);
+    q.S64 = static_cast<int32_t>(S64);
+    return q;
+  }
 };
 
 bool device_available(std::string* why) {
@@ -236,6 +254,105 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const Attributes& attrs, DType 
   }
   return create(w, bias.present ? bias_f32.data() : nullptr, opt, err);
 }
+
+namespace {
+
+// The weight as 2:4 along K for the wgmma.sp prefill (wgmma_sp.cuh), when every 4 consecutive input
+// channels of every row hold at most 2 non-zero weights (always true for windowed indices with
+// M % 4 == 0). Sets im.has24 and uploads vals24 / meta24; leaves has24 false (no error) otherwise.
+std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon, VnmGemmCuda::Impl& im) {
+  const Dims& d = w.dims;
+  if (!im.opt.prefill_wgmma || d.K % 8 != 0) return {};
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, im.device) != cudaSuccess || prop.major != 9 || prop.minor != 0) {
+    cudaGetLastError();
+    return {};
+  }
+  if (cudaFuncSetAttribute(dev::wg24_prefill_kernel<false, 128, kWg24Stages>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           dev::Wg24Cfg<128, kWg24Stages>::kSmemBytes) != cudaSuccess) {
+    cudaGetLastError();  // no sm_90a code in this build: keep the mma.sp prefill
+    return {};
+  }
+  const int64_t Kp = round_up(d.K, 64), S64 = Kp / 64, Rt = im.Rp / 128, nch = Kp / 4;
+  // Per prepared row and 4-column chunk: the 2 kept values and their code (p0 | p1 << 2, p0 < p1).
+  std::vector<uint16_t> cv(static_cast<size_t>(im.Rp * nch * 2), 0);
+  std::vector<uint8_t> cc(static_cast<size_t>(im.Rp * nch), 0x4);
+  std::vector<uint16_t> dense(static_cast<size_t>(Kp));
+  const uint16_t* vsrc = static_cast<const uint16_t*>(w.values);
+  for (int64_t p = 0; p < im.Rp; ++p) {
+    const int64_t r = canon[p];
+    if (r < 0) continue;
+    std::fill(dense.begin(), dense.end(), uint16_t{0});
+    const int64_t b = r / d.V;
+    for (int64_t g = 0; g < d.G; ++g) {
+      const unsigned code = meta_code(w.meta, d.meta_cols, r, g);
+      for (int k = 0; k < 2; ++k) {
+        const uint16_t v = vsrc[r * 2 * d.G + 2 * g + k];
+        if ((v & 0x7fff) == 0) continue;
+        const int32_t col = w.columns[(b * d.G + g) * 4 + ((code >> (2 * k)) & 3)];
+        if (dense[col] & 0x7fff) return {};  // two weights on one channel: not a 2:4 row
+        dense[col] = v;
+      }
+    }
+    for (int64_t c = 0; c < nch; ++c) {
+      int pos[4], n = 0;
+      for (int i = 0; i < 4; ++i)
+        if (dense[4 * c + i] & 0x7fff) {
+          if (n == 2) return {};  // 3 or 4 weights in 4 channels
+          pos[n++] = i;
+        }
+      if (n == 1) pos[1] = pos[0] == 3 ? 3 : pos[0] + 1, pos[0] = pos[0] == 3 ? 2 : pos[0];
+      if (n == 0) pos[0] = 0, pos[1] = 1;
+      const size_t i = static_cast<size_t>(p * nch + c);
+      cv[2 * i] = dense[4 * c + pos[0]];
+      cv[2 * i + 1] = dense[4 * c + pos[1]];
+      cc[i] = static_cast<uint8_t>(pos[0] | pos[1] << 2);
+    }
+  }
+  // Fragment order (wgmma_sp.cuh): [Rt][S64][wg][j][128 threads] uint4 and [Rt][S64][wg][128] words.
+  std::vector<uint16_t> hv(static_cast<size_t>(Rt * S64 * 512 * 8));
+  std::vector<uint32_t> hm(static_cast<size_t>(Rt * S64 * 256));
+  for (int64_t q = 0; q < Rt; ++q)
+    for (int64_t s = 0; s < S64; ++s)
+      for (int wg = 0; wg < 2; ++wg)
+        for (int t = 0; t < 128; ++t) {
+          const int wp = t >> 5, lane = t & 31, gid = lane >> 2, tq = lane & 3;
+          const int64_t r0 = q * 128 + wg * 64 + 16 * wp + gid, r1 = r0 + 8;
+          for (int j = 0; j < 2; ++j) {
+            const int64_t cb = s * 16 + j * 8;
+            uint16_t* dst = &hv[static_cast<size_t>((((q * S64 + s) * 2 + wg) * 2 + j) * 128 + t) * 8];
+            const int64_t src[4][2] = {{r0, cb + tq}, {r1, cb + tq}, {r0, cb + 4 + tq}, {r1, cb + 4 + tq}};
+            for (int x = 0; x < 4; ++x) {
+              const size_t i = static_cast<size_t>(src[x][0] * nch + src[x][1]);
+              dst[2 * x] = cv[2 * i];
+              dst[2 * x + 1] = cv[2 * i + 1];
+            }
+          }
+          const int sel = tq >> 1, h = tq & 1;
+          const int64_t cb = s * 16 + sel * 8 + 4 * h;
+          uint32_t e = 0;
+          for (int c = 0; c < 4; ++c) {
+            e |= static_cast<uint32_t>(cc[static_cast<size_t>(r0 * nch + cb + c)]) << (4 * c);
+            e |= static_cast<uint32_t>(cc[static_cast<size_t>(r1 * nch + cb + c)]) << (16 + 4 * c);
+          }
+          hm[static_cast<size_t>(((q * S64 + s) * 2 + wg) * 128 + t)] = e;
+        }
+  std::string e = im.vals24.alloc_copy(hv.data(), hv.size() * 2, "upload 2:4 values");
+  if (e.empty()) e = im.meta24.alloc_copy(hm.data(), hm.size() * 4, "upload 2:4 meta");
+  if (!e.empty()) return e;
+  for (auto f : {dev::wg24_prefill_kernel<false, 64, kWg24Stages>, dev::wg24_prefill_kernel<true, 64, kWg24Stages>})
+    cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, dev::Wg24Cfg<64, kWg24Stages>::kSmemBytes);
+  for (auto f : {dev::wg24_prefill_kernel<false, 128, kWg24Stages>, dev::wg24_prefill_kernel<true, 128, kWg24Stages>})
+    cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, dev::Wg24Cfg<128, kWg24Stages>::kSmemBytes);
+  const cudaError_t ce = cudaGetLastError();
+  if (ce != cudaSuccess) return cuda_err("cudaFuncSetAttribute (wgmma.sp prefill)", ce);
+  im.S64 = S64;
+  im.has24 = true;
+  return {};
+}
+
+}  // namespace
 
 std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const float* bias_f32, const Options& opt,
                                                  std::string* err) {
@@ -395,7 +512,7 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const f
       if (rowmap[p] >= 0) hb[p] = bias_f32[rowmap[p]];
   }
 
-  std::string e;
+  std::string e = prepare_24(w, canon, im);
   if (e.empty()) e = im.vals.alloc_copy(hv.data(), hv.size() * 2, "upload values");
   if (e.empty()) e = im.meta.alloc_copy(hm.data(), hm.size() * 4, "upload meta");
   if (e.empty()) e = im.cols.alloc_copy(hc.data(), hc.size() * 4, "upload columns");
@@ -445,6 +562,8 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
   b.decode_bps[0] = a.decode_bps[0];
   b.decode_bps[1] = a.decode_bps[1];
   b.stage_bps = a.stage_bps;
+  b.has24 = a.has24;
+  b.S64 = a.S64;
   const auto d2d = cudaMemcpyDeviceToDevice;
   std::string e;
   if (e.empty()) e = b.vals.alloc_copy(a.vals.p, a.vals.n, "clone values", d2d);
@@ -455,6 +574,8 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
   if (e.empty() && a.bias.p) e = b.bias.alloc_copy(a.bias.p, a.bias.n, "clone bias", d2d);
   if (e.empty()) e = b.part.alloc_copy(nullptr, a.part.n, "split-K scratch");
   if (e.empty()) e = b.counters.alloc_copy(nullptr, a.counters.n, "split-K counters");
+  if (e.empty() && a.has24) e = b.vals24.alloc_copy(a.vals24.p, a.vals24.n, "clone 2:4 values", d2d);
+  if (e.empty() && a.has24) e = b.meta24.alloc_copy(a.meta24.p, a.meta24.n, "clone 2:4 meta", d2d);
   if (!e.empty()) {
     *err = "VNMSparseGemm CUDA kernel: " + e;
     return nullptr;
@@ -466,7 +587,8 @@ bool VnmGemmCuda::windowed() const { return impl_->windowed; }
 
 size_t VnmGemmCuda::device_weight_bytes() const {
   const Impl& im = *impl_;
-  return im.vals.n + im.meta.n + (im.windowed ? im.wofs.n : im.cols.n) + im.rowmap.n + im.bias.n;
+  return im.vals.n + im.meta.n + (im.windowed ? im.wofs.n : im.cols.n) + im.rowmap.n + im.bias.n + im.vals24.n +
+         im.meta24.n;
 }
 
 int VnmGemmCuda::device() const { return impl_->device; }
@@ -484,6 +606,7 @@ size_t VnmGemmCuda::half_workspace_bytes(int64_t T) const {
   if (T <= 0) return 0;
   if (im.use_decode(T)) return T >= 2 ? static_cast<size_t>(dims_.K * 32) : 0;  // At2 pairs
   const int cfg = im.prefill_config(T);
+  if (cfg == 8) return 0;  // reads A in place (no transpose)
   size_t n = im.prefill_at_bytes(T, cfg, dims_.K);
   if (im.prefill_ksplit(T, cfg) > 1) n += static_cast<size_t>(T * im.Rp * 4);  // fp32 split-K sums
   return n;
@@ -503,6 +626,7 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
         (im.windowed ? " windowed" : " general") + (T >= 5 ? " pairs" : "");
   } else {
     const int cfg = im.prefill_config(T);
+    if (cfg == 8) return "prefill wgmma.sp 2:4 128x" + std::to_string(im.wg24_bn(T));
     static const char* const names[] = {"", "128x128", "64x128", "64x64", "256x128 window", "128x128 window",
                                         "128x128 w32", "256x128 window w32"};
     s = std::string("prefill ") + names[cfg] + " ksplit=" + std::to_string(im.prefill_ksplit(T, cfg)) +
@@ -759,7 +883,33 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
     return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("decode launch", e);
   }
 
-  const int cfg = im.prefill_config(T);
+  int cfg = im.prefill_config(T);
+  if (cfg == 8) {
+    if (reinterpret_cast<uintptr_t>(A) % 16 != 0)
+      return "VNMSparseGemm CUDA kernel: the activations must be 16-byte aligned for the wgmma.sp prefill "
+             "(Options::prefill_wgmma = false avoids it)";
+    dev::Wg24Params q = im.wg24_params();
+    q.K = dims_.K;
+    q.N_out = dims_.N_out;
+    q.identity = p.identity;
+    const int bn = im.wg24_bn(T);
+    const int64_t gy = im.Rp / 128;
+    if (gy > 65535) return "VNMSparseGemm CUDA kernel: too many rows for one launch";
+    const dim3 grid(static_cast<unsigned>(ceil_div(T, bn)), static_cast<unsigned>(gy));
+    uint16_t* Yh = static_cast<uint16_t*>(Y);
+    const uint16_t* Ah = static_cast<const uint16_t*>(A);
+    if (bn == 128) {
+      constexpr int smem = dev::Wg24Cfg<128, kWg24Stages>::kSmemBytes;
+      if (im.bf16) dev::wg24_prefill_kernel<true, 128, kWg24Stages><<<grid, 256, smem, st>>>(q, Ah, Ti, Yh);
+      else dev::wg24_prefill_kernel<false, 128, kWg24Stages><<<grid, 256, smem, st>>>(q, Ah, Ti, Yh);
+    } else {
+      constexpr int smem = dev::Wg24Cfg<64, kWg24Stages>::kSmemBytes;
+      if (im.bf16) dev::wg24_prefill_kernel<true, 64, kWg24Stages><<<grid, 256, smem, st>>>(q, Ah, Ti, Yh);
+      else dev::wg24_prefill_kernel<false, 64, kWg24Stages><<<grid, 256, smem, st>>>(q, Ah, Ti, Yh);
+    }
+    e = cudaGetLastError();
+    return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("wgmma.sp prefill launch", e);
+  }
   const int64_t Tp = round_up(T, Impl::config_tn(cfg));
   const int ks = im.prefill_ksplit(T, cfg);
   const size_t at_bytes = im.prefill_at_bytes(T, cfg, dims_.K);

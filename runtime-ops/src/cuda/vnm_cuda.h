@@ -47,6 +47,11 @@ struct Options {
   // Use the windowed-index fast path when the indices allow it (tests turn it off to cover the
   // general path on windowed data too).
   bool allow_windowed = true;
+  // Prefill on wgmma.sp (config 8, sm_90 only) where the weight is 2:4 along K (groups aligned to 4
+  // columns: windowed indices with M % 4 == 0, or by chance) and K % 8 == 0. Costs a second device
+  // copy of the weight in 2:4 form (half the dense bytes). prefill_config 1-7 select the mma.sp
+  // configurations instead; 8 = this one where possible.
+  bool prefill_wgmma = true;
 };
 
 // True when a CUDA device is usable in this process (false without a GPU or driver).

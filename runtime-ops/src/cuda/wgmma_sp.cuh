@@ -1,0 +1,183 @@
+// Prefill on Hopper's wgmma.mma_async.sp (sm_90a) for weights that are 2:4 along their whole K
+// ("v9"). Included by vnm_cuda.cu only, after kernels.cuh.
+//
+// Why this form: on an H100 the V:N:M gather of activations per block of V rows is what held the
+// mma.sp prefill kernels to 20-25 % of the tensor-core floor (L2 traffic of per-block gathers, or
+// bank conflicts and barriers of a shared-memory gather; bench/gpu/NOTES.md v2-v8). A V:N:M weight
+// whose groups are aligned to 4 columns (windowed indices and M a multiple of 4: 64:2:4, 64:2:8,
+// 128:2:8, 64:2:16, ...) keeps at most 2 weights in every 4 consecutive input channels, so it is
+// also 2:4 along K: the activations then enter the tensor cores as a plain dense tile (no gather),
+// and wgmma.sp runs at up to 1.5-1.9 PFLOP/s dense-equivalent where mma.sp stops near 0.95
+// (shared/design/gpu-notes.md section 2). The cost is 2:4's work (K/2 per row) instead of V:N:M's
+// (4K/M): prefill speedups cap near 2:4's, whatever M.
+//
+// Layout (host, vnm_cuda.cu): rows in tiles of 128 (two warpgroups of 64), K in steps of 64
+// (two wgmma k32 steps j = 0, 1):
+//   vals24 [Rt][S64][2 wg][2 j][128 threads] uint4: the RS A fragment of wgmma.sp m64nNk32, per warp
+//          the mma.sp m16n8k32 A fragment (kernels.cuh header; a 4-column chunk plays the group);
+//   meta24 [Rt][S64][2 wg][128 threads] uint32: the metadata word of lane (gid, tid): selector
+//          sel = tid >> 1 is step j = sel, h = tid & 1 picks chunks 4h..4h+3 of the step.
+// Activations X[T][K] (K % 8 == 0, 16-byte aligned) are copied per step as BN token rows of 128
+// bytes with the 128-byte swizzle (16-byte chunk c of row r at chunk c ^ (r & 7)), the K-major
+// B operand of wgmma (no transpose kernel).
+#pragma once
+
+#include <cstdint>
+
+namespace vnmc {
+namespace cuda {
+namespace dev {
+
+struct Wg24Params {
+  const uint4* vals;     // vals24 above
+  const uint32_t* meta;  // meta24 above
+  const int32_t* rowmap; // [Rt * 128] output feature of each row (-1: padding)
+  const float* bias;     // [Rt * 128] or null
+  int64_t K;
+  int64_t N_out;
+  int32_t S64;           // k64 steps
+  int32_t identity;      // rowmap[p] == p for p < N_out (16-byte stores allowed)
+};
+
+template <int BN, int STAGES>
+struct Wg24Cfg {
+  static constexpr int kThreads = 256;
+  static constexpr int kBBytes = BN * 128;
+  static constexpr int kABytes = 2 * 2 * 128 * 16;
+  static constexpr int kMBytes = 2 * 128 * 4;
+  static constexpr int kStageBytes = kBBytes + kABytes + kMBytes;
+  static constexpr int kCStride = 128 + 8;  // epilogue staging [BN tokens][128 rows + 8] halves
+  static constexpr int kCBytes = BN * kCStride * 2;
+  static constexpr int kPipeBytes = STAGES * kStageBytes;
+  // + 1 KB: the stages are aligned to 1024 bytes by hand (the swizzle pattern repeats every 1 KB).
+  static constexpr int kSmemBytes = (kPipeBytes > kCBytes ? kPipeBytes : kCBytes) + 1024;
+  static_assert(kStageBytes % 1024 == 0, "stage bases stay 1024-byte aligned");
+};
+
+template <bool BF16, int N>
+struct WgmmaSp;
+
+// wgmma.mma_async.sp.m64nNk32, A (sparse, 2:4) from registers, B from shared memory (descriptor),
+// fp32 accumulators, selector SEL; scale_d = 0 overwrites d.
+#include "cuda/wgmma_sp_wrappers.inc"
+
+// Shared-memory matrix descriptor of a K-major tile with the 128-byte swizzle: rows of 128 bytes,
+// 8-row groups 1024 bytes apart (SBO), leading byte offset unused by this mode (1).
+__device__ __forceinline__ uint64_t wg_desc_sw128(uint32_t saddr) {
+  return static_cast<uint64_t>((saddr & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+
+template <bool BF16, int BN, int STAGES>
+__global__ void __launch_bounds__(256, 1)
+    wg24_prefill_kernel(Wg24Params p, const uint16_t* __restrict__ X, int T, uint16_t* __restrict__ Y) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = Wg24Cfg<BN, STAGES>;
+  constexpr int D = STAGES - 2;  // steps in flight ahead of the one computed
+  static_assert(D >= 1, "stages");
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t raw = smem_u32(smem_raw);
+  const uint32_t sbase = (raw + 1023u) & ~1023u;
+  uint8_t* sgen = smem_raw + (sbase - raw);
+
+  const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127;
+  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * BN;
+  const int64_t rt = blockIdx.y;
+  const int S = p.S64;
+  const uint4* vsrc = p.vals + rt * S * 512;
+  const uint32_t* msrc = p.meta + rt * S * 256;
+
+  auto issue = [&](int s) {
+    const uint32_t st = sbase + (s % STAGES) * C::kStageBytes;
+    const int64_t k0 = static_cast<int64_t>(s) * 64;
+#pragma unroll
+    for (int u = 0; u < BN * 8 / 256; ++u) {
+      const int c = tid + 256 * u;
+      const int r = c >> 3, ch = c & 7;
+      const int64_t t = t0 + r, k = k0 + ch * 8;
+      const bool ok = t < T && k < p.K;  // K % 8 == 0: a 16-byte chunk is wholly inside or outside
+      cp_async16_zfill(st + r * 128 + ((ch ^ (r & 7)) << 4), ok ? X + t * p.K + k : X, ok ? 16 : 0);
+    }
+    const uint4* va = vsrc + static_cast<int64_t>(s) * 512;
+    cp_async16(st + C::kBBytes + tid * 16, va + tid);
+    cp_async16(st + C::kBBytes + (tid + 256) * 16, va + tid + 256);
+    if (tid < 64) cp_async16(st + C::kBBytes + C::kABytes + tid * 16, msrc + static_cast<int64_t>(s) * 256 + tid * 4);
+  };
+
+  float d[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) d[i] = 0.f;
+
+#pragma unroll
+  for (int s = 0; s < D; ++s) {
+    if (s < S) issue(s);
+    cp_async_commit();
+  }
+  for (int s = 0; s < S; ++s) {
+    cp_async_wait<D - 1>();
+    // cp.async writes are generic-proxy writes; wgmma reads shared memory through the async proxy.
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    // Buffer of step s + D = buffer of step s - 2, whose wgmma group every warpgroup has waited for
+    // (wait_group 1 in iteration s - 1, before the barrier above).
+    if (s + D < S) issue(s + D);
+    cp_async_commit();
+
+    const uint32_t st = sbase + (s % STAGES) * C::kStageBytes;
+    const uint8_t* sg = sgen + (s % STAGES) * C::kStageBytes;
+    const uint4 a0 = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 0) * 128 + t128) * 16);
+    const uint4 a1 = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 1) * 128 + t128) * 16);
+    const uint32_t e = *reinterpret_cast<const uint32_t*>(sg + C::kBBytes + C::kABytes + (wg * 128 + t128) * 4);
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+    WgmmaSp<BF16, BN>::template mma<0>(d, a0, wg_desc_sw128(st), e, 1);
+    WgmmaSp<BF16, BN>::template mma<1>(d, a1, wg_desc_sw128(st + 64), e, 1);
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+  }
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // Epilogue: bias, round, stage as [token][row] halves, then 16-byte rows of Y (kernels.cuh's
+  // prefill epilogue, same layout).
+  uint16_t* cs = reinterpret_cast<uint16_t*>(sgen);
+  const int lane = t128 & 31, w = t128 >> 5, gid = lane >> 2, tq = lane & 3;
+  const int rl0 = wg * 64 + 16 * w + gid;
+  const int64_t row0 = rt * 128;
+  const float b0 = p.bias ? p.bias[row0 + rl0] : 0.f;
+  const float b1 = p.bias ? p.bias[row0 + rl0 + 8] : 0.f;
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+    const int tl = 8 * j + 2 * tq;
+    cs[tl * C::kCStride + rl0] = f32_to_out<BF16>(d[4 * j + 0] + b0);
+    cs[(tl + 1) * C::kCStride + rl0] = f32_to_out<BF16>(d[4 * j + 1] + b0);
+    cs[tl * C::kCStride + rl0 + 8] = f32_to_out<BF16>(d[4 * j + 2] + b1);
+    cs[(tl + 1) * C::kCStride + rl0 + 8] = f32_to_out<BF16>(d[4 * j + 3] + b1);
+  }
+  __syncthreads();
+  for (int x = tid; x < BN * 16; x += 256) {
+    const int tl = x >> 4, r8 = x & 15;
+    const int64_t t = t0 + tl;
+    if (t >= T) continue;
+    const int64_t pr = row0 + 8 * r8;
+    const uint16_t* src = cs + tl * C::kCStride + 8 * r8;
+    uint16_t* yrow = Y + t * p.N_out;
+    if (p.identity && pr + 8 <= p.N_out) {
+      *reinterpret_cast<uint4*>(yrow + pr) = *reinterpret_cast<const uint4*>(src);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const int o = p.rowmap[pr + k];
+        if (o >= 0) yrow[o] = src[k];
+      }
+    }
+  }
+#else
+  // Compiled for an architecture without wgmma.sp: the host never launches this (sm_90 only).
+  __trap();
+#endif
+}
+
+}  // namespace dev
+}  // namespace cuda
+}  // namespace vnmc
