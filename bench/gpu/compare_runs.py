@@ -12,8 +12,11 @@ def main():
     runs = {m: {(x["shape"], x["T"], x["config"], x["indices"]): x for x in json.load(open(f"{out}/{prefix}{m}.json"))}
             for m in modes}
     print("shape T config kind | " + " | ".join(f"{prefix}{m} us (x cuBLAS, cuBLAS us) path" for m in modes))
-    cell = lambda x: (f"{x['ours_ms'] * 1e3:.1f} ({x['cublas_ms'] / x['ours_ms']:.2f}x, {x['cublas_ms'] * 1e3:.1f}) "
-                      f"{x['path']}") if x else "-"
+    def cell(x):
+        if not x:
+            return "-"
+        cs = f", cuSPARSELt {x['cusparselt_ms'] * 1e3:.1f}" if x.get("cusparselt_ms") else ""
+        return f"{x['ours_ms'] * 1e3:.1f} ({x['cublas_ms'] / x['ours_ms']:.2f}x, {x['cublas_ms'] * 1e3:.1f}{cs}) {x['path']}"
     for k in runs[modes[0]]:
         print(*k, "|", " | ".join(cell(runs[m].get(k)) for m in modes))
 

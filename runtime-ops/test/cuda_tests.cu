@@ -333,6 +333,12 @@ void wgmma_prefill() {
     check_case(spec(520, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(0, 0, 1), "config 1", 1, "!wgmma");
     check_case(spec_f32(520, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "wg24 f32 act", 1, wg);
   }
+  for (int bn : {64, 128, 256}) {
+    cuda::Options o = opts();
+    o.wgmma_bn = bn;
+    check_case(spec(1032, 264, 64, 8, DType::kBFloat16, ColumnMode::kWindowed, true, true, 700), o, "wg24 bn", 1, wg);
+    check_case(spec(4096, 1024, 128, 4, DType::kFloat16, ColumnMode::kWindowed, false, true, 513), o, "wg24 bn", 1, wg);
+  }
   cuda::Options off = opts();
   off.prefill_wgmma = false;
   check_case(spec(520, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 130), off, "wgmma off", 1,
@@ -359,6 +365,7 @@ void quick() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a timeout still leaves the lines so far in the log
   bool quick_mode = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick_mode = true;

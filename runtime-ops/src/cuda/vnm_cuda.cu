@@ -22,7 +22,12 @@ namespace {
 constexpr int kPrefillStages = 4;
 constexpr int kPrefillStagesSmallV = 3;
 constexpr int kStageSmemCapBytes = 48 * 1024;  // dynamic shared memory per staged decode CTA
-constexpr int kWg24Stages = 6;                 // wgmma.sp prefill (v9): 4 k64 steps in flight
+// wgmma.sp prefill (v9): stages of the 64- and 128-token tiles (4 k64 steps in flight) and of the
+// 256-token tile (3 in flight: 5 x 41 KB of shared memory).
+constexpr int kWg24Stages = 6;
+constexpr int kWg24Stages256 = 5;
+template <int BN>
+constexpr int wg24_stages() { return BN == 256 ? kWg24Stages256 : kWg24Stages; }
 
 std::string cuda_err(const char* what, cudaError_t e) {
   std::ostringstream os;
@@ -202,8 +207,14 @@ struct VnmGemmCuda::Impl {
     return static_cast<size_t>(round_up(K * round_up(T, config_tn(cfg)) * 2, 256));
   }
   static int64_t config_tn(int cfg) { return cfg == 3 ? 64 : 128; }
-  // Token tile of the wgmma.sp prefill: 128, or 64 where 128 leaves SMs idle.
-  int wg24_bn(int64_t T) const { return ceil_div(T, 128) * (Rp / 128) >= sms ? 128 : 64; }
+  // Token tile of the wgmma.sp prefill: the widest of 256, 128, 64 that still gives every SM a CTA
+  // (Options::wgmma_bn overrides).
+  int wg24_bn(int64_t T) const {
+    if (opt.wgmma_bn == 64 || opt.wgmma_bn == 128 || opt.wgmma_bn == 256) return opt.wgmma_bn;
+    const int64_t rt = Rp / 128;
+    if (ceil_div(T, 256) * rt >= sms) return 256;
+    return ceil_div(T, 128) * rt >= sms ? 128 : 64;
+  }
   dev::Wg24Params wg24_params() const {
     dev::Wg24Params q{};
     q.vals = static_cast<const uint4*>(vals24.p);
@@ -256,6 +267,23 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const Attributes& attrs, DType 
 }
 
 namespace {
+
+template <int BN>
+void wg24_allow_smem() {
+  constexpr int st = wg24_stages<BN>();
+  for (auto f : {dev::wg24_prefill_kernel<false, BN, st>, dev::wg24_prefill_kernel<true, BN, st>})
+    cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, dev::Wg24Cfg<BN, st>::kSmemBytes);
+}
+
+template <int BN>
+void wg24_launch(bool bf16, const dev::Wg24Params& q, const uint16_t* A, int T, uint16_t* Y, int64_t Rt,
+                 cudaStream_t st) {
+  constexpr int stages = wg24_stages<BN>();
+  constexpr int smem = dev::Wg24Cfg<BN, stages>::kSmemBytes;
+  const dim3 grid(static_cast<unsigned>(Rt), static_cast<unsigned>(ceil_div(T, BN)));
+  if (bf16) dev::wg24_prefill_kernel<true, BN, stages><<<grid, 256, smem, st>>>(q, A, T, Y);
+  else dev::wg24_prefill_kernel<false, BN, stages><<<grid, 256, smem, st>>>(q, A, T, Y);
+}
 
 // The weight as 2:4 along K for the wgmma.sp prefill (wgmma_sp.cuh), when every 4 consecutive input
 // channels of every row hold at most 2 non-zero weights (always true for windowed indices with
@@ -341,10 +369,9 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
   std::string e = im.vals24.alloc_copy(hv.data(), hv.size() * 2, "upload 2:4 values");
   if (e.empty()) e = im.meta24.alloc_copy(hm.data(), hm.size() * 4, "upload 2:4 meta");
   if (!e.empty()) return e;
-  for (auto f : {dev::wg24_prefill_kernel<false, 64, kWg24Stages>, dev::wg24_prefill_kernel<true, 64, kWg24Stages>})
-    cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, dev::Wg24Cfg<64, kWg24Stages>::kSmemBytes);
-  for (auto f : {dev::wg24_prefill_kernel<false, 128, kWg24Stages>, dev::wg24_prefill_kernel<true, 128, kWg24Stages>})
-    cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, dev::Wg24Cfg<128, kWg24Stages>::kSmemBytes);
+  wg24_allow_smem<64>();
+  wg24_allow_smem<128>();
+  wg24_allow_smem<256>();
   const cudaError_t ce = cudaGetLastError();
   if (ce != cudaSuccess) return cuda_err("cudaFuncSetAttribute (wgmma.sp prefill)", ce);
   im.S64 = S64;
@@ -893,20 +920,13 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
     q.N_out = dims_.N_out;
     q.identity = p.identity;
     const int bn = im.wg24_bn(T);
-    const int64_t gy = im.Rp / 128;
-    if (gy > 65535) return "VNMSparseGemm CUDA kernel: too many rows for one launch";
-    const dim3 grid(static_cast<unsigned>(ceil_div(T, bn)), static_cast<unsigned>(gy));
+    if (ceil_div(T, bn) > 65535) return "VNMSparseGemm CUDA kernel: too many tokens for one launch";
     uint16_t* Yh = static_cast<uint16_t*>(Y);
     const uint16_t* Ah = static_cast<const uint16_t*>(A);
-    if (bn == 128) {
-      constexpr int smem = dev::Wg24Cfg<128, kWg24Stages>::kSmemBytes;
-      if (im.bf16) dev::wg24_prefill_kernel<true, 128, kWg24Stages><<<grid, 256, smem, st>>>(q, Ah, Ti, Yh);
-      else dev::wg24_prefill_kernel<false, 128, kWg24Stages><<<grid, 256, smem, st>>>(q, Ah, Ti, Yh);
-    } else {
-      constexpr int smem = dev::Wg24Cfg<64, kWg24Stages>::kSmemBytes;
-      if (im.bf16) dev::wg24_prefill_kernel<true, 64, kWg24Stages><<<grid, 256, smem, st>>>(q, Ah, Ti, Yh);
-      else dev::wg24_prefill_kernel<false, 64, kWg24Stages><<<grid, 256, smem, st>>>(q, Ah, Ti, Yh);
-    }
+    const int64_t Rt = im.Rp / 128;
+    if (bn == 256) wg24_launch<256>(im.bf16, q, Ah, Ti, Yh, Rt, st);
+    else if (bn == 128) wg24_launch<128>(im.bf16, q, Ah, Ti, Yh, Rt, st);
+    else wg24_launch<64>(im.bf16, q, Ah, Ti, Yh, Rt, st);
     e = cudaGetLastError();
     return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("wgmma.sp prefill launch", e);
   }

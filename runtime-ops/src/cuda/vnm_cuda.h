@@ -52,6 +52,8 @@ struct Options {
   // copy of the weight in 2:4 form (half the dense bytes). prefill_config 1-7 select the mma.sp
   // configurations instead; 8 = this one where possible.
   bool prefill_wgmma = true;
+  // Token tile of the wgmma.sp prefill: 0 automatic, or 64, 128, 256.
+  int wgmma_bn = 0;
 };
 
 // True when a CUDA device is usable in this process (false without a GPU or driver).

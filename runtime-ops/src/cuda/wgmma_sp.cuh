@@ -74,15 +74,17 @@ __global__ void __launch_bounds__(256, 1)
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = Wg24Cfg<BN, STAGES>;
   constexpr int D = STAGES - 2;  // steps in flight ahead of the one computed
-  static_assert(D >= 1, "stages");
+  static_assert(D >= 2, "stages: two steps must have landed at the top of each iteration");
   extern __shared__ uint8_t smem_raw[];
   const uint32_t raw = smem_u32(smem_raw);
   const uint32_t sbase = (raw + 1023u) & ~1023u;
   uint8_t* sgen = smem_raw + (sbase - raw);
 
   const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127;
-  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * BN;
-  const int64_t rt = blockIdx.y;
+  // Row tiles vary fastest: the CTAs resident at one time share a few token tiles (read once from
+  // memory) and sweep the weight, which stays in L2 (T = 8192: X is 64 MB, larger than L2).
+  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * BN;
+  const int64_t rt = blockIdx.x;
   const int S = p.S64;
   const uint4* vsrc = p.vals + rt * S * 512;
   const uint32_t* msrc = p.meta + rt * S * 256;
@@ -113,8 +115,21 @@ __global__ void __launch_bounds__(256, 1)
     if (s < S) issue(s);
     cp_async_commit();
   }
+  // This thread's A fragments and metadata of step s, read from shared memory one step ahead.
+  uint4 a0, a1;
+  uint32_t e;
+  auto load_a = [&](int s) {
+    const uint8_t* sg = sgen + (s % STAGES) * C::kStageBytes;
+    a0 = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 0) * 128 + t128) * 16);
+    a1 = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 1) * 128 + t128) * 16);
+    e = *reinterpret_cast<const uint32_t*>(sg + C::kBBytes + C::kABytes + (wg * 128 + t128) * 4);
+  };
+  cp_async_wait<D - 1>();
+  __syncthreads();
+  load_a(0);
   for (int s = 0; s < S; ++s) {
-    cp_async_wait<D - 1>();
+    // Steps s and s + 1 landed (the latter for the A prefetch below).
+    cp_async_wait<D - 2 >= 0 ? D - 2 : 0>();
     // cp.async writes are generic-proxy writes; wgmma reads shared memory through the async proxy.
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
@@ -124,14 +139,11 @@ __global__ void __launch_bounds__(256, 1)
     cp_async_commit();
 
     const uint32_t st = sbase + (s % STAGES) * C::kStageBytes;
-    const uint8_t* sg = sgen + (s % STAGES) * C::kStageBytes;
-    const uint4 a0 = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 0) * 128 + t128) * 16);
-    const uint4 a1 = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 1) * 128 + t128) * 16);
-    const uint32_t e = *reinterpret_cast<const uint32_t*>(sg + C::kBBytes + C::kABytes + (wg * 128 + t128) * 4);
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
     WgmmaSp<BF16, BN>::template mma<0>(d, a0, wg_desc_sw128(st), e, 1);
     WgmmaSp<BF16, BN>::template mma<1>(d, a1, wg_desc_sw128(st + 64), e, 1);
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    if (s + 1 < S) load_a(s + 1);
     asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# wgmma.sp prefill experiments (v9, issue 6): kernel tests (full set, then compute-sanitizer on the quick
+# set), then one kernel_bench run per mode, cuBLAS (and cuSPARSELt, where its helper builds) in each
+# process. A mode is PREFILL_CONFIG:WGMMA_BN (VNMC_PREFILL_CONFIG, VNMC_WGMMA_BN; 0 = automatic), e.g.
+# "1:0" = the mma.sp prefill v2, "8:128" = wgmma.sp with 128-token tiles. Needs .cache/ort-cuda/include.
+# Usage: bench/gpu/wgmma_exp.sh [OUT]; env MODES (default "1:0 0:0"), TOKENS, SHAPES, CONFIGS, KINDS, DTYPE.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+out="${1:-${OUT:-/tmp/wg-out}}"; mkdir -p "$out"
+t0=$(date +%s)
+build_kernels || exit 1
+cs=$(python3 -c "import nvidia.cusparselt as m; print(list(m.__path__)[0])" 2>/dev/null)
+cslt=()
+if [ "${CSLT:-1}" = 1 ] && [ -n "$cs" ] && nvcc -O2 -shared -Xcompiler -fPIC -I"$cs/include" bench/gpu/cslt_helper.cc -L"$cs/lib" \
+     -l:$(basename "$(ls "$cs"/lib/libcusparseLt.so* | head -1)") -Xlinker -rpath="$cs/lib" -o "$b/libcslt_helper.so"; then
+  cslt=(--cslt "$b/libcslt_helper.so")
+fi
+echo "== build $(( $(date +%s) - t0 )) s"; nvidia-smi --query-gpu=name --format=csv,noheader
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  timeout 300 "$b/vnmc_cuda_tests" > "$out/tests.log" 2>&1; echo "tests rc=$?"; tail -2 "$out/tests.log"; grep -m5 FAIL "$out/tests.log"
+  timeout 200 compute-sanitizer --tool memcheck "$b/vnmc_cuda_tests" --quick > "$out/memcheck.log" 2>&1
+  echo "memcheck rc=$?"; tail -2 "$out/memcheck.log"; echo "== tests $(( $(date +%s) - t0 )) s"
+fi
+names=()
+for mode in ${MODES:-1:0 0:0}; do
+  cfg=${mode%%:*}; bn=${mode##*:}; name="cfg${cfg}_bn${bn}"; names+=("$name")
+  VNMC_PREFILL_CONFIG=$cfg VNMC_WGMMA_BN=$bn timeout 250 python3 -X faulthandler bench/gpu/kernel_bench.py \
+    --lib "$b/libvnmc_cuda.so" "${cslt[@]}" --shapes ${SHAPES:-0,1,2} --tokens ${TOKENS:-256,2048,8192} \
+    --configs ${CONFIGS:-64:4,64:8,64:16} --kinds ${KINDS:-windowed} --dtype ${DTYPE:-fp16} --reps ${REPS:-10} \
+    --out "$out/kb_$name.json" --tag "${TAG:-v9} prefill_config=$cfg wgmma_bn=$bn" > "$out/kb_$name.log" 2>&1 || echo "bench $mode failed"
+  echo "== bench $mode $(( $(date +%s) - t0 )) s"
+  cslt=()  # cuSPARSELt once is enough: the same cases in every mode
+done
+python3 bench/gpu/compare_runs.py "$out" kb_ "${names[@]}"
+echo "== total $(( $(date +%s) - t0 )) s"
