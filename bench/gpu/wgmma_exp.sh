@@ -2,7 +2,8 @@
 # wgmma.sp prefill experiments (v9, issue 6): kernel tests (full set, then compute-sanitizer on the quick
 # set), then one kernel_bench run per mode, cuBLAS (and cuSPARSELt, where its helper builds) in each
 # process. A mode is PREFILL_CONFIG:WGMMA_BN (VNMC_PREFILL_CONFIG, VNMC_WGMMA_BN; 0 = automatic), e.g.
-# "1:0" = the mma.sp prefill v2, "8:128" = wgmma.sp with 128-token tiles. Needs .cache/ort-cuda/include.
+# "1:0" = the mma.sp prefill v2, "8:128" = wgmma.sp with 128-token tiles; an optional third field is
+# VNMC_WGMMA_RASTER (1 row tiles fastest, 2 token tiles fastest), e.g. "8:128:2". Needs .cache/ort-cuda/include.
 # Usage: bench/gpu/wgmma_exp.sh [OUT]; env MODES (default "1:0 0:0"), TOKENS, SHAPES, CONFIGS, KINDS, DTYPE.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -23,11 +24,11 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
 fi
 names=()
 for mode in ${MODES:-1:0 0:0}; do
-  cfg=${mode%%:*}; bn=${mode##*:}; name="cfg${cfg}_bn${bn}"; names+=("$name")
-  VNMC_PREFILL_CONFIG=$cfg VNMC_WGMMA_BN=$bn timeout 250 python3 -X faulthandler bench/gpu/kernel_bench.py \
+  IFS=: read -r cfg bn ras <<< "$mode"; ras=${ras:-0}; name="cfg${cfg}_bn${bn}_r${ras}"; names+=("$name")
+  VNMC_PREFILL_CONFIG=$cfg VNMC_WGMMA_BN=$bn VNMC_WGMMA_RASTER=$ras timeout 250 python3 -X faulthandler bench/gpu/kernel_bench.py \
     --lib "$b/libvnmc_cuda.so" "${cslt[@]}" --shapes ${SHAPES:-0,1,2} --tokens ${TOKENS:-256,2048,8192} \
     --configs ${CONFIGS:-64:4,64:8,64:16} --kinds ${KINDS:-windowed} --dtype ${DTYPE:-fp16} --reps ${REPS:-10} \
-    --out "$out/kb_$name.json" --tag "${TAG:-v9} prefill_config=$cfg wgmma_bn=$bn" > "$out/kb_$name.log" 2>&1 || echo "bench $mode failed"
+    --out "$out/kb_$name.json" --tag "${TAG:-v9} prefill_config=$cfg wgmma_bn=$bn raster=$ras" > "$out/kb_$name.log" 2>&1 || echo "bench $mode failed"
   echo "== bench $mode $(( $(date +%s) - t0 )) s"
   cslt=()  # cuSPARSELt once is enough: the same cases in every mode
 done

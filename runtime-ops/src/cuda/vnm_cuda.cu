@@ -280,7 +280,8 @@ void wg24_launch(bool bf16, const dev::Wg24Params& q, const uint16_t* A, int T, 
                  cudaStream_t st) {
   constexpr int stages = wg24_stages<BN>();
   constexpr int smem = dev::Wg24Cfg<BN, stages>::kSmemBytes;
-  const dim3 grid(static_cast<unsigned>(Rt), static_cast<unsigned>(ceil_div(T, BN)));
+  const unsigned nt = static_cast<unsigned>(ceil_div(T, BN)), nr = static_cast<unsigned>(Rt);
+  const dim3 grid(q.rows_fast ? nr : nt, q.rows_fast ? nt : nr);
   if (bf16) dev::wg24_prefill_kernel<true, BN, stages><<<grid, 256, smem, st>>>(q, A, T, Y);
   else dev::wg24_prefill_kernel<false, BN, stages><<<grid, 256, smem, st>>>(q, A, T, Y);
 }
@@ -920,7 +921,9 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
     q.N_out = dims_.N_out;
     q.identity = p.identity;
     const int bn = im.wg24_bn(T);
-    if (ceil_div(T, bn) > 65535) return "VNMSparseGemm CUDA kernel: too many tokens for one launch";
+    q.rows_fast = im.opt.wgmma_raster != 2;
+    if ((q.rows_fast ? ceil_div(T, bn) : im.Rp / 128) > 65535)
+      return "VNMSparseGemm CUDA kernel: too many tokens or rows for one launch";
     uint16_t* Yh = static_cast<uint16_t*>(Y);
     const uint16_t* Ah = static_cast<const uint16_t*>(A);
     const int64_t Rt = im.Rp / 128;

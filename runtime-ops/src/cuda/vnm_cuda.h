@@ -54,6 +54,8 @@ struct Options {
   bool prefill_wgmma = true;
   // Token tile of the wgmma.sp prefill: 0 automatic, or 64, 128, 256.
   int wgmma_bn = 0;
+  // Order of its tiles: 0 automatic (= 1), 1 row tiles fastest, 2 token tiles fastest.
+  int wgmma_raster = 0;
 };
 
 // True when a CUDA device is usable in this process (false without a GPU or driver).

@@ -37,6 +37,7 @@ struct Wg24Params {
   int64_t N_out;
   int32_t S64;           // k64 steps
   int32_t identity;      // rowmap[p] == p for p < N_out (16-byte stores allowed)
+  int32_t rows_fast;     // grid x = row tiles (1) or token tiles (0)
 };
 
 template <int BN, int STAGES>
@@ -81,10 +82,10 @@ __global__ void __launch_bounds__(256, 1)
   uint8_t* sgen = smem_raw + (sbase - raw);
 
   const int tid = threadIdx.x, wg = tid >> 7, t128 = tid & 127;
-  // Row tiles vary fastest: the CTAs resident at one time share a few token tiles (read once from
-  // memory) and sweep the weight, which stays in L2 (T = 8192: X is 64 MB, larger than L2).
-  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * BN;
-  const int64_t rt = blockIdx.x;
+  // rows_fast: the CTAs resident at one time share a few token tiles (read once from memory) and
+  // sweep the weight, which stays in L2 (T = 8192: X is 64 MB, larger than L2).
+  const int64_t t0 = static_cast<int64_t>(p.rows_fast ? blockIdx.y : blockIdx.x) * BN;
+  const int64_t rt = p.rows_fast ? blockIdx.x : blockIdx.y;
   const int S = p.S64;
   const uint4* vsrc = p.vals + rt * S * 512;
   const uint32_t* msrc = p.meta + rt * S * 256;
@@ -115,36 +116,41 @@ __global__ void __launch_bounds__(256, 1)
     if (s < S) issue(s);
     cp_async_commit();
   }
-  // This thread's A fragments and metadata of step s, read from shared memory one step ahead.
-  uint4 a0, a1;
-  uint32_t e;
-  auto load_a = [&](int s) {
+  // This thread's A fragments and metadata, read from shared memory one step ahead into one of two
+  // register sets: wgmma reads its register operands asynchronously, so a set is refilled only once
+  // the wgmma group that used it has completed (wait_group 1 below).
+  uint4 ra[2][2];
+  uint32_t re[2];
+  auto load_a = [&](int s, uint4 (&a)[2], uint32_t& e) {
     const uint8_t* sg = sgen + (s % STAGES) * C::kStageBytes;
-    a0 = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 0) * 128 + t128) * 16);
-    a1 = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 1) * 128 + t128) * 16);
+    a[0] = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 0) * 128 + t128) * 16);
+    a[1] = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 1) * 128 + t128) * 16);
     e = *reinterpret_cast<const uint32_t*>(sg + C::kBBytes + C::kABytes + (wg * 128 + t128) * 4);
   };
-  cp_async_wait<D - 1>();
-  __syncthreads();
-  load_a(0);
-  for (int s = 0; s < S; ++s) {
-    // Steps s and s + 1 landed (the latter for the A prefetch below).
-    cp_async_wait<D - 2 >= 0 ? D - 2 : 0>();
+  auto step = [&](int s, uint4 (&a)[2], uint32_t& e, uint4 (&na)[2], uint32_t& ne) {
+    // Steps s and s + 1 have landed (s + 1 for the A prefetch at the end).
+    cp_async_wait<D - 2>();
     // cp.async writes are generic-proxy writes; wgmma reads shared memory through the async proxy.
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
     // Buffer of step s + D = buffer of step s - 2, whose wgmma group every warpgroup has waited for
-    // (wait_group 1 in iteration s - 1, before the barrier above).
+    // (wait_group 1 in step s - 1, before the barrier above).
     if (s + D < S) issue(s + D);
     cp_async_commit();
-
     const uint32_t st = sbase + (s % STAGES) * C::kStageBytes;
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-    WgmmaSp<BF16, BN>::template mma<0>(d, a0, wg_desc_sw128(st), e, 1);
-    WgmmaSp<BF16, BN>::template mma<1>(d, a1, wg_desc_sw128(st + 64), e, 1);
+    WgmmaSp<BF16, BN>::template mma<0>(d, a[0], wg_desc_sw128(st), e, 1);
+    WgmmaSp<BF16, BN>::template mma<1>(d, a[1], wg_desc_sw128(st + 64), e, 1);
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    if (s + 1 < S) load_a(s + 1);
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");  // step s - 1 done: its set is free
+    if (s + 1 < S) load_a(s + 1, na, ne);
+  };
+  cp_async_wait<D - 1>();
+  __syncthreads();
+  load_a(0, ra[0], re[0]);
+  for (int s = 0; s < S; s += 2) {
+    step(s, ra[0], re[0], ra[1], re[1]);
+    if (s + 1 < S) step(s + 1, ra[1], re[1], ra[0], re[0]);
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
   cp_async_wait<0>();
