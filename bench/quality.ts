@@ -6,9 +6,16 @@
  *
  *   npx tsc -p . && node dist/bench/quality.js [--models charlm,digits,bert,llama] [--vnm 64:2:5,64:2:8]
  *     [--permute-time 20] [--dir /tmp/vnmc-quality] [--json results.json] [--only <label regex>] [--extra <JSON options>]
+ *     [--variant 'name=<JSON options>' ...]
  *
  * Compile times are compileFile's own (calibration, permutation search, pruning, writing; verification
  * off), on this machine, with the default worker threads.
+ *
+ * Better-resolved metrics than the headline ones (one ViT test image is 0.28 %): for the trained models
+ * every row also gets the mean negative log-likelihood (nats per character / per image) and, for the
+ * ViT, the top-1 agreement with the dense model; a second table per model gives, for every row, the
+ * paired difference of its NLL to the defaults row of the same V:N:M with its standard error (over
+ * eval windows / images), so that "better" can be told from noise.
  */
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
@@ -22,7 +29,7 @@ import { writeModelFile } from "../compiler/serde/write.js";
 import { asFloat, OutputAccumulator } from "../compiler/verify/compare.js";
 import { inputSpecs, randomInputs } from "../compiler/verify/random-inputs.js";
 import { buildModel, type ModelKind } from "../models/index.js";
-import { evalCharLm, evalDigitsVit, trainedDir } from "../models/trained/eval.js";
+import { readNpy, trainedDir } from "../models/trained/eval.js";
 
 const { values: o } = parseArgs({
   options: {
@@ -35,8 +42,24 @@ const { values: o } = parseArgs({
     only: { type: "string" },
     /** JSON merged into every setting's CompileOptions (experiments, e.g. '{"sparsegptDamping":0.001}' or '{"refitSweeps":4}'). */
     extra: { type: "string" },
+    /**
+     * Repeatable 'name=JSON': a row "<V:N:M> defaults + name" per V:N:M, the defaults with these
+     * CompileOptions merged in (ablations against the defaults, e.g. 'no-refit={"refit":false}').
+     */
+    variant: { type: "string", multiple: true },
   },
 });
+
+/** What one evaluation measured: the headline metric and, for the trained models, per-item NLLs. */
+interface Measured {
+  metric: number;
+  /** Mean negative log-likelihood (nats) over the eval items. */
+  nll?: number;
+  /** Per eval item (char-LM: window, mean over its characters; ViT: image) NLL, for paired comparisons. */
+  itemNll?: Float64Array;
+  /** ViT: the predicted classes (for the agreement with the dense model). */
+  predictions?: Int32Array;
+}
 
 interface Subject {
   name: string;
@@ -46,7 +69,92 @@ interface Subject {
   input: string;
   calib: string;
   shapes?: Record<string, number[]>;
-  metric: (path: string) => Promise<number>;
+  metric: (path: string) => Promise<Measured>;
+}
+
+const sessionOptions = { logSeverityLevel: 3 as const };
+
+/** log Σ exp(l) − l[target] of one logits row. */
+function crossEntropy(logits: Float32Array, row: number, n: number, target: number): number {
+  let max = -Infinity;
+  for (let v = 0; v < n; v++) max = Math.max(max, logits[row + v]!);
+  let sum = 0;
+  for (let v = 0; v < n; v++) sum += Math.exp(logits[row + v]! - max);
+  return Math.log(sum) + max - logits[row + target]!;
+}
+
+/** The char-LM on its eval windows (as models/trained/eval.ts evalCharLm), with each window's mean NLL. */
+async function charLm(path: string): Promise<Measured> {
+  const ev = readNpy(join(trainedDir(), "charlm.eval.npy"));
+  const [n, width] = ev.shape as [number, number];
+  const ctx = width - 1;
+  const tokens = ev.data instanceof BigInt64Array ? ev.data : BigInt64Array.from(ev.data as Uint8Array, (v) => BigInt(v));
+  const session = await ort.InferenceSession.create(path, sessionOptions);
+  const itemNll = new Float64Array(n);
+  try {
+    const batch = 16;
+    for (let s = 0; s < n; s += batch) {
+      const b = Math.min(batch, n - s);
+      const input = new BigInt64Array(b * ctx);
+      for (let i = 0; i < b; i++) input.set(tokens.subarray((s + i) * width, (s + i) * width + ctx), i * ctx);
+      const out = (await session.run({ [session.inputNames[0]!]: new ort.Tensor("int64", input, [b, ctx]) }))[session.outputNames[0]!]!;
+      const vocab = out.dims[2]!;
+      const logits = out.data as Float32Array;
+      for (let i = 0; i < b; i++) {
+        let sum = 0;
+        for (let t = 0; t < ctx; t++) sum += crossEntropy(logits, (i * ctx + t) * vocab, vocab, Number(tokens[(s + i) * width + t + 1]!));
+        itemNll[s + i] = sum / ctx;
+      }
+    }
+  } finally {
+    await session.release();
+  }
+  const nll = mean(itemNll);
+  return { metric: Math.exp(nll), nll, itemNll };
+}
+
+/** The digits ViT on its test images (as evalDigitsVit), with each image's NLL and predicted class. */
+async function digitsVit(path: string): Promise<Measured> {
+  const images = readNpy(join(trainedDir(), "digits.eval.images.npy"));
+  const labels = readNpy(join(trainedDir(), "digits.eval.labels.npy")).data as BigInt64Array;
+  const n = images.shape[0]!;
+  const session = await ort.InferenceSession.create(path, sessionOptions);
+  try {
+    const input = new ort.Tensor("float32", images.data as Float32Array, images.shape);
+    const out = (await session.run({ [session.inputNames[0]!]: input }))[session.outputNames[0]!]!;
+    const classes = out.dims[out.dims.length - 1]!;
+    const logits = out.data as Float32Array;
+    const itemNll = new Float64Array(n);
+    const predictions = new Int32Array(n);
+    let correct = 0;
+    for (let i = 0; i < n; i++) {
+      let best = 0;
+      for (let c = 1; c < classes; c++) if (logits[i * classes + c]! > logits[i * classes + best]!) best = c;
+      predictions[i] = best;
+      if (BigInt(best) === labels[i]) correct++;
+      itemNll[i] = crossEntropy(logits, i * classes, classes, Number(labels[i]!));
+    }
+    return { metric: (100 * correct) / n, nll: mean(itemNll), itemNll, predictions };
+  } finally {
+    await session.release();
+  }
+}
+
+function mean(a: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]!;
+  return s / a.length;
+}
+
+/** Mean of a − b and its standard error (paired, over items). */
+function pairedDifference(a: Float64Array, b: Float64Array): { diff: number; se: number } {
+  const n = a.length;
+  const d = new Float64Array(n);
+  for (let i = 0; i < n; i++) d[i] = a[i]! - b[i]!;
+  const m = mean(d);
+  let ss = 0;
+  for (let i = 0; i < n; i++) ss += (d[i]! - m) ** 2;
+  return { diff: m, se: Math.sqrt(ss / (n - 1) / n) };
 }
 
 /** Relative L2 error of the first output against the original on held-out random inputs (other seeds than random:N). */
@@ -73,12 +181,12 @@ function subjects(dir: string): Subject[] {
     writeModelFile(buildModel(kind, {}), input);
     return {
       name: `${kind} (builder)`, metricName: "held-out rel. L2 error", higherIsBetter: false, input, calib: "random:8", shapes,
-      metric: (p) => (p === input ? Promise.resolve(0) : heldOutError(input, p, shapes)),
+      metric: async (p) => ({ metric: p === input ? 0 : await heldOutError(input, p, shapes) }),
     };
   };
   const all: Subject[] = [
-    { name: "charlm", metricName: "perplexity", higherIsBetter: false, input: join(t, "charlm.onnx"), calib: join(t, "calib/charlm"), metric: async (p) => (await evalCharLm(p)).perplexity },
-    { name: "digits", metricName: "top-1 accuracy %", higherIsBetter: true, input: join(t, "digits_vit.onnx"), calib: join(t, "calib/digits_vit"), metric: async (p) => (await evalDigitsVit(p)).accuracy * 100 },
+    { name: "charlm", metricName: "perplexity", higherIsBetter: false, input: join(t, "charlm.onnx"), calib: join(t, "calib/charlm"), metric: charLm },
+    { name: "digits", metricName: "top-1 accuracy %", higherIsBetter: true, input: join(t, "digits_vit.onnx"), calib: join(t, "calib/digits_vit"), metric: digitsVit },
     ...(o.models!.includes("bert") ? [builder("bert", { hidden_states: [2, 64, 256] })] : []),
     ...(o.models!.includes("llama") ? [builder("llama", { hidden_states: [2, 64, 256] })] : []),
   ];
@@ -109,6 +217,11 @@ function settings(vnms: string[], permuteTime: number): Setting[] {
       }
     }
     out.push({ label: `${vnm} defaults (--calib only)`, options: { vnm } });
+    for (const v of o.variant ?? []) {
+      const eq = v.indexOf("=");
+      if (eq < 1) throw new Error(`--variant needs name=JSON (got '${v}')`);
+      out.push({ label: `${vnm} defaults + ${v.slice(0, eq)}`, options: { vnm, ...(JSON.parse(v.slice(eq + 1)) as CompileOptions) } });
+    }
     out.push({ label: `${vnm} defaults, no calibration`, options: { vnm, calib: undefined } });
   }
   return out;
@@ -119,6 +232,12 @@ interface Row {
   setting: string;
   metric: number;
   compileS: number;
+  /** Trained models: mean NLL (nats per character / image). */
+  nll?: number;
+  /** ViT: top-1 agreement with the dense model, %. */
+  agreement?: number;
+  /** Paired NLL difference to the defaults row of the same V:N:M and its standard error. */
+  nllVsDefaults?: { diff: number; se: number };
 }
 
 async function main(): Promise<void> {
@@ -129,11 +248,14 @@ async function main(): Promise<void> {
   console.log(`# ${new Date().toISOString().slice(0, 10)}, ${cpus().length} x ${cpus()[0]?.model}, Node ${process.version}, permute-time ${permuteTime}`);
   for (const s of subjects(o.dir!)) {
     console.log(`\n## ${s.name}: ${s.metricName} (${s.higherIsBetter ? "higher" : "lower"} is better)\n`);
-    console.log("| setting | " + s.metricName + " | compile s |");
-    console.log("|---|---|---|");
+    const vit = s.name === "digits";
+    console.log(`| setting | ${s.metricName} |${s.name === "charlm" || vit ? " NLL |" : ""}${vit ? " agreement with dense % |" : ""} compile s |`);
+    console.log(`|---|---|${s.name === "charlm" || vit ? "---|" : ""}${vit ? "---|" : ""}---|`);
+    const cells = (m: Measured, agreement?: number) => `${m.nll !== undefined ? ` ${m.nll.toFixed(4)} |` : ""}${agreement !== undefined ? ` ${agreement.toFixed(1)} |` : ""}`;
     const dense = await s.metric(s.input);
-    rows.push({ model: s.name, setting: "dense", metric: dense, compileS: 0 });
-    console.log(`| dense | ${dense.toFixed(3)} | - |`);
+    rows.push({ model: s.name, setting: "dense", metric: dense.metric, compileS: 0, ...(dense.nll !== undefined ? { nll: dense.nll } : {}) });
+    console.log(`| dense | ${dense.metric.toFixed(3)} |${cells(dense, vit ? 100 : undefined)} - |`);
+    const measured: { label: string; vnm: string; m: Measured; row: Row }[] = [];
     for (const st of settings(vnms, permuteTime).filter((x) => !o.only || new RegExp(o.only).test(x.label))) {
       const output = join(o.dir!, `${s.name.split(" ")[0]}.vnm.onnx`);
       const calib = (st.options.score === "magnitude" && !st.options.method) || ("calib" in st.options) ? {} : { calib: s.calib };
@@ -144,10 +266,26 @@ async function main(): Promise<void> {
         for (const k of ["refit", "refitSweeps", "sequential"] as const) delete opts[k];
       }
       const { report } = await compileFile(s.input, opts);
-      const metric = await s.metric(output);
+      const m = await s.metric(output);
       const compileS = report.totals.compileMs / 1000;
-      rows.push({ model: s.name, setting: st.label, metric, compileS });
-      console.log(`| ${st.label} | ${metric.toFixed(3)} | ${compileS.toFixed(1)} |`);
+      const agreement = m.predictions && dense.predictions ? (100 * m.predictions.filter((c, i) => c === dense.predictions![i]).length) / m.predictions.length : undefined;
+      const row: Row = { model: s.name, setting: st.label, metric: m.metric, compileS, ...(m.nll !== undefined ? { nll: m.nll } : {}), ...(agreement !== undefined ? { agreement } : {}) };
+      rows.push(row);
+      measured.push({ label: st.label, vnm: typeof st.options.vnm === "string" ? st.options.vnm : "", m, row });
+      console.log(`| ${st.label} | ${m.metric.toFixed(3)} |${cells(m, agreement)} ${compileS.toFixed(1)} |`);
+    }
+    // Paired NLL differences to the defaults of the same V:N:M (negative: better than the defaults).
+    const withNll = measured.filter((x) => x.m.itemNll);
+    const defaultsOf = (vnm: string) => withNll.find((x) => x.vnm === vnm && x.label.endsWith("defaults (--calib only)"));
+    if (withNll.some((x) => defaultsOf(x.vnm) && defaultsOf(x.vnm) !== x)) {
+      console.log(`\n| setting | NLL − defaults' NLL (± standard error, paired over ${withNll[0]!.m.itemNll!.length} eval items) |`);
+      console.log("|---|---|");
+      for (const x of withNll) {
+        const d = defaultsOf(x.vnm);
+        if (!d || d === x) continue;
+        x.row.nllVsDefaults = pairedDifference(x.m.itemNll!, d.m.itemNll!);
+        console.log(`| ${x.label} | ${x.row.nllVsDefaults.diff >= 0 ? "+" : ""}${x.row.nllVsDefaults.diff.toFixed(4)} ± ${x.row.nllVsDefaults.se.toFixed(4)} |`);
+      }
     }
   }
   if (o.json) {

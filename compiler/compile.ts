@@ -85,8 +85,9 @@ export interface CompileOptions {
   refit?: boolean;
   /**
    * sparsegpt with refit: sweeps of an exact local search over each row's 2-of-4 choices before the
-   * refit (default DEFAULT_SPARSEGPT_REFIT_SWEEPS = 0). More accurate, several times slower; with
-   * sweeps the refit runs on every layer (docs/calibration.md).
+   * refit. Default DEFAULT_SPARSEGPT_REFIT_SWEEPS = 1 on the layers where it is affordable
+   * (compiler/weights/sparsegpt.ts refitPlan: a few times the OBS pass); an explicit N > 0 runs N
+   * sweeps (and the refit) on every layer, whatever it costs; 0 turns the search off (docs/calibration.md).
    */
   refitSweeps?: number;
   /** Search input/output channel permutations that keep more of the score (free at run time). */
@@ -170,9 +171,9 @@ function rewritePasses(permute: boolean): Pass<CompileState>[] {
   return [...(permute ? [new FoldPermutations()] : []), new RewriteToVnm(), new AddFallbackFunction(), new RemoveUnused()];
 }
 
-/** sparsegpt's refit as recorded: off, or on with its local-search sweeps. */
-function refitRecord(sg: SparseGptSettings): { refit: false | { sweeps: number } } {
-  return { refit: sg.refit === true ? { sweeps: sg.refitSweeps ?? 0 } : false };
+/** sparsegpt's refit as recorded: off, or on with its local-search sweeps (`everyLayer`: asked for explicitly, run whatever it costs). */
+function refitRecord(sg: SparseGptSettings): { refit: false | { sweeps: number; everyLayer?: true } } {
+  return { refit: sg.refit === true ? { sweeps: sg.refitSweeps ?? 0, ...(sg.refitForced ? { everyLayer: true as const } : {}) } : false };
 }
 
 /** The options as recorded in the output model: everything that changes the result, nothing else. */
@@ -266,7 +267,7 @@ function resolveMethod(opts: CompileOptions): PassOptions["sparsegpt"] {
 }
 
 /** --refit / --no-refit and --refit-sweeps, checked (whether they apply, i.e. sparsegpt, is checked by the caller). */
-function resolveRefit(opts: CompileOptions): Pick<SparseGptSettings, "refit" | "refitSweeps"> {
+function resolveRefit(opts: CompileOptions): Pick<SparseGptSettings, "refit" | "refitSweeps" | "refitForced"> {
   if (opts.refit !== undefined && typeof opts.refit !== "boolean") {
     throw new VnmcError(Codes.USAGE, `--refit must be true or false (got ${JSON.stringify(opts.refit)}).`, "usage");
   }
@@ -277,7 +278,9 @@ function resolveRefit(opts: CompileOptions): Pick<SparseGptSettings, "refit" | "
   if (opts.refit === false && sweeps !== undefined && sweeps > 0) {
     throw new VnmcError(Codes.USAGE, `--refit-sweeps ${sweeps} needs the refit (its local search runs before it); drop --no-refit or --refit-sweeps.`, "usage");
   }
-  return { refit: opts.refit ?? DEFAULT_SPARSEGPT_REFIT, refitSweeps: sweeps ?? DEFAULT_SPARSEGPT_REFIT_SWEEPS };
+  // Default sweeps run where refitPlan finds them affordable; explicit ones (N > 0) on every layer.
+  const refit = opts.refit ?? DEFAULT_SPARSEGPT_REFIT;
+  return { refit, refitSweeps: refit ? (sweeps ?? DEFAULT_SPARSEGPT_REFIT_SWEEPS) : 0, ...(sweeps !== undefined && sweeps > 0 ? { refitForced: true } : {}) };
 }
 
 /**

@@ -82,7 +82,7 @@ export interface PruneOutput {
    * Pruned by --method sparsegpt: the mask was chosen by `maskScore` and the kept weights were
    * UPDATED (`values` are not copies of the raw weight; `src` says where each one goes).
    */
-  sparsegpt?: { maskScore: SparseGptMaskScore; deadChannels: number; lambda: number; refit?: { swaps: number } };
+  sparsegpt?: { maskScore: SparseGptMaskScore; deadChannels: number; lambda: number; refit?: { swaps: number; sweeps: number } };
   nonzerosBefore: number;
   nonzerosAfter: number;
   /** ‖X·Wᵀ − X·(W⊙mask)ᵀ‖ / ‖X·Wᵀ‖ on `rows` calibration rows and `channels` output channels, when rows were given. */

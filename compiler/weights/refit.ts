@@ -21,6 +21,9 @@ import { choleskyLower, choleskySolve, dot } from "../numeric/cholesky.js";
 
 /** A swap is evaluated exactly only if it may lower the row's error by more than this fraction of it. */
 export const MIN_SWAP_GAIN = 0;
+/** Relative slack on the screening bound of a swap's gain, so that rounding never screens out a swap the exact evaluation would make. */
+const SCREEN_SLACK = 1e-9;
+
 
 /** Hd [K, K]: H with dead diagonal entries (0) set to 1, plus λ on the diagonal (as sparsegpt.ts factors it). */
 export function dampedHessian(H: Float64Array, diag: Float64Array, K: number, lambda: number): Float64Array {
@@ -62,6 +65,14 @@ export function refitKept(
       matVec(Hd, target, row, K, bFull);
       const tHt = dot(target, row, bFull, 0, K);
       swaps += searchRow(Hd, bFull, tHt, keep, row, r, K, opts.search, work!);
+      if (work!.solved) {
+        // The search kept A⁻¹ and x = A⁻¹·b of the final mask up to date: one step of iterative
+        // refinement (x += A⁻¹·(b − A·x), 2·|S|² instead of a new factorisation) gives the refit.
+        refineSolution(Hd, bFull, K, work!);
+        for (let k = 0; k < K; k++) if (keep[row + k] === 0) Wk[row + k] = 0;
+        for (let i = 0; i < work!.n; i++) Wk[row + work!.idx[i]!] = work!.x[i]!;
+        continue;
+      }
     }
     let n = 0;
     for (let k = 0; k < K; k++) if (keep[row + k] !== 0) idx[n++] = k;
@@ -80,6 +91,17 @@ export function refitKept(
   return swaps;
 }
 
+/** x += A⁻¹·(b − A·x) for the search's final mask (A = Hd_SS, b = (Hd·t)_S). */
+function refineSolution(Hd: Float64Array, bFull: Float64Array, K: number, w: SearchWork): void {
+  const { idx, x, Ainv, u, zz: res, n } = w;
+  for (let i = 0; i < n; i++) {
+    const hi = idx[i]! * K;
+    for (let k = 0; k < n; k++) u[k] = Hd[hi + idx[k]!]!;
+    res[i] = bFull[idx[i]!]! - dot(u, 0, x, 0, n);
+  }
+  for (let i = 0; i < n; i++) x[i] = x[i]! + dot(Ainv, i * n, res, 0, n);
+}
+
 /** out[k] = Σ_j Hd[k, j]·t[row + j]. */
 function matVec(Hd: Float64Array, t: Float64Array, row: number, K: number, out: Float64Array): void {
   for (let k = 0; k < K; k++) out[k] = dot(Hd, k * K, t, row, K);
@@ -95,7 +117,14 @@ class SearchWork {
   readonly x: Float64Array;
   readonly u: Float64Array;
   readonly z: Float64Array[];
+  readonly a: Float64Array;
+  readonly zz: Float64Array;
+  /** Kept slots of the row last searched, and whether Ainv and x are those of its final mask. */
+  n = 0;
+  solved = false;
   constructor(K: number) {
+    this.a = new Float64Array(K);
+    this.zz = new Float64Array(K);
     this.idx = new Int32Array(K);
     this.slotOf = new Int32Array(K);
     this.Ainv = new Float64Array(K * K);
@@ -119,7 +148,9 @@ function searchRow(
   const { idx, slotOf, Ainv, L, b, x, u } = w;
   let n = 0;
   slotOf.fill(-1);
+  w.solved = false;
   for (let k = 0; k < K; k++) if (keep[row + k] !== 0) (slotOf[k] = n), (idx[n++] = k);
+  w.n = n;
   if (n === 0) return 0;
   let swaps = 0;
   for (let sweep = 0; sweep < search.sweeps; sweep++) {
@@ -129,8 +160,9 @@ function searchRow(
       for (let j = 0; j < n; j++) L[i * n + j] = Hd[hi + idx[j]!]!;
       b[i] = bFull[idx[i]!]!;
     }
-    if (!choleskyLower(L, n)) return swaps;
+    if (!choleskyLower(L, n)) return (w.solved = false), swaps;
     inverseFromCholesky(L, Ainv, n, w.M);
+    w.solved = true;
     symMatVec(Ainv, b, x, n);
     let gains = 0;
     let scale = 0;
@@ -160,7 +192,19 @@ function searchRow(
         const ux = dot(u, 0, x, 0, n);
         // gain <= ρ_j² / s_j <= ρ_j²·(Hd⁻¹)_jj: the Schur complement of j given S is at least the one given every other column.
         const rho = bFull[j]! - ux;
-        if (rho * rho * inverseDiag[j]! <= best) continue;
+        const bound = rho * rho * inverseDiag[j]!;
+        if (bound <= best) continue;
+        // With the drop of p counted (z_p = A⁻¹[p, :]·u is O(|S|), the same value symMatVec gives below):
+        // gain(p, j) <= r²·(Hd⁻¹)_jj − x_p² / A⁻¹_pp. Most candidates end here, without z = A⁻¹·u (O(|S|²)).
+        let worth = false;
+        for (const p of [p0, p1]) {
+          if (p < 0) continue;
+          const a = Ainv[p * n + p]!;
+          const zp = dot(Ainv, p * n, u, 0, n);
+          const res = bFull[j]! - (ux - (zp * x[p]!) / a);
+          if (res * res * inverseDiag[j]! * (1 + SCREEN_SLACK) - (x[p]! * x[p]!) / a > best) worth = true;
+        }
+        if (!worth) continue;
         const z = w.z[jj]!;
         symMatVec(Ainv, u, z, n);
         const uz = dot(u, 0, z, 0, n);
@@ -175,14 +219,13 @@ function searchRow(
         }
       }
       if (bestP < 0) continue;
-      swapSlot(Ainv, w.z[bestZ]!, Hd[bestJ * K + bestJ]!, u, idx, Hd, K, bestP, bestJ, n);
+      swapSlot(Ainv, w.z[bestZ]!, x, b, bFull[bestJ]!, Hd[bestJ * K + bestJ]!, idx, Hd, K, bestP, bestJ, n, w.a, w.zz);
       keep[row + idx[bestP]!] = 0; // (idx[bestP] is still q until below)
       slotOf[idx[bestP]!] = -1;
       idx[bestP] = bestJ;
       slotOf[bestJ] = bestP;
       keep[row + bestJ] = 1;
       b[bestP] = bFull[bestJ]!;
-      symMatVec(Ainv, b, x, n);
       gains += best;
       swaps++;
     }
@@ -192,35 +235,46 @@ function searchRow(
 }
 
 /**
- * A⁻¹ for S with slot p's column replaced by j, from A⁻¹ and z = A⁻¹·Hd[S, j] (S before the swap):
- * remove slot p (P = A⁻¹ − a·aᵀ/a_p, a = A⁻¹[:, p]; P's row and column p are 0), then border with j:
- * z' = P·u = z − a·z_p/a_p, s = Hd_jj − u·z', P + z'z'ᵀ/s and row/column p = −z'/s, 1/s.
+ * A⁻¹ and x = A⁻¹·b for S with slot p's column replaced by j, from A⁻¹, x and z = A⁻¹·Hd[S, j] (S
+ * before the swap): removing slot p gives P = A⁻¹ − a·aᵀ/a_p (a = A⁻¹[:, p]; P's row and column p are
+ * 0) and P·b = x − a·x_p/a_p; bordering with j, z' = P·u = z − a·z_p/a_p, s = Hd_jj − u·z', the
+ * inverse is P + z'z'ᵀ/s with row/column p = −z'/s and 1/s, and x' = P·b + z'·(z'·b − b_j)/s,
+ * x'_p = (b_j − z'·b)/s. One pass over A⁻¹ (both rank-one terms at once) and O(|S|) for x.
  */
-function swapSlot(Ainv: Float64Array, z: Float64Array, hjj: number, u: Float64Array, idx: Int32Array, Hd: Float64Array, K: number, p: number, j: number, n: number): void {
+function swapSlot(
+  Ainv: Float64Array, z: Float64Array, x: Float64Array, b: Float64Array, bj: number, hjj: number, idx: Int32Array, Hd: Float64Array, K: number,
+  p: number, j: number, n: number, a: Float64Array, zz: Float64Array,
+): void {
   const ap = Ainv[p * n + p]!;
-  const a = new Float64Array(n);
   for (let i = 0; i < n; i++) a[i] = Ainv[i * n + p]!;
   const zp = z[p]!;
-  for (let i = 0; i < n; i++) {
-    const ai = a[i]! / ap;
-    const ri = i * n;
-    for (let k = 0; k < n; k++) Ainv[ri + k] = Ainv[ri + k]! - ai * a[k]!;
-  }
-  const zz = new Float64Array(n);
   for (let i = 0; i < n; i++) zz[i] = z[i]! - (a[i]! * zp) / ap;
   zz[p] = 0;
+  a[p] = 0;
   const hj = j * K;
-  let uz = 0;
-  for (let i = 0; i < n; i++) if (i !== p) uz += Hd[hj + idx[i]!]! * zz[i]!;
-  const s = hjj - uz;
+  let uz = 0, zb = 0;
   for (let i = 0; i < n; i++) {
-    const zi = zz[i]! / s;
-    const ri = i * n;
-    for (let k = 0; k < n; k++) Ainv[ri + k] = Ainv[ri + k]! + zi * zz[k]!;
+    if (i === p) continue;
+    uz += Hd[hj + idx[i]!]! * zz[i]!;
+    zb += zz[i]! * b[i]!;
   }
+  const s = hjj - uz;
+  const xp = x[p]!;
+  const c = (zb - bj) / s;
+  for (let i = 0; i < n; i++) x[i] = x[i]! - (a[i]! * xp) / ap + zz[i]! * c;
+  x[p] = (bj - zb) / s;
+  rankTwoUpdate(Ainv, a, -1 / ap, zz, 1 / s, n);
   for (let i = 0; i < n; i++) (Ainv[i * n + p] = -zz[i]! / s), (Ainv[p * n + i] = -zz[i]! / s);
   Ainv[p * n + p] = 1 / s;
-  void u;
+}
+
+/** A += α·a·aᵀ + β·c·cᵀ, one pass (row p, where a and c are 0, is left to the caller). */
+function rankTwoUpdate(A: Float64Array, a: Float64Array, alpha: number, c: Float64Array, beta: number, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const ai = a[i]! * alpha, ci = c[i]! * beta;
+    const ri = i * n;
+    for (let k = 0; k < n; k++) A[ri + k] = A[ri + k]! + (ai * a[k]! + ci * c[k]!);
+  }
 }
 
 /** y = A·v for A [n, n] row-major. */
@@ -230,15 +284,25 @@ function symMatVec(A: Float64Array, v: Float64Array, y: Float64Array, n: number)
 
 /**
  * (L·Lᵀ)⁻¹ [n, n] from the lower Cholesky factor L (lower triangle of A): M = L⁻¹ row by row
- * (M[i, :] = (e_i − Σ_{p<i} L[i, p]·M[p, :]) / L[i, i]), then MᵀM as a sum of rank-one terms of M's rows.
+ * (M[i, :] = (e_i − Σ_{p<i} L[i, p]·M[p, :]) / L[i, i]), then MᵀM = Σ_p M[p, :]ᵀ·M[p, :] as rank-one
+ * terms of M's rows; both four rows at a time (each element loaded and stored once per four terms).
  */
 function inverseFromCholesky(L: Float64Array, out: Float64Array, n: number, M: Float64Array): void {
   M.fill(0, 0, n * n);
   for (let i = 0; i < n; i++) {
     const ri = i * n;
-    for (let p = 0; p < i; p++) {
+    // Rows p of M are zero past column p: four rows at a time over their common prefix, then the rest.
+    let p = 0;
+    for (; p + 4 <= i; p += 4) {
+      const l0 = L[ri + p]!, l1 = L[ri + p + 1]!, l2 = L[ri + p + 2]!, l3 = L[ri + p + 3]!;
+      const r0 = p * n, r1 = r0 + n, r2 = r1 + n, r3 = r2 + n;
+      for (let j = 0; j <= p; j++) M[ri + j] = M[ri + j]! - (l0 * M[r0 + j]! + l1 * M[r1 + j]! + l2 * M[r2 + j]! + l3 * M[r3 + j]!);
+      M[ri + p + 1] = M[ri + p + 1]! - (l1 * M[r1 + p + 1]! + l2 * M[r2 + p + 1]! + l3 * M[r3 + p + 1]!);
+      M[ri + p + 2] = M[ri + p + 2]! - (l2 * M[r2 + p + 2]! + l3 * M[r3 + p + 2]!);
+      M[ri + p + 3] = M[ri + p + 3]! - l3 * M[r3 + p + 3]!;
+    }
+    for (; p < i; p++) {
       const l = L[ri + p]!;
-      if (l === 0) continue;
       const rp = p * n;
       for (let j = 0; j <= p; j++) M[ri + j] = M[ri + j]! - l * M[rp + j]!;
     }
@@ -246,13 +310,19 @@ function inverseFromCholesky(L: Float64Array, out: Float64Array, n: number, M: F
     for (let j = 0; j < i; j++) M[ri + j] = M[ri + j]! * inv;
     M[ri + i] = inv;
   }
+  // out[i, j] (j <= i) = Σ_{p >= i} M[p, i]·M[p, j]: for each i, rows p = i.. four at a time.
   out.fill(0, 0, n * n);
-  for (let p = 0; p < n; p++) {
-    const rp = p * n;
-    for (let i = 0; i <= p; i++) {
+  for (let i = 0; i < n; i++) {
+    const ri = i * n;
+    let p = i;
+    for (; p + 4 <= n; p += 4) {
+      const r0 = p * n, r1 = r0 + n, r2 = r1 + n, r3 = r2 + n;
+      const m0 = M[r0 + i]!, m1 = M[r1 + i]!, m2 = M[r2 + i]!, m3 = M[r3 + i]!;
+      for (let j = 0; j <= i; j++) out[ri + j] = out[ri + j]! + (m0 * M[r0 + j]! + m1 * M[r1 + j]! + m2 * M[r2 + j]! + m3 * M[r3 + j]!);
+    }
+    for (; p < n; p++) {
+      const rp = p * n;
       const m = M[rp + i]!;
-      if (m === 0) continue;
-      const ri = i * n;
       for (let j = 0; j <= i; j++) out[ri + j] = out[ri + j]! + m * M[rp + j]!;
     }
   }

@@ -35,7 +35,7 @@ export interface WeightScoring {
    * `cross` (error-correcting sequential calibration): X̂ᵀX [in, in], X̂ the input in the model whose
    * earlier layers are pruned (`hessian` is then X̂ᵀX̂) and X the dense model's; the target becomes X·Wᵀ.
    */
-  sparsegpt?: { hessian: Float64Array; tokens: number; maskScore: SparseGptMaskScore; damping: number; cross?: Float64Array; refit?: boolean; refitSweeps?: number };
+  sparsegpt?: { hessian: Float64Array; tokens: number; maskScore: SparseGptMaskScore; damping: number; cross?: Float64Array; refit?: boolean; refitSweeps?: number; refitForced?: boolean };
 }
 
 /**

@@ -68,9 +68,12 @@ export interface SparseGptOptions {
   refit?: boolean;
   /**
    * With `refit`: passes of the exact local search over each row's 2 of its block's 4 columns per
-   * group (compiler/weights/refit.ts) before the final refit; 0 (default) keeps OBS's mask.
+   * group (compiler/weights/refit.ts) before the final refit; 0 (default here) keeps OBS's mask.
+   * Unless `refitForced`, the refit and its search run only where refitPlan says they are affordable.
    */
   refitSweeps?: number;
+  /** Run the refit with `refitSweeps` whatever it costs (an explicit --refit-sweeps). */
+  refitForced?: boolean;
 }
 
 export interface SparseGptResult {
@@ -82,8 +85,8 @@ export interface SparseGptResult {
   deadChannels: number;
   /** The damping λ that was added to H's diagonal (raised tenfold at a time if the factorisation failed). */
   lambda: number;
-  /** With `refit`: the local search's swaps (0 without sweeps). */
-  refit?: { swaps: number };
+  /** With `refit`: the local search's sweeps (0: none, where refitPlan found them too expensive) and swaps. */
+  refit?: { swaps: number; sweeps: number };
 }
 
 /**
@@ -122,7 +125,8 @@ export function sparseGptPrune(
     if (!allFinite(Wk)) throw new RangeError("sparseGptPrune: the error-correcting target holds NaN or infinite values");
   }
 
-  const target = opts.refit && refitAffordable(out, K, m, opts.refitSweeps ?? 0) ? Float64Array.from(Wk) : undefined;
+  const plan = opts.refit ? refitPlan(out, K, m, opts.refitSweeps ?? 0, opts.refitForced ?? false) : undefined;
+  const target = plan?.refit ? Float64Array.from(Wk) : undefined;
   const sqrtDiag = diag.map(Math.sqrt);
   const S = new Float32Array(out * K); // each group's saliency when it was reached, scaled per group
   const keep = new Uint8Array(out * K); // the mask as applied during the updates
@@ -143,12 +147,12 @@ export function sparseGptPrune(
     if (b1 < K) for (let r = 0; r < out; r++) lazyUpdateRow(Wk, U, Err, r, K, B, b0, b1);
   }
   let selection = selectVnm(S, out, K, cfg, rule);
-  let refit: { swaps: number } | undefined;
+  let refit: { swaps: number; sweeps: number } | undefined;
   if (target) {
-    const sweeps = opts.refitSweeps ?? 0;
+    const sweeps = plan!.sweeps;
     const search = sweeps > 0 ? { columns: selection.columns, v: cfg.v, m, sweeps, inverseDiag: inverseDiagonal(U, K) } : undefined;
     const swaps = refitKept(Wk, target, dampedHessian(H, diag, K, lambda), keep, out, K, search ? { search } : {});
-    refit = { swaps };
+    refit = { swaps, sweeps };
     // The search moved kept weights within their blocks' columns: select again on scores that put every kept weight first.
     if (swaps > 0) {
       for (let i = 0; i < out * K; i++) if (keep[i] !== 0) S[i] = S[i]! + 2;
@@ -253,15 +257,31 @@ function invertLower(A: Float64Array, Li: Float64Array, K: number): void {
 
 /**
  * The refit's per-row factorisations cost about out·(2K/M)³/6 multiply-adds, which grows faster than
- * SparseGPT's own K³ + out·K²: without a local search (an explicit request, --refit-sweeps) the refit
- * runs only where it costs at most REFIT_MAX_RELATIVE_COST times the OBS pass, so that large layers
- * do not take hours (the report's `refit` says where it ran).
+ * SparseGPT's own K³ + out·K²; each sweep of the local search costs about SEARCH_SWEEP_COST times the
+ * refit (an inverse per row, then O((2K/M)²) per evaluated or made swap). Unless forced (an explicit
+ * --refit-sweeps), the refit runs only where it costs at most REFIT_MAX_RELATIVE_COST times the OBS
+ * pass, and its sweeps only where refit and search together cost at most
+ * REFIT_SEARCH_MAX_RELATIVE_COST times the OBS pass and at most REFIT_SEARCH_MAX_OPS multiply-adds
+ * (a few seconds of one core): large layers neither take hours nor hold the compile up (the report's
+ * `refit` says what ran where). All counted in operations, so the plan is the same on every machine.
  */
 export const REFIT_MAX_RELATIVE_COST = 4;
-export function refitAffordable(out: number, K: number, m: number, sweeps: number): boolean {
-  if (sweeps > 0) return true;
+export const REFIT_SEARCH_MAX_RELATIVE_COST = 12;
+export const REFIT_SEARCH_MAX_OPS = 2 ** 34;
+export const SEARCH_SWEEP_COST = 4.5;
+export function refitPlan(out: number, K: number, m: number, sweeps: number, forced = false): { refit: boolean; sweeps: number } {
+  if (forced) return { refit: true, sweeps };
   const n = Math.ceil(K / m) * 2;
-  return (out * n * n * n) / 6 <= REFIT_MAX_RELATIVE_COST * (K * K * K + out * K * K);
+  const refitOps = (out * n * n * n) / 6;
+  const obsOps = K * K * K + out * K * K;
+  if (refitOps > REFIT_MAX_RELATIVE_COST * obsOps) return { refit: false, sweeps: 0 };
+  const withSearch = refitOps * (1 + SEARCH_SWEEP_COST * sweeps);
+  const searchAffordable = withSearch <= REFIT_SEARCH_MAX_RELATIVE_COST * obsOps && withSearch <= REFIT_SEARCH_MAX_OPS;
+  return { refit: true, sweeps: searchAffordable ? sweeps : 0 };
+}
+/** Whether the refit runs on an [out, K] weight at M (with `sweeps` requested explicitly when forced). */
+export function refitAffordable(out: number, K: number, m: number, sweeps: number, forced = sweeps > 0): boolean {
+  return refitPlan(out, K, m, sweeps, forced).refit;
 }
 
 /** diag(Hd⁻¹) = diag(UᵀU): Σ_i U[i, j]². */
@@ -428,8 +448,8 @@ export const PRUNE_METHODS: readonly PruneMethod[] = ["select", "sparsegpt"];
 export const DEFAULT_SPARSEGPT_MASK_SCORE: SparseGptMaskScore = "obs";
 /** Whether sparsegpt refits the kept weights exactly once the mask is fixed (docs/calibration.md says why). */
 export const DEFAULT_SPARSEGPT_REFIT = true;
-/** Local-search sweeps of the refit (docs/calibration.md says why). */
-export const DEFAULT_SPARSEGPT_REFIT_SWEEPS = 0;
+/** Local-search sweeps of the refit, where refitPlan finds them affordable (docs/calibration.md says why). */
+export const DEFAULT_SPARSEGPT_REFIT_SWEEPS = 1;
 
 /** The --method sparsegpt settings as the compile state carries them into each weight's scoring. */
 export interface SparseGptSettings {
@@ -439,6 +459,8 @@ export interface SparseGptSettings {
   refit?: boolean;
   /** Local-search sweeps before the refit (--refit-sweeps; SparseGptOptions.refitSweeps). */
   refitSweeps?: number;
+  /** The sweeps were asked for explicitly: refit and search run on every layer (SparseGptOptions.refitForced). */
+  refitForced?: boolean;
 }
 
 export interface SparseGptPacked {
@@ -449,16 +471,16 @@ export interface SparseGptPacked {
   written: Float32Array;
   deadChannels: number;
   lambda: number;
-  refit?: { swaps: number };
+  refit?: { swaps: number; sweeps: number };
 }
 
 /** SparseGPT on a raw weight [out, in] of a prunable type: the mask and the packed, updated values. */
 export function sparseGptPack(
   rawOutIn: Uint8Array, dataType: number, out: number, inF: number, cfg: VnmConfig,
-  sg: { hessian: Float64Array; maskScore: SparseGptMaskScore; damping: number; cross?: Float64Array; refit?: boolean; refitSweeps?: number },
+  sg: { hessian: Float64Array; maskScore: SparseGptMaskScore; damping: number; cross?: Float64Array; refit?: boolean; refitSweeps?: number; refitForced?: boolean },
 ): SparseGptPacked {
   const W = toFloat32(rawOutIn, dataType);
-  const res = sparseGptPrune(W, out, inF, sg.hessian, cfg, { maskScore: sg.maskScore, damping: sg.damping, ...(sg.cross ? { cross: sg.cross } : {}), ...(sg.refit ? { refit: true, refitSweeps: sg.refitSweeps ?? 0 } : {}) });
+  const res = sparseGptPrune(W, out, inF, sg.hessian, cfg, { maskScore: sg.maskScore, damping: sg.damping, ...(sg.cross ? { cross: sg.cross } : {}), ...(sg.refit ? { refit: true, refitSweeps: sg.refitSweeps ?? 0, refitForced: sg.refitForced ?? false } : {}) });
   const values = fromFloat32(res.kept, dataType);
   const written = dataType === DataType.FLOAT ? res.kept : toFloat32(values, dataType);
   return { selection: res.selection, values, written, deadChannels: res.deadChannels, lambda: res.lambda, ...(res.refit ? { refit: res.refit } : {}) };

@@ -36,16 +36,21 @@ describe("sparsegpt refit options (--refit, --no-refit, --refit-sweeps)", functi
 
   it("--no-refit keeps the OBS weights: same mask, different kept weights; the report and the metadata say so (default method too)", async () => {
     for (const method of [undefined, "sparsegpt" as const]) {
-      const refit = await compileFile(mlp, { ...base, method, output: out() });
+      // The default (refit with one sweep of the local search on these small layers), the refit alone, and none.
+      const dflt = await compileFile(mlp, { ...base, method, output: out() });
+      const refit = await compileFile(mlp, { ...base, method, refitSweeps: 0, output: out() });
       const plain = await compileFile(mlp, { ...base, method, refit: false, output: out() });
-      for (const r of [refit, plain]) {
+      for (const r of [dflt, refit, plain]) {
         expect(r.report.method).to.equal("sparsegpt");
         expect(r.report.verification!.passed).to.equal(true);
       }
       const sparse = (r: CompileResult) => r.report.layers.filter((l) => l.status === "sparse");
       expect(sparse(refit).length).to.equal(2);
-      for (const l of sparse(refit)) expect(l.sparsegpt!.refit, l.node).to.deep.equal({ swaps: 0 });
+      for (const l of sparse(refit)) expect(l.sparsegpt!.refit, l.node).to.deep.equal({ swaps: 0, sweeps: 0 });
+      for (const l of sparse(dflt)) expect(l.sparsegpt!.refit, l.node).to.include({ sweeps: 1 });
+      expect(sparse(dflt).some((l) => l.sparsegpt!.refit!.swaps > 0), "the search moved some weights").to.equal(true);
       for (const l of sparse(plain)) expect(l.sparsegpt!.refit, l.node).to.equal(undefined);
+      expect(recordedMethod(dflt)).to.deep.include({ name: "sparsegpt", refit: { sweeps: 1 } });
       expect(recordedMethod(refit)).to.deep.include({ name: "sparsegpt", refit: { sweeps: 0 } });
       expect(recordedMethod(plain)).to.deep.include({ name: "sparsegpt", refit: false });
       const a = rebuiltLayers(readModelFile(refit.outputPath).model);
@@ -62,10 +67,14 @@ describe("sparsegpt refit options (--refit, --no-refit, --refit-sweeps)", functi
         expect(differ, `${a[i]!.node.name}: kept weights refitted`).to.be.above(0);
       }
       // The refit minimises each layer's error on the calibration data: never worse than OBS alone.
+      // The search only accepts swaps that lower it further.
       if (method === "sparsegpt") {
         const seqOff = { ...base, method, sequential: false, verify: false };
-        const [r1, r0] = [await compileFile(mlp, { ...seqOff, output: out() }), await compileFile(mlp, { ...seqOff, refit: false, output: out() })];
+        const [r2, r1, r0] = [
+          await compileFile(mlp, { ...seqOff, output: out() }), await compileFile(mlp, { ...seqOff, refitSweeps: 0, output: out() }), await compileFile(mlp, { ...seqOff, refit: false, output: out() }),
+        ];
         for (const l of sparse(r1)) expect(l.outputError!, l.node).to.be.at.most(r0.report.layers.find((x) => x.node === l.node)!.outputError! * (1 + 1e-9));
+        for (const l of sparse(r2)) expect(l.outputError!, l.node).to.be.at.most(r1.report.layers.find((x) => x.node === l.node)!.outputError! * (1 + 1e-6));
       }
     }
   });
@@ -78,11 +87,15 @@ describe("sparsegpt refit options (--refit, --no-refit, --refit-sweeps)", functi
     const bytes = [a, b, c].map((r) => readFileSync(r.outputPath));
     expect(bytes[0]!.equals(bytes[1]!), "same options").to.equal(true);
     expect(bytes[0]!.equals(bytes[2]!), "threads 0 vs pool").to.equal(true);
-    expect(recordedMethod(a).refit).to.deep.equal({ sweeps: 2 });
+    expect(recordedMethod(a).refit).to.deep.equal({ sweeps: 2, everyLayer: true });
     for (const l of a.report.layers.filter((x) => x.status === "sparse")) expect(l.sparsegpt!.refit!.swaps, l.node).to.be.a("number");
     const dflt = await compileFile(mlp, { ...base, method: "sparsegpt", verify: false, output: out() });
-    const explicit = await compileFile(mlp, { ...base, method: "sparsegpt", refit: true, refitSweeps: 0, verify: false, output: out() });
-    expect(readFileSync(dflt.outputPath).equals(readFileSync(explicit.outputPath)), "refit: true, refitSweeps: 0 are the defaults").to.equal(true);
+    const explicit = await compileFile(mlp, { ...base, method: "sparsegpt", refit: true, verify: false, output: out() });
+    expect(readFileSync(dflt.outputPath).equals(readFileSync(explicit.outputPath)), "refit: true is the default").to.equal(true);
+    const dflt2 = await compileFile(mlp, { ...base, method: "sparsegpt", verify: false, threads: 0, output: out() });
+    expect(readFileSync(dflt.outputPath).equals(readFileSync(dflt2.outputPath)), "the default search is deterministic").to.equal(true);
+    const noSearch = await compileFile(mlp, { ...base, method: "sparsegpt", refitSweeps: 0, verify: false, output: out() });
+    expect(readFileSync(dflt.outputPath).equals(readFileSync(noSearch.outputPath)), "--refit-sweeps 0 turns the default search off").to.equal(false);
     const noRefit = await compileFile(mlp, { ...base, method: "sparsegpt", refit: false, verify: false, output: out() });
     const noRefit2 = await compileFile(mlp, { ...base, method: "sparsegpt", refit: false, refitSweeps: 0, verify: false, output: out() });
     expect(readFileSync(noRefit.outputPath).equals(readFileSync(noRefit2.outputPath)), "--no-refit is deterministic").to.equal(true);
@@ -118,7 +131,7 @@ describe("sparsegpt refit options (--refit, --no-refit, --refit-sweeps)", functi
     const cli = (...args: string[]) => runCli(["compile", mlp, "--vnm", "16:2:5", "--min-size", "0", "--calib", calib, "--no-verify", "-q", ...args]);
 
     it("--no-refit, --refit and --refit-sweeps N reach the compile", () => {
-      const cases: Array<[string[], unknown]> = [[["--no-refit"], false], [["--refit", "--refit-sweeps=0"], { sweeps: 0 }], [["--refit-sweeps", "1"], { sweeps: 1 }]];
+      const cases: Array<[string[], unknown]> = [[["--no-refit"], false], [["--refit", "--refit-sweeps=0"], { sweeps: 0 }], [["--refit-sweeps", "1"], { sweeps: 1, everyLayer: true }], [[], { sweeps: 1 }]];
       for (const [args, refit] of cases) {
         const o = out();
         const r = cli("--method", "sparsegpt", "-o", o, ...args);

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { parseVnm } from "../../compiler/vnm/config.js";
-import { denseFromKept, hessianError, inverseCholeskyUpper, refitAffordable, sparseGptPrune } from "../../compiler/weights/sparsegpt.js";
+import { denseFromKept, hessianError, inverseCholeskyUpper, REFIT_SEARCH_MAX_OPS, refitAffordable, refitPlan, sparseGptPrune } from "../../compiler/weights/sparsegpt.js";
 import { checkVnmPattern, seededRandom } from "../support/vnm-reference.js";
 
 /** X [n, K] with correlated channels (a shared latent factor) and scales over two orders of magnitude. */
@@ -310,13 +310,77 @@ describe("SparseGPT under V:N:M (compiler/weights/sparsegpt.ts)", () => {
     expect(refitAffordable(768, 192, 5, 0)).to.equal(true);
     expect(refitAffordable(4096, 4096, 5, 0)).to.equal(false);
     expect(refitAffordable(4096, 4096, 5, 1)).to.equal(true);
-    // The result says whether the refit ran (and its swaps).
+    // Default sweeps (not forced) only where refit and search stay affordable: every char-LM and ViT
+    // layer at M = 5 and 8, not the wide layers of larger models (those keep the plain refit, or none).
+    for (const [out, K] of [[576, 192], [192, 192], [768, 192], [192, 768], [98, 192], [192, 64], [64, 64], [128, 64], [64, 128]] as const) {
+      for (const m of [5, 8]) expect(refitPlan(out, K, m, 1), `${out}x${K} M=${m}`).to.deep.equal({ refit: true, sweeps: 1 });
+    }
+    expect(refitPlan(768, 768, 5, 1)).to.deep.equal({ refit: false, sweeps: 0 });
+    expect(refitPlan(768, 768, 8, 1)).to.deep.equal({ refit: true, sweeps: 1 });
+    expect(refitPlan(1024, 2816, 8, 1)).to.deep.equal({ refit: true, sweeps: 0 });
+    expect(refitPlan(2816, 1024, 8, 1)).to.deep.equal({ refit: true, sweeps: 0 });
+    expect(refitPlan(4096, 4096, 5, 1)).to.deep.equal({ refit: false, sweeps: 0 });
+    expect(refitPlan(4096, 4096, 5, 2, true)).to.deep.equal({ refit: true, sweeps: 2 });
+    expect(refitPlan(192, 768, 5, 0)).to.deep.equal({ refit: true, sweeps: 0 });
+    // The absolute cap: a layer whose refit is cheap relative to its OBS pass but large in operations.
+    const n = Math.ceil(2048 / 16) * 2;
+    expect((2048 * n ** 3) / 6 * 5.5).to.be.above(REFIT_SEARCH_MAX_OPS);
+    expect(refitPlan(2048, 2048, 16, 1)).to.deep.equal({ refit: true, sweeps: 0 });
+    // The result says whether the refit ran, with how many sweeps, and its swaps.
     const out = 8, K = 20;
     const W = weights(81, out, K);
     const H = gram(activations(80, 40, K), 40, K);
     const res = sparseGptPrune(W, out, K, H, parseVnm("8:2:5"), { refit: true });
-    expect(res.refit).to.deep.equal({ swaps: 0 });
+    expect(res.refit).to.deep.equal({ swaps: 0, sweeps: 0 });
+    expect(sparseGptPrune(W, out, K, H, parseVnm("8:2:5"), { refit: true, refitSweeps: 1 }).refit).to.include({ sweeps: 1 });
     expect(sparseGptPrune(W, out, K, H, parseVnm("8:2:5")).refit).to.equal(undefined);
+  });
+
+  it("local search: the screened, incrementally updated search makes exactly the swaps of a plain one that solves every candidate mask anew", () => {
+    for (const [vnm, out, K, n, sweeps] of [["8:2:5", 16, 20, 40, 1], ["8:2:6", 8, 24, 30, 2], ["8:2:8", 16, 32, 60, 1]] as const) {
+      const cfg = parseVnm(vnm);
+      const H = gram(activations(90, n, K), n, K);
+      const W = weights(91, out, K);
+      const start = sparseGptPrune(W, out, K, H, cfg, { refit: true });
+      const res = sparseGptPrune(W, out, K, H, cfg, { refit: true, refitSweeps: sweeps });
+      const lambda = res.lambda;
+      // Reference: per row, group by group, the best improving swap among the row's kept block
+      // columns and the block's other ones, each candidate's error from its own least-squares solve.
+      const startMask = maskOf(denseFromKept(start.selection, start.kept), K);
+      const G = Math.ceil(K / cfg.m);
+      let moved = 0;
+      for (let r = 0; r < out; r++) {
+        const S = new Set(Array.from({ length: K }, (_, k) => k).filter((k) => startMask(r, k)));
+        const Wr = W.subarray(r * K, r * K + K);
+        const rowErr = (set: Set<number>) => {
+          const opt = leastSquares(Wr, 1, K, H, (_rr, k) => set.has(k), lambda);
+          const Hd = H.map((h, i) => (i % (K + 1) === 0 ? h + lambda : h));
+          return hessianError(Wr, opt, 1, K, Hd);
+        };
+        const b = Math.floor(r / cfg.v);
+        for (let sweep = 0; sweep < sweeps; sweep++) {
+          for (let g = 0; g < G; g++) {
+            const cols = [...new Set(start.selection.columns.subarray((b * G + g) * 4, (b * G + g) * 4 + 4))].filter((c) => Math.floor(c / cfg.m) === g);
+            const e0 = rowErr(S);
+            let best = 1e-9 * e0, swap: [number, number] | undefined;
+            for (const j of cols.filter((c) => !S.has(c))) {
+              for (const q of cols.filter((c) => S.has(c))) {
+                const T = new Set(S);
+                T.delete(q);
+                T.add(j);
+                const gain = e0 - rowErr(T);
+                if (gain > best) (best = gain), (swap = [q, j]);
+              }
+            }
+            if (swap) (S.delete(swap[0]), S.add(swap[1]), moved++);
+          }
+        }
+        const got = maskOf(denseFromKept(res.selection, res.kept), K);
+        for (let k = 0; k < K; k++) expect(got(r, k), `${vnm} row ${r} column ${k}`).to.equal(S.has(k));
+      }
+      expect(moved, `${vnm}: the search moved something`).to.be.above(0);
+      expect(res.refit!.swaps).to.equal(moved);
+    }
   });
 
   it("rejects inconsistent sizes, non-finite weights and a bad damping with a clear message", () => {
