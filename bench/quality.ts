@@ -57,8 +57,9 @@ interface Measured {
   nll?: number;
   /** Per eval item (char-LM: window, mean over its characters; ViT: image) NLL, for paired comparisons. */
   itemNll?: Float64Array;
-  /** ViT: the predicted classes (for the agreement with the dense model). */
+  /** ViT: the predicted classes (for the agreement with the dense model) and whether each is right. */
   predictions?: Int32Array;
+  correct?: Uint8Array;
 }
 
 interface Subject {
@@ -126,15 +127,16 @@ async function digitsVit(path: string): Promise<Measured> {
     const logits = out.data as Float32Array;
     const itemNll = new Float64Array(n);
     const predictions = new Int32Array(n);
+    const right = new Uint8Array(n);
     let correct = 0;
     for (let i = 0; i < n; i++) {
       let best = 0;
       for (let c = 1; c < classes; c++) if (logits[i * classes + c]! > logits[i * classes + best]!) best = c;
       predictions[i] = best;
-      if (BigInt(best) === labels[i]) correct++;
+      if (BigInt(best) === labels[i]) (correct++, (right[i] = 1));
       itemNll[i] = crossEntropy(logits, i * classes, classes, Number(labels[i]!));
     }
-    return { metric: (100 * correct) / n, nll: mean(itemNll), itemNll, predictions };
+    return { metric: (100 * correct) / n, nll: mean(itemNll), itemNll, predictions, correct: right };
   } finally {
     await session.release();
   }
@@ -238,6 +240,8 @@ interface Row {
   agreement?: number;
   /** Paired NLL difference to the defaults row of the same V:N:M and its standard error. */
   nllVsDefaults?: { diff: number; se: number };
+  /** ViT: test images this row gets right and the defaults wrong, and the other way round (McNemar's discordant pairs). */
+  top1VsDefaults?: { gained: number; lost: number };
 }
 
 async function main(): Promise<void> {
@@ -278,13 +282,21 @@ async function main(): Promise<void> {
     const withNll = measured.filter((x) => x.m.itemNll);
     const defaultsOf = (vnm: string) => withNll.find((x) => x.vnm === vnm && x.label.endsWith("defaults (--calib only)"));
     if (withNll.some((x) => defaultsOf(x.vnm) && defaultsOf(x.vnm) !== x)) {
-      console.log(`\n| setting | NLL − defaults' NLL (± standard error, paired over ${withNll[0]!.m.itemNll!.length} eval items) |`);
-      console.log("|---|---|");
+      const vit = withNll[0]!.m.correct !== undefined;
+      console.log(`\n| setting | NLL − defaults' NLL (± standard error, paired over ${withNll[0]!.m.itemNll!.length} eval items) |${vit ? " images right where the defaults are wrong / wrong where they are right |" : ""}`);
+      console.log(`|---|---|${vit ? "---|" : ""}`);
       for (const x of withNll) {
         const d = defaultsOf(x.vnm);
         if (!d || d === x) continue;
         x.row.nllVsDefaults = pairedDifference(x.m.itemNll!, d.m.itemNll!);
-        console.log(`| ${x.label} | ${x.row.nllVsDefaults.diff >= 0 ? "+" : ""}${x.row.nllVsDefaults.diff.toFixed(4)} ± ${x.row.nllVsDefaults.se.toFixed(4)} |`);
+        let top1 = "";
+        if (x.m.correct && d.m.correct) {
+          let gained = 0, lost = 0;
+          for (let i = 0; i < x.m.correct.length; i++) (gained += x.m.correct[i]! & (1 - d.m.correct[i]!)), (lost += d.m.correct[i]! & (1 - x.m.correct[i]!));
+          x.row.top1VsDefaults = { gained, lost };
+          top1 = ` +${gained} / −${lost} |`;
+        }
+        console.log(`| ${x.label} | ${x.row.nllVsDefaults.diff >= 0 ? "+" : ""}${x.row.nllVsDefaults.diff.toFixed(4)} ± ${x.row.nllVsDefaults.se.toFixed(4)} |${top1}`);
       }
     }
   }
