@@ -255,6 +255,11 @@ function resolveMethod(opts: CompileOptions): PassOptions["sparsegpt"] {
   if (opts.score !== undefined) {
     throw new VnmcError(Codes.METHOD_CONFLICT, "--score applies to --method select; drop it, as --method sparsegpt chooses masks by its own OBS saliency.", "usage");
   }
+  return { ...resolveTuning(opts), ...resolveRefit(opts) };
+}
+
+/** The experiments' sparsegpt mask score and damping (also for the default method, which is sparsegpt where it fits). */
+function resolveTuning(opts: CompileOptions): Pick<SparseGptSettings, "maskScore" | "damping"> {
   const maskScore = opts.sparsegptMaskScore ?? DEFAULT_SPARSEGPT_MASK_SCORE;
   if (!SPARSEGPT_MASK_SCORES.includes(maskScore)) {
     throw new VnmcError(Codes.USAGE, `The sparsegpt mask score must be one of ${SPARSEGPT_MASK_SCORES.join(", ")} (got '${maskScore}').`, "usage");
@@ -263,7 +268,7 @@ function resolveMethod(opts: CompileOptions): PassOptions["sparsegpt"] {
   if (!(damping > 0 && Number.isFinite(damping))) {
     throw new VnmcError(Codes.USAGE, `The sparsegpt damping must be a positive number (got ${damping}).`, "usage");
   }
-  return { maskScore, damping, ...resolveRefit(opts) };
+  return { maskScore, damping };
 }
 
 /** --refit / --no-refit and --refit-sweeps, checked (whether they apply, i.e. sparsegpt, is checked by the caller). */
@@ -356,7 +361,7 @@ export async function compileFile(input: string, opts: CompileOptions = {}): Pro
     if (methodAuto) {
       const fallback = autoMethodFallback(state, calibSource!, opts.sequential ?? DEFAULT_SEQUENTIAL);
       if (fallback === undefined) {
-        const settings: SparseGptSettings = { maskScore: DEFAULT_SPARSEGPT_MASK_SCORE, damping: DEFAULT_DAMPING, ...refit };
+        const settings: SparseGptSettings = { ...resolveTuning(opts), ...refit };
         sparsegpt = settings;
         sequential = opts.sequential ?? DEFAULT_SEQUENTIAL;
         score = "magnitude";

@@ -102,6 +102,14 @@ describe("sparsegpt refit options (--refit, --no-refit, --refit-sweeps)", functi
     expect(readFileSync(noRefit.outputPath).equals(readFileSync(dflt.outputPath))).to.equal(false);
   });
 
+  it("the default method (sparsegpt where it fits) honours the experiments' damping and mask score, as --method sparsegpt does", async () => {
+    for (const method of [undefined, "sparsegpt" as const]) {
+      const r = await compileFile(mlp, { ...base, method, sparsegptDamping: 0.05, sparsegptMaskScore: "wanda", verify: false, output: out() });
+      expect(recordedMethod(r), String(method)).to.deep.include({ name: "sparsegpt", damping: 0.05, maskScore: "wanda" });
+      for (const l of r.report.layers.filter((x) => x.status === "sparse")) expect(l.sparsegpt!.maskScore).to.equal("wanda");
+    }
+  });
+
   it("usage errors: bad values name the option; sweeps without the refit; another method", async () => {
     const fails = async (opts: CompileOptions, code: string, message: RegExp) => {
       const e = await compileFile(mlp, { ...base, output: out(), ...opts }).then(() => undefined, (x: unknown) => x);
