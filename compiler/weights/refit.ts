@@ -14,7 +14,10 @@
  *   dropping q changes b_Sᵀ·A⁻¹·b_S by −x_p² / A⁻¹_pp, and then adding j by r² / s with
  *   s = Hd_jj − (u·z − z_p² / A⁻¹_pp) and r = b_j − (u·x − z_p·x_p / A⁻¹_pp);
  * a swap is kept when the sum is positive, and A⁻¹ is updated in O(|S|²) (a rank-one removal, then a
- * bordered inverse). Every row is independent; everything runs in float64 in a fixed order.
+ * bordered inverse, in one pass) and x in O(|S|). Since s >= 1/(Hd⁻¹)_jj, a candidate whose bound
+ * r²·(Hd⁻¹)_jj − x_p²/A⁻¹_pp (O(|S|) with z_p = A⁻¹[p, :]·u) cannot beat the best gain so far is
+ * skipped without computing z. A searched row's final refit is one step of iterative refinement from
+ * the search's x. Every row is independent; everything runs in float64 in a fixed order.
  */
 
 import { choleskyLower, choleskySolve, dot } from "../numeric/cholesky.js";
@@ -23,7 +26,6 @@ import { choleskyLower, choleskySolve, dot } from "../numeric/cholesky.js";
 export const MIN_SWAP_GAIN = 0;
 /** Relative slack on the screening bound of a swap's gain, so that rounding never screens out a swap the exact evaluation would make. */
 const SCREEN_SLACK = 1e-9;
-
 
 /** Hd [K, K]: H with dead diagonal entries (0) set to 1, plus λ on the diagonal (as sparsegpt.ts factors it). */
 export function dampedHessian(H: Float64Array, diag: Float64Array, K: number, lambda: number): Float64Array {
