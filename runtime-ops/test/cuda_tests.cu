@@ -320,9 +320,11 @@ void validation() {
 // row_index, bias, both dtypes, float activations; weights that are not 2:4 along K and the opt-out
 // must take the mma.sp path.
 void wgmma_prefill() {
-  const char* wg = "wgmma";
+  const char* wg = "wgmma.sp 2:4 128x";
+  const char* ws = " ws";
   for (DType dt : {DType::kFloat16, DType::kBFloat16}) {
     check_case(spec(4096, 1024, 64, 8, dt, ColumnMode::kWindowed, false, true, 300), opts(), "wg24 K=4096", 2, wg);
+    check_case(spec(1000, 300, 64, 8, dt, ColumnMode::kWindowed, true, true, 2000), opts(), "wg24 ws", 3, ws);
     check_case(spec(520, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "wg24 K=520", 1, wg);
     check_case(spec(136, 136, 16, 4, dt, ColumnMode::kWindowed, true, false, 1000), opts(), "wg24 M=4", 1, wg);
     check_case(spec(2048, 640, 128, 16, dt, ColumnMode::kWindowed, false, true, 2048), opts(0, 0, 8), "wg24 M=16", 1, wg);
@@ -340,6 +342,11 @@ void wgmma_prefill() {
     check_case(spec(4096, 1024, 128, 4, DType::kFloat16, ColumnMode::kWindowed, false, true, 513), o, "wg24 bn", 1, wg);
     o.wgmma_raster = 2;
     check_case(spec(1032, 264, 64, 8, DType::kFloat16, ColumnMode::kWindowed, false, true, 700), o, "wg24 tokens fast", 1, wg);
+    // v9 (all threads copy, barrier per step) as well as the default warp-specialised v10
+    o.wgmma_ws = 2;
+    check_case(spec(1032, 264, 64, 8, DType::kBFloat16, ColumnMode::kWindowed, true, true, 700), o, "wg24 v9", 1, "!ws");
+    o.wgmma_raster = 0;
+    check_case(spec(2048, 520, 32, 4, DType::kFloat16, ColumnMode::kWindowed, true, false, 300), o, "wg24 v9", 2, "!ws");
   }
   cuda::Options off = opts();
   off.prefill_wgmma = false;

@@ -274,15 +274,56 @@ void wg24_allow_smem() {
   constexpr int st = wg24_stages<BN>();
   for (auto f : {dev::wg24_prefill_kernel<false, BN, st>, dev::wg24_prefill_kernel<true, BN, st>})
     cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, dev::Wg24Cfg<BN, st>::kSmemBytes);
+  for (auto f : {dev::wg24_ws_kernel<false, BN>, dev::wg24_ws_kernel<true, BN>})
+    cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, dev::Wg24WsCfg<BN>::kSmemBytes);
 }
 
+// cuTensorMapEncodeTiled through the runtime (no link against libcuda); null where unavailable.
+using TensorMapEncoder = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                      const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                      CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+TensorMapEncoder tensor_map_encoder() {
+  static const TensorMapEncoder fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return static_cast<TensorMapEncoder>(nullptr);
+    }
+    return reinterpret_cast<TensorMapEncoder>(f);
+  }();
+  return fn;
+}
+
+// X[T][K] (half type) as the TMA source of the v10 kernel: box of 64 channels x BN tokens, 128-byte
+// swizzle, zeros past T and K. False where the driver cannot encode it (the v9 kernel runs instead).
+bool encode_activation_map(CUtensorMap* m, const void* A, int64_t T, int64_t K, bool bf16, int bn) {
+  const TensorMapEncoder enc = tensor_map_encoder();
+  if (!enc) return false;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(K), static_cast<cuuint64_t>(T)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(K) * 2};
+  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(bn)};
+  const cuuint32_t elem[2] = {1, 1};
+  return enc(m, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<void*>(A), dims,
+             strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// ws: the warp-specialised kernel (v10) with the tensor map tmap; else v9.
 template <int BN>
-void wg24_launch(bool bf16, const dev::Wg24Params& q, const uint16_t* A, int T, uint16_t* Y, int64_t Rt,
-                 cudaStream_t st) {
+void wg24_launch(bool bf16, bool ws, const CUtensorMap& tmap, const dev::Wg24Params& q, const uint16_t* A, int T,
+                 uint16_t* Y, int64_t Rt, cudaStream_t st) {
   constexpr int stages = wg24_stages<BN>();
-  constexpr int smem = dev::Wg24Cfg<BN, stages>::kSmemBytes;
   const unsigned nt = static_cast<unsigned>(ceil_div(T, BN)), nr = static_cast<unsigned>(Rt);
   const dim3 grid(q.rows_fast ? nr : nt, q.rows_fast ? nt : nr);
+  if (ws) {
+    constexpr int smem = dev::Wg24WsCfg<BN>::kSmemBytes;
+    if (bf16) dev::wg24_ws_kernel<true, BN><<<grid, 288, smem, st>>>(q, tmap, T, Y);
+    else dev::wg24_ws_kernel<false, BN><<<grid, 288, smem, st>>>(q, tmap, T, Y);
+    return;
+  }
+  constexpr int smem = dev::Wg24Cfg<BN, stages>::kSmemBytes;
   if (bf16) dev::wg24_prefill_kernel<true, BN, stages><<<grid, 256, smem, st>>>(q, A, T, Y);
   else dev::wg24_prefill_kernel<false, BN, stages><<<grid, 256, smem, st>>>(q, A, T, Y);
 }
@@ -655,7 +696,9 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
         (im.windowed ? " windowed" : " general") + (T >= 5 ? " pairs" : "");
   } else {
     const int cfg = im.prefill_config(T);
-    if (cfg == 8) return "prefill wgmma.sp 2:4 128x" + std::to_string(im.wg24_bn(T));
+    if (cfg == 8)
+      return "prefill wgmma.sp 2:4 128x" + std::to_string(im.wg24_bn(T)) +
+             (im.opt.wgmma_ws != 2 && tensor_map_encoder() ? " ws" : "");
     static const char* const names[] = {"", "128x128", "64x128", "64x64", "256x128 window", "128x128 window",
                                         "128x128 w32", "256x128 window w32"};
     s = std::string("prefill ") + names[cfg] + " ksplit=" + std::to_string(im.prefill_ksplit(T, cfg)) +
@@ -928,9 +971,12 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
     uint16_t* Yh = static_cast<uint16_t*>(Y);
     const uint16_t* Ah = static_cast<const uint16_t*>(A);
     const int64_t Rt = im.Rp / 128;
-    if (bn == 256) wg24_launch<256>(im.bf16, q, Ah, Ti, Yh, Rt, st);
-    else if (bn == 128) wg24_launch<128>(im.bf16, q, Ah, Ti, Yh, Rt, st);
-    else wg24_launch<64>(im.bf16, q, Ah, Ti, Yh, Rt, st);
+    CUtensorMap tmap;
+    std::memset(&tmap, 0, sizeof tmap);
+    const bool ws = im.opt.wgmma_ws != 2 && encode_activation_map(&tmap, A, T, dims_.K, im.bf16, bn);
+    if (bn == 256) wg24_launch<256>(im.bf16, ws, tmap, q, Ah, Ti, Yh, Rt, st);
+    else if (bn == 128) wg24_launch<128>(im.bf16, ws, tmap, q, Ah, Ti, Yh, Rt, st);
+    else wg24_launch<64>(im.bf16, ws, tmap, q, Ah, Ti, Yh, Rt, st);
     e = cudaGetLastError();
     return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("wgmma.sp prefill launch", e);
   }

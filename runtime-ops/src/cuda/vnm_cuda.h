@@ -56,6 +56,9 @@ struct Options {
   int wgmma_bn = 0;
   // Order of its tiles: 0 automatic (= 1), 1 row tiles fastest, 2 token tiles fastest.
   int wgmma_raster = 0;
+  // Its pipeline: 0 automatic (= 1), 1 warp-specialised (a TMA producer warp, mbarriers: v10),
+  // 2 all threads copy with cp.async and meet at a barrier per step (v9).
+  int wgmma_ws = 0;
 };
 
 // True when a CUDA device is usable in this process (false without a GPU or driver).

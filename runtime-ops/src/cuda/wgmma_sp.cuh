@@ -22,6 +22,8 @@
 // B operand of wgmma (no transpose kernel).
 #pragma once
 
+#include <cuda.h>  // CUtensorMap (the type only; the driver is reached through the runtime)
+
 #include <cstdint>
 
 namespace vnmc {
@@ -67,6 +69,48 @@ struct WgmmaSp;
 __device__ __forceinline__ uint64_t wg_desc_sw128(uint32_t saddr) {
   return static_cast<uint64_t>((saddr & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+
+// Epilogue of both kernels, by the 256 consumer threads (named barrier 1): bias, round, stage as
+// [token][row] halves in cs (BN x 136 halves, free shared memory), then 16-byte rows of Y (the layout
+// of kernels.cuh's prefill epilogue). Accumulators: warp w of warpgroup wg holds rows
+// 64 wg + 16 w + gid (+8), tokens 8 j + 2 tid (+1) in d[4 j ..].
+template <bool BF16, int BN>
+__device__ __forceinline__ void wg24_epilogue(const Wg24Params& p, const float (&d)[BN / 2], uint16_t* cs, int tid,
+                                              int64_t t0, int64_t rt, int T, uint16_t* __restrict__ Y) {
+  constexpr int kCStride = 128 + 8;
+  const int wg = tid >> 7, t128 = tid & 127;
+  const int lane = t128 & 31, w = t128 >> 5, gid = lane >> 2, tq = lane & 3;
+  const int rl0 = wg * 64 + 16 * w + gid;
+  const int64_t row0 = rt * 128;
+  const float b0 = p.bias ? p.bias[row0 + rl0] : 0.f;
+  const float b1 = p.bias ? p.bias[row0 + rl0 + 8] : 0.f;
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+    const int tl = 8 * j + 2 * tq;
+    cs[tl * kCStride + rl0] = f32_to_out<BF16>(d[4 * j + 0] + b0);
+    cs[(tl + 1) * kCStride + rl0] = f32_to_out<BF16>(d[4 * j + 1] + b0);
+    cs[tl * kCStride + rl0 + 8] = f32_to_out<BF16>(d[4 * j + 2] + b1);
+    cs[(tl + 1) * kCStride + rl0 + 8] = f32_to_out<BF16>(d[4 * j + 3] + b1);
+  }
+  asm volatile("bar.sync 1, 256;\n" ::: "memory");
+  for (int x = tid; x < BN * 16; x += 256) {
+    const int tl = x >> 4, r8 = x & 15;
+    const int64_t t = t0 + tl;
+    if (t >= T) continue;
+    const int64_t pr = row0 + 8 * r8;
+    const uint16_t* src = cs + tl * kCStride + 8 * r8;
+    uint16_t* yrow = Y + t * p.N_out;
+    if (p.identity && pr + 8 <= p.N_out) {
+      *reinterpret_cast<uint4*>(yrow + pr) = *reinterpret_cast<const uint4*>(src);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const int o = p.rowmap[pr + k];
+        if (o >= 0) yrow[o] = src[k];
+      }
+    }
+  }
 }
 
 template <bool BF16, int BN, int STAGES>
@@ -150,42 +194,140 @@ __global__ void __launch_bounds__(256, 1)
   cp_async_wait<0>();
   __syncthreads();
 
-  // Epilogue: bias, round, stage as [token][row] halves, then 16-byte rows of Y (kernels.cuh's
-  // prefill epilogue, same layout).
-  uint16_t* cs = reinterpret_cast<uint16_t*>(sgen);
-  const int lane = t128 & 31, w = t128 >> 5, gid = lane >> 2, tq = lane & 3;
-  const int rl0 = wg * 64 + 16 * w + gid;
-  const int64_t row0 = rt * 128;
-  const float b0 = p.bias ? p.bias[row0 + rl0] : 0.f;
-  const float b1 = p.bias ? p.bias[row0 + rl0 + 8] : 0.f;
-#pragma unroll
-  for (int j = 0; j < BN / 8; ++j) {
-    const int tl = 8 * j + 2 * tq;
-    cs[tl * C::kCStride + rl0] = f32_to_out<BF16>(d[4 * j + 0] + b0);
-    cs[(tl + 1) * C::kCStride + rl0] = f32_to_out<BF16>(d[4 * j + 1] + b0);
-    cs[tl * C::kCStride + rl0 + 8] = f32_to_out<BF16>(d[4 * j + 2] + b1);
-    cs[(tl + 1) * C::kCStride + rl0 + 8] = f32_to_out<BF16>(d[4 * j + 3] + b1);
-  }
-  __syncthreads();
-  for (int x = tid; x < BN * 16; x += 256) {
-    const int tl = x >> 4, r8 = x & 15;
-    const int64_t t = t0 + tl;
-    if (t >= T) continue;
-    const int64_t pr = row0 + 8 * r8;
-    const uint16_t* src = cs + tl * C::kCStride + 8 * r8;
-    uint16_t* yrow = Y + t * p.N_out;
-    if (p.identity && pr + 8 <= p.N_out) {
-      *reinterpret_cast<uint4*>(yrow + pr) = *reinterpret_cast<const uint4*>(src);
-    } else {
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const int o = p.rowmap[pr + k];
-        if (o >= 0) yrow[o] = src[k];
-      }
-    }
-  }
+  wg24_epilogue<BF16, BN>(p, d, reinterpret_cast<uint16_t*>(sgen), tid, t0, rt, T, Y);
 #else
   // Compiled for an architecture without wgmma.sp: the host never launches this (sm_90 only).
+  __trap();
+#endif
+}
+
+// ---- v10: warp-specialised version -----------------------------------------------------------------
+// One producer warp issues, per k64 step, a TMA copy of the activation tile (tensor map of X with the
+// 128-byte swizzle; zeros past T and K) and two bulk copies of the weight fragments, all completing
+// on the stage's "full" mbarrier; the two consumer warpgroups wait on it, run their wgmma.sp and, once
+// a step's wgmma group has completed, arrive on its "empty" mbarrier. No __syncthreads in the loop.
+
+template <int BN>
+struct Wg24WsCfg {
+  static constexpr int kStages = BN == 256 ? 5 : 8;
+  static constexpr int kBBytes = BN * 128;
+  static constexpr int kABytes = 2 * 2 * 128 * 16;
+  static constexpr int kMBytes = 2 * 128 * 4;
+  static constexpr int kStageBytes = kBBytes + kABytes + kMBytes;
+  static constexpr int kCStride = 128 + 8;
+  static constexpr int kCBytes = BN * kCStride * 2;
+  static constexpr int kPipeBytes = kStages * kStageBytes;
+  static constexpr int kBarOffset = (kPipeBytes > kCBytes ? kPipeBytes : kCBytes);
+  static constexpr int kSmemBytes = kBarOffset + 2 * kStages * 8 + 1024;
+  static_assert(kStageBytes % 1024 == 0, "stage bases stay 1024-byte aligned");
+};
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred p;\nWAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@!p bra WAIT_%=;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void tma_load_2d(uint32_t dst, const void* tmap, int c0, int c1, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          dst),
+      "l"(tmap), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
+
+// tmap: X[T][K] as a 2-D tensor (K innermost), box 64 x BN, 128-byte swizzle (vnm_cuda.cu).
+template <bool BF16, int BN>
+__global__ void __launch_bounds__(288, 1)
+    wg24_ws_kernel(Wg24Params p, const __grid_constant__ CUtensorMap tmap, int T, uint16_t* __restrict__ Y) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = Wg24WsCfg<BN>;
+  constexpr int ST = C::kStages;
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t raw = smem_u32(smem_raw);
+  const uint32_t sbase = (raw + 1023u) & ~1023u;
+  uint8_t* sgen = smem_raw + (sbase - raw);
+  const uint32_t full0 = sbase + C::kBarOffset, empty0 = full0 + ST * 8;
+
+  const int tid = threadIdx.x;
+  const int64_t t0 = static_cast<int64_t>(p.rows_fast ? blockIdx.y : blockIdx.x) * BN;
+  const int64_t rt = p.rows_fast ? blockIdx.x : blockIdx.y;
+  const int S = p.S64;
+  if (tid == 0) {
+    for (int i = 0; i < ST; ++i) {
+      mbar_init(full0 + 8 * i, 1);
+      mbar_init(empty0 + 8 * i, 256);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (tid >= 256) {  // producer warp: one lane issues everything
+    if (tid == 256) {
+      const uint4* vsrc = p.vals + rt * S * 512;
+      const uint32_t* msrc = p.meta + rt * S * 256;
+      for (int s = 0; s < S; ++s) {
+        const int b = s % ST;
+        mbar_wait(empty0 + 8 * b, ((s / ST) & 1) ^ 1);
+        const uint32_t st = sbase + b * C::kStageBytes, full = full0 + 8 * b;
+        mbar_arrive_tx(full, C::kStageBytes);
+        tma_load_2d(st, &tmap, s * 64, static_cast<int>(t0), full);
+        bulk_load(st + C::kBBytes, vsrc + static_cast<int64_t>(s) * 512, C::kABytes, full);
+        bulk_load(st + C::kBBytes + C::kABytes, msrc + static_cast<int64_t>(s) * 256, C::kMBytes, full);
+      }
+    }
+    return;
+  }
+
+  const int wg = tid >> 7, t128 = tid & 127;
+  float d[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) d[i] = 0.f;
+  uint4 ra[2][2];
+  uint32_t re[2];
+  // Register sets alternate by step: the set of step s is the one of step s - 2, whose wgmma group
+  // has completed (wait_group 1 in step s - 1).
+  auto step = [&](int s, uint4 (&a)[2], uint32_t& e) {
+    const int b = s % ST;
+    mbar_wait(full0 + 8 * b, (s / ST) & 1);
+    const uint8_t* sg = sgen + b * C::kStageBytes;
+    a[0] = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 0) * 128 + t128) * 16);
+    a[1] = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 1) * 128 + t128) * 16);
+    e = *reinterpret_cast<const uint32_t*>(sg + C::kBBytes + C::kABytes + (wg * 128 + t128) * 4);
+    const uint32_t st = sbase + b * C::kStageBytes;
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+    WgmmaSp<BF16, BN>::template mma<0>(d, a[0], wg_desc_sw128(st), e, 1);
+    WgmmaSp<BF16, BN>::template mma<1>(d, a[1], wg_desc_sw128(st + 64), e, 1);
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    if (s > 0) mbar_arrive(empty0 + 8 * ((s - 1) % ST));  // step s - 1's buffer is free
+  };
+  for (int s = 0; s < S; s += 2) {
+    step(s, ra[0], re[0]);
+    if (s + 1 < S) step(s + 1, ra[1], re[1]);
+  }
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  // Both consumer warpgroups are done with the stage buffers before the epilogue reuses them (all
+  // copies have completed: each was waited for).
+  asm volatile("bar.sync 1, 256;\n" ::: "memory");
+  wg24_epilogue<BF16, BN>(p, d, reinterpret_cast<uint16_t*>(sgen), tid, t0, rt, T, Y);
+#else
   __trap();
 #endif
 }
