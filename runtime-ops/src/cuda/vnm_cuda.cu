@@ -182,9 +182,10 @@ struct VnmGemmCuda::Impl {
   // windowed indices, V a multiple of 64, M <= 16).
   bool window_ok() const { return windowed && shared_b && M <= dev::PrefillCfg<1, 1, true>::kMaxWindowM; }
   int prefill_config(int64_t T) const {
-    // wgmma.sp does 2:4's work (K/2 per row), the mma.sp kernels V:N:M's (4K/M): from M = 16 and
-    // T >= 1024 the latter was faster on an H100 (v9d: 0.88-1.07x vs 0.79-0.85x cuBLAS at T = 2048).
-    if (has24 && (opt.prefill_config == 8 || (opt.prefill_config == 0 && (M < 16 || T < 1024)))) return 8;
+    (void)T;
+    // wgmma.sp does 2:4's work (K/2 per row), the mma.sp kernels V:N:M's (4K/M), yet even at M = 16
+    // the former wins (v10 1.14-1.46x cuBLAS at T >= 2048 vs v2's 0.88-1.13x, bench/gpu/NOTES.md).
+    if (has24 && (opt.prefill_config == 0 || opt.prefill_config == 8)) return 8;
     if (opt.prefill_config >= 1 && opt.prefill_config <= 7) {
       if (opt.prefill_config == 6 && !shared_b) return 2;
       if ((opt.prefill_config == 4 || opt.prefill_config == 5 || opt.prefill_config == 7) && !window_ok())
