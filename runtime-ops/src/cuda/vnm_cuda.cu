@@ -320,8 +320,8 @@ void wg24_launch(bool bf16, bool ws, const CUtensorMap& tmap, const dev::Wg24Par
   const dim3 grid(q.rows_fast ? nr : nt, q.rows_fast ? nt : nr);
   if (ws) {
     constexpr int smem = dev::Wg24WsCfg<BN>::kSmemBytes;
-    if (bf16) dev::wg24_ws_kernel<true, BN><<<grid, 288, smem, st>>>(q, tmap, T, Y);
-    else dev::wg24_ws_kernel<false, BN><<<grid, 288, smem, st>>>(q, tmap, T, Y);
+    if (bf16) dev::wg24_ws_kernel<true, BN><<<grid, 384, smem, st>>>(q, tmap, T, Y);
+    else dev::wg24_ws_kernel<false, BN><<<grid, 384, smem, st>>>(q, tmap, T, Y);
     return;
   }
   constexpr int smem = dev::Wg24Cfg<BN, stages>::kSmemBytes;

@@ -202,7 +202,8 @@ __global__ void __launch_bounds__(256, 1)
 }
 
 // ---- v10: warp-specialised version -----------------------------------------------------------------
-// One producer warp issues, per k64 step, a TMA copy of the activation tile (tensor map of X with the
+// A producer warpgroup (one lane issues; the group gives its registers to the consumers with
+// setmaxnreg, without which ptxas serialises the 256-token wgmma for want of registers) issues, per k64 step, a TMA copy of the activation tile (tensor map of X with the
 // 128-byte swizzle; zeros past T and K) and two bulk copies of the weight fragments, all completing
 // on the stage's "full" mbarrier; the two consumer warpgroups wait on it, run their wgmma.sp and, once
 // a step's wgmma group has completed, arrive on its "empty" mbarrier. No __syncthreads in the loop.
@@ -231,13 +232,18 @@ __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
 __device__ __forceinline__ void mbar_arrive_tx(uint32_t bar, uint32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
 }
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+__device__ __forceinline__ bool mbar_try_wait(uint32_t bar, uint32_t parity) {
+  uint32_t ok;
   asm volatile(
-      "{\n.reg .pred p;\nWAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@!p bra WAIT_%=;\n}\n" ::"r"(bar),
-      "r"(parity)
+      "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+      : "=r"(ok)
+      : "r"(bar), "r"(parity)
       : "memory");
+  return ok != 0;
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  while (!mbar_try_wait(bar, parity)) {
+  }
 }
 __device__ __forceinline__ void tma_load_2d(uint32_t dst, const void* tmap, int c0, int c1, uint32_t bar) {
   asm volatile(
@@ -254,7 +260,7 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_
 
 // tmap: X[T][K] as a 2-D tensor (K innermost), box 64 x BN, 128-byte swizzle (vnm_cuda.cu).
 template <bool BF16, int BN>
-__global__ void __launch_bounds__(288, 1)
+__global__ void __launch_bounds__(384, 1)
     wg24_ws_kernel(Wg24Params p, const __grid_constant__ CUtensorMap tmap, int T, uint16_t* __restrict__ Y) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = Wg24WsCfg<BN>;
@@ -278,7 +284,8 @@ __global__ void __launch_bounds__(288, 1)
   }
   __syncthreads();
 
-  if (tid >= 256) {  // producer warp: one lane issues everything
+  if (tid >= 256) {  // producer warpgroup: one lane issues everything, with few registers
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (tid == 256) {
       const uint4* vsrc = p.vals + rt * S * 512;
       const uint32_t* msrc = p.meta + rt * S * 256;
@@ -295,6 +302,8 @@ __global__ void __launch_bounds__(288, 1)
     return;
   }
 
+  // Consumers take the registers the producer gave back (128 x 40 + 256 x 232 <= 64 K).
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   const int wg = tid >> 7, t128 = tid & 127;
   float d[BN / 2];
 #pragma unroll
