@@ -2,18 +2,18 @@
 import type { SpeedupTable } from './speedup-model.js';
 
 export const SPEEDUP_TABLE: SpeedupTable = {
-  "source": "bench/gpu/results.json: NVIDIA H100 80GB HBM3, vnmc CUDA kernel v4 decode + v10 / v2 prefill vs cuBLAS fp16",
+  "source": "bench/gpu/results.json: NVIDIA H100 80GB HBM3, vnmc CUDA kernel v4 decode + v10 / v2 prefill, v4 decode + v10 / v2 prefill (re-measure) vs cuBLAS fp16",
   "params": {
     "elementBytes": 2,
     "decodeMaxTokens": 16,
-    "dense": { "fixedUs": 3.91, "bandwidthTBps": 2.475, "tflops": 728.8 },
-    "decode": { "fixedUs": 5.701, "bandwidthTBps": 2.863, "tflops": 53.2 },
-    "prefill": { "fixedUs": 10.94, "bandwidthTBps": 1.463, "tflops": 263.2 }
+    "dense": { "fixedUs": 3.909, "bandwidthTBps": 2.47, "tflops": 728.8 },
+    "decode": { "fixedUs": 5.807, "bandwidthTBps": 2.875, "tflops": 51.96 },
+    "prefill": { "fixedUs": 16.15, "bandwidthTBps": 1.293, "tflops": 174.9 }
   },
   "fit": {
-    "timeRmsLog": 0.457,
-    "speedupRmsLog": 0.396,
-    "speedupMaxLog": 1.17,
+    "timeRmsLog": 0.232,
+    "speedupRmsLog": 0.258,
+    "speedupMaxLog": 0.784,
     "points": 180
   },
   "measured": [
@@ -110,7 +110,7 @@ export const SPEEDUP_TABLE: SpeedupTable = {
     { "outFeatures": 4096, "inFeatures": 4096, "tokens": 1, "v": 64, "m": 4, "speedup": 1.24 },
     { "outFeatures": 4096, "inFeatures": 4096, "tokens": 1, "v": 64, "m": 5, "speedup": 1.42 },
     { "outFeatures": 4096, "inFeatures": 4096, "tokens": 1, "v": 64, "m": 8, "speedup": 1.76 },
-    { "outFeatures": 4096, "inFeatures": 4096, "tokens": 1, "v": 64, "m": 16, "speedup": 1.02 },
+    { "outFeatures": 4096, "inFeatures": 4096, "tokens": 1, "v": 64, "m": 16, "speedup": 2.18 },
     { "outFeatures": 4096, "inFeatures": 4096, "tokens": 1, "v": 128, "m": 8, "speedup": 1.51 },
     { "outFeatures": 4096, "inFeatures": 4096, "tokens": 16, "v": 64, "m": 4, "speedup": 0.875 },
     { "outFeatures": 4096, "inFeatures": 4096, "tokens": 16, "v": 64, "m": 5, "speedup": 0.932 },
