@@ -11,3 +11,16 @@ build_kernels() {
   cmake --build "$b" --parallel 16 --target vnmc_cuda_tests vnmc_cuda_capi 2>&1 | grep -E "error|warning: "
   return 0
 }
+
+# Builds the cuSPARSELt helper (against the cuSPARSELt inside PyTorch's environment) into $b and sets
+# cslt=(--cslt PATH) for kernel_bench.py, or cslt=() where it cannot be built.
+build_cslt_helper() {
+  local cs; cs=$(python3 -c "import nvidia.cusparselt as m; print(list(m.__path__)[0])" 2>/dev/null)
+  cslt=()
+  if [ -n "$cs" ] && nvcc -O2 -shared -Xcompiler -fPIC -I"$cs/include" bench/gpu/cslt_helper.cc -L"$cs/lib" \
+       -l:$(basename "$(ls "$cs"/lib/libcusparseLt.so* | head -1)") -Xlinker -rpath="$cs/lib" -o "$b/libcslt_helper.so"; then
+    cslt=(--cslt "$b/libcslt_helper.so")
+  else
+    echo "cuSPARSELt helper not built: the benchmark runs without it"
+  fi
+}

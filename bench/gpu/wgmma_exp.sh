@@ -11,12 +11,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 out="${1:-${OUT:-/tmp/wg-out}}"; mkdir -p "$out"
 t0=$(date +%s)
 build_kernels || exit 1
-cs=$(python3 -c "import nvidia.cusparselt as m; print(list(m.__path__)[0])" 2>/dev/null)
-cslt=()
-if [ "${CSLT:-1}" = 1 ] && [ -n "$cs" ] && nvcc -O2 -shared -Xcompiler -fPIC -I"$cs/include" bench/gpu/cslt_helper.cc -L"$cs/lib" \
-     -l:$(basename "$(ls "$cs"/lib/libcusparseLt.so* | head -1)") -Xlinker -rpath="$cs/lib" -o "$b/libcslt_helper.so"; then
-  cslt=(--cslt "$b/libcslt_helper.so")
-fi
+cslt=(); [ "${CSLT:-1}" = 1 ] && build_cslt_helper
 echo "== build $(( $(date +%s) - t0 )) s"; nvidia-smi --query-gpu=name --format=csv,noheader
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   timeout 300 "$b/vnmc_cuda_tests" > "$out/tests.log" 2>&1; echo "tests rc=$?"; tail -2 "$out/tests.log"; grep -m5 FAIL "$out/tests.log"

@@ -111,6 +111,21 @@ __device__ __forceinline__ uint16_t f32_to_out(float v) {
   }
 }
 
+// Eight staged output values of prepared rows pr..pr+7 into the token's output row yrow: one 16-byte
+// store when the rows are the output features in order, else through rowmap (-1: padding row).
+__device__ __forceinline__ void store_rows8(uint16_t* yrow, const uint16_t* src, int64_t pr, int64_t N_out,
+                                            int32_t identity, const int32_t* __restrict__ rowmap) {
+  if (identity && pr + 8 <= N_out) {
+    *reinterpret_cast<uint4*>(yrow + pr) = *reinterpret_cast<const uint4*>(src);
+  } else {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const int o = rowmap[pr + k];
+      if (o >= 0) yrow[o] = src[k];
+    }
+  }
+}
+
 // Float activations with half values: A rounded to the half type before the kernels, Y widened after.
 template <bool BF16>
 __global__ void f32_to_half_kernel(const float* __restrict__ x, uint16_t* __restrict__ y, int64_t n) {
@@ -736,17 +751,7 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B, WT>::kThreads, WT
     const int64_t t = t0 + tl;
     const int64_t pr = row0 + 8 * r8;
     if (t >= T || pr >= Rp) continue;
-    const uint16_t* src = cs + tl * C::kCStride + 8 * r8;
-    uint16_t* yrow = Y + t * p.N_out;
-    if (p.identity && pr + 8 <= p.N_out) {
-      *reinterpret_cast<uint4*>(yrow + pr) = *reinterpret_cast<const uint4*>(src);
-    } else {
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const int o = p.rowmap[pr + k];
-        if (o >= 0) yrow[o] = src[k];
-      }
-    }
+    store_rows8(Y + t * p.N_out, cs + tl * C::kCStride + 8 * r8, pr, p.N_out, p.identity, p.rowmap);
   }
 }
 

@@ -98,18 +98,7 @@ __device__ __forceinline__ void wg24_epilogue(const Wg24Params& p, const float (
     const int tl = x >> 4, r8 = x & 15;
     const int64_t t = t0 + tl;
     if (t >= T) continue;
-    const int64_t pr = row0 + 8 * r8;
-    const uint16_t* src = cs + tl * kCStride + 8 * r8;
-    uint16_t* yrow = Y + t * p.N_out;
-    if (p.identity && pr + 8 <= p.N_out) {
-      *reinterpret_cast<uint4*>(yrow + pr) = *reinterpret_cast<const uint4*>(src);
-    } else {
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const int o = p.rowmap[pr + k];
-        if (o >= 0) yrow[o] = src[k];
-      }
-    }
+    store_rows8(Y + t * p.N_out, cs + tl * kCStride + 8 * r8, row0 + 8 * r8, p.N_out, p.identity, p.rowmap);
   }
 }
 
