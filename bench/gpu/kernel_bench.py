@@ -59,8 +59,10 @@ def make_packed(N, K, V, M, kind, rng, bf16=False):
     offs = np.sort(np.argsort(rng.random((B, G, M), dtype=np.float32), axis=2)[:, :, :4], axis=2).astype(np.int64)
     base = (np.arange(G, dtype=np.int64) * M)[None, :, None]
     cols = np.minimum(base + offs, K - 1)
-    if kind == "permuted":
+    if kind == "permuted":  # each block its own input permutation
         cols = np.stack([rng.permutation(K)[cols[b]] for b in range(B)])
+    if kind == "globalperm":  # one input permutation for all blocks (vnmc compile --permute)
+        cols = rng.permutation(K)[cols]
     codes = CODES[rng.integers(0, 6, size=(R, G))]
     if G % 2:
         codes = np.concatenate([codes, np.zeros((R, 1), np.uint8)], axis=1)
@@ -266,7 +268,7 @@ def main():
     ap.add_argument("--tokens", default="")
     ap.add_argument("--tag", default="", help="free text stored in each record (kernel version)")
     ap.add_argument("--configs", default="", help="V:M pairs, e.g. 64:4,64:5,64:8,128:8,64:16 (default 64:5,64:8)")
-    ap.add_argument("--kinds", default="", help="index kinds: windowed,permuted (default both)")
+    ap.add_argument("--kinds", default="", help="index kinds: windowed,permuted,globalperm (default windowed,permuted)")
     ap.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"],
                     help="activations and values (cuBLAS in the same type; cuSPARSELt only with fp16)")
     ap.add_argument("--no-describe", action="store_true",

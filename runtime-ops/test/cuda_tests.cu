@@ -331,7 +331,14 @@ void wgmma_prefill() {
     check_case(spec(1032, 264, 64, 16, dt, ColumnMode::kWindowed, false, true, 1024), opts(), "M=16 T=1024", 1, wg);
     check_case(spec(200, 72, 32, 12, dt, ColumnMode::kWindowed, true, true, 17), opts(2), "wg24 T=17", 1, wg);
     check_case(spec(520, 200, 64, 5, dt, ColumnMode::kWindowed, true, true, 130), opts(), "not 2:4 (M=5)", 1, "!wgmma");
-    check_case(spec(500, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "K % 8 != 0", 1, "!wgmma");
+    check_case(spec(500, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "K % 8 != 0", 1, "gathered");
+    // One input permutation for all blocks: X gathered into the weight's order, then wgmma.sp.
+    check_case(spec(520, 200, 64, 8, dt, ColumnMode::kGlobalPerm, true, true, 130), opts(), "global perm", 2, "gathered");
+    check_case(spec(333, 136, 16, 4, dt, ColumnMode::kGlobalPerm, false, true, 300), opts(), "global perm", 1, "gathered");
+    check_case(spec(2048, 264, 128, 16, dt, ColumnMode::kGlobalPerm, true, false, 2048), opts(), "global perm", 1, "gathered");
+    check_case(spec_f32(1000, 150, 32, 8, dt, ColumnMode::kGlobalPerm, true, true, 77), opts(), "global perm f32", 1, "gathered");
+    check_case(spec(520, 200, 64, 8, dt, ColumnMode::kPermuted, true, true, 130), opts(), "per-block perm", 1, "!wgmma");
+    check_case(spec(520, 200, 64, 5, dt, ColumnMode::kGlobalPerm, true, true, 130), opts(), "global perm M=5", 1, "!wgmma");
     check_case(spec(520, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(0, 0, 1), "config 1", 1, "!wgmma");
     check_case(spec_f32(520, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "wg24 f32 act", 1, wg);
   }

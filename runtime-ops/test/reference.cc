@@ -10,7 +10,10 @@ namespace vnmc_test {
 
 std::string CaseSpec::describe() const {
   std::ostringstream os;
-  const char* cm = cols == ColumnMode::kWindowed ? "windowed" : cols == ColumnMode::kPermuted ? "permuted" : "random";
+  const char* cm = cols == ColumnMode::kWindowed    ? "windowed"
+                   : cols == ColumnMode::kPermuted  ? "permuted"
+                   : cols == ColumnMode::kGlobalPerm ? "global-permuted"
+                                                     : "random";
   os << "K=" << K << " N_out=" << N_out << " V=" << V << " M=" << M << " act=" << vnmc::dtype_name(act)
      << " val=" << vnmc::dtype_name(val) << " cols=" << cm << " row_index=" << row_index << " bias=" << bias
      << " T=" << T << " seed=" << seed;
@@ -124,7 +127,8 @@ CaseData make_case(const CaseSpec& s) {
   std::iota(perm.begin(), perm.end(), 0);
   c.columns.resize(static_cast<size_t>(c.B * c.G * 4));
   for (int64_t b = 0; b < c.B; ++b) {
-    if (s.cols == ColumnMode::kPermuted) std::shuffle(perm.begin(), perm.end(), rng);
+    if (s.cols == ColumnMode::kPermuted || (s.cols == ColumnMode::kGlobalPerm && b == 0))
+      std::shuffle(perm.begin(), perm.end(), rng);
     for (int64_t g = 0; g < c.G; ++g) {
       int32_t* dst = &c.columns[(b * c.G + g) * 4];
       if (s.cols == ColumnMode::kRandom) {
@@ -135,7 +139,8 @@ CaseData make_case(const CaseSpec& s) {
       // permutation), clipped to K. Take 4 distinct ones in increasing order; repeat when fewer.
       std::vector<int32_t> cand;
       for (int64_t k = g * s.M; k < std::min<int64_t>(g * s.M + s.M, s.K); ++k)
-        cand.push_back(s.cols == ColumnMode::kPermuted ? perm[k] : static_cast<int32_t>(k));
+        cand.push_back(s.cols == ColumnMode::kPermuted || s.cols == ColumnMode::kGlobalPerm ? perm[k]
+                                                                                          : static_cast<int32_t>(k));
       std::shuffle(cand.begin(), cand.end(), rng);
       for (int j = 0; j < 4; ++j) dst[j] = cand[j % cand.size()];
       if (cand.size() >= 4) std::sort(dst, dst + 4);

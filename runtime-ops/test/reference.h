@@ -13,7 +13,9 @@ namespace vnmc_test {
 
 using vnmc::DType;
 
-enum class ColumnMode { kWindowed, kPermuted, kRandom };
+// kPermuted: each block its own input permutation; kGlobalPerm: one permutation for all blocks (what
+// `vnmc compile --permute` writes when it cannot fold it into the producer).
+enum class ColumnMode { kWindowed, kPermuted, kRandom, kGlobalPerm };
 
 struct CaseSpec {
   int64_t K = 64, N_out = 64, V = 16, M = 8;

@@ -113,8 +113,9 @@ struct VnmGemmCuda::Impl {
   DevBuf vals, meta, cols, wofs, rowmap, bias, part, counters;
   // wgmma.sp prefill (v9, sm_90): the weight as 2:4 along K, when it is (wgmma_sp.cuh).
   bool has24 = false;
-  int64_t S64 = 0;
-  DevBuf vals24, meta24;
+  bool perm24 = false;  // X is gathered into the weight's channel order (src24) before the kernel
+  int64_t S64 = 0, K24 = 0;
+  DevBuf vals24, meta24, src24;
 
   dev::Params params() const {
     dev::Params p{};
@@ -334,7 +335,7 @@ void wg24_launch(bool bf16, bool ws, const CUtensorMap& tmap, const dev::Wg24Par
 // M % 4 == 0). Sets im.has24 and uploads vals24 / meta24; leaves has24 false (no error) otherwise.
 std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon, VnmGemmCuda::Impl& im) {
   const Dims& d = w.dims;
-  if (!im.opt.prefill_wgmma || d.K % 8 != 0) return {};
+  if (!im.opt.prefill_wgmma) return {};
   cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, im.device) != cudaSuccess || prop.major != 9 || prop.minor != 0) {
     cudaGetLastError();
@@ -346,42 +347,110 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
     cudaGetLastError();  // no sm_90a code in this build: keep the mma.sp prefill
     return {};
   }
-  const int64_t Kp = round_up(d.K, 64), S64 = Kp / 64, Rt = im.Rp / 128, nch = Kp / 4;
-  // Per prepared row and 4-column chunk: the 2 kept values and their code (p0 | p1 << 2, p0 < p1).
-  std::vector<uint16_t> cv(static_cast<size_t>(im.Rp * nch * 2), 0);
-  std::vector<uint8_t> cc(static_cast<size_t>(im.Rp * nch), 0x4);
-  std::vector<uint16_t> dense(static_cast<size_t>(Kp));
   const uint16_t* vsrc = static_cast<const uint16_t*>(w.values);
-  for (int64_t p = 0; p < im.Rp; ++p) {
-    const int64_t r = canon[p];
-    if (r < 0) continue;
-    std::fill(dense.begin(), dense.end(), uint16_t{0});
-    const int64_t b = r / d.V;
-    for (int64_t g = 0; g < d.G; ++g) {
-      const unsigned code = meta_code(w.meta, d.meta_cols, r, g);
-      for (int k = 0; k < 2; ++k) {
-        const uint16_t v = vsrc[r * 2 * d.G + 2 * g + k];
-        if ((v & 0x7fff) == 0) continue;
-        const int32_t col = w.columns[(b * d.G + g) * 4 + ((code >> (2 * k)) & 3)];
-        if (dense[col] & 0x7fff) return {};  // two weights on one channel: not a 2:4 row
-        dense[col] = v;
+  // Calls f(row p, group g, value, channel) for every non-zero weight.
+  auto for_each_weight = [&](auto&& f) {
+    for (int64_t p = 0; p < im.Rp; ++p) {
+      const int64_t r = canon[p];
+      if (r < 0) continue;
+      const int64_t b = r / d.V;
+      for (int64_t g = 0; g < d.G; ++g) {
+        const unsigned code = meta_code(w.meta, d.meta_cols, r, g);
+        for (int k = 0; k < 2; ++k) {
+          const uint16_t v = vsrc[r * 2 * d.G + 2 * g + k];
+          if (v & 0x7fff) f(p, g, v, w.columns[(b * d.G + g) * 4 + ((code >> (2 * k)) & 3)]);
+        }
       }
     }
-    for (int64_t c = 0; c < nch; ++c) {
-      int pos[4], n = 0;
-      for (int i = 0; i < 4; ++i)
-        if (dense[4 * c + i] & 0x7fff) {
-          if (n == 2) return {};  // 3 or 4 weights in 4 channels
-          pos[n++] = i;
-        }
-      if (n == 1) pos[1] = pos[0] == 3 ? 3 : pos[0] + 1, pos[0] = pos[0] == 3 ? 2 : pos[0];
-      if (n == 0) pos[0] = 0, pos[1] = 1;
-      const size_t i = static_cast<size_t>(p * nch + c);
-      cv[2 * i] = dense[4 * c + pos[0]];
-      cv[2 * i + 1] = dense[4 * c + pos[1]];
-      cc[i] = static_cast<uint8_t>(pos[0] | pos[1] << 2);
+  };
+  // The kernel's K order: pos_of[channel]. Tried first as is (no gather; K % 8 == 0 for the 16-byte
+  // rows of X); else in the order of one input permutation shared by all blocks (what `vnmc compile
+  // --permute` writes: group g's channels, over all blocks, are at most M and in no other group),
+  // where X is gathered into that order per call (Kw = G * M rounded up to 8 channels).
+  std::vector<int32_t> pos_of(static_cast<size_t>(d.K));
+  std::vector<int32_t> src;  // gathered position -> channel (-1: zero), permuted order only
+  int64_t Kw = d.K;
+  int64_t Kp = 0, nch = 0;
+  std::vector<uint16_t> cv;
+  std::vector<uint8_t> cc;
+  // Per prepared row and 4-position chunk: the 2 kept values and their code (p0 | p1 << 2, p0 < p1);
+  // false where a chunk holds 3 or 4 weights (or two weights share a channel).
+  auto build = [&]() -> bool {
+    Kp = round_up(Kw, 64);
+    nch = Kp / 4;
+    cv.assign(static_cast<size_t>(im.Rp * nch * 2), 0);
+    cc.assign(static_cast<size_t>(im.Rp * nch), 0);
+    std::vector<uint8_t> cnt(static_cast<size_t>(im.Rp * nch), 0);
+    bool ok = true;
+    for_each_weight([&](int64_t p, int64_t, uint16_t v, int32_t col) {
+      if (!ok) return;
+      const int64_t x = pos_of[col], i = p * nch + x / 4;
+      const int q = static_cast<int>(x % 4);
+      const uint8_t n = cnt[static_cast<size_t>(i)];
+      if (n == 2 || (n == 1 && (cc[static_cast<size_t>(i)] & 3) == q)) {
+        ok = false;
+        return;
+      }
+      cv[static_cast<size_t>(2 * i + n)] = v;
+      cc[static_cast<size_t>(i)] |= static_cast<uint8_t>(q << (2 * n));
+      cnt[static_cast<size_t>(i)] = static_cast<uint8_t>(n + 1);
+    });
+    if (!ok) return false;
+    // Order each chunk's pair by position and fill chunks with fewer than 2 weights with zeros at
+    // valid distinct positions.
+    for (size_t i = 0; i < cc.size(); ++i) {
+      int p0 = cc[i] & 3, p1 = (cc[i] >> 2) & 3;
+      if (cnt[i] == 0) {
+        p0 = 0;
+        p1 = 1;
+      } else if (cnt[i] == 1 && p0 == 3) {  // the weight is the pair's second: (2, 3)
+        p0 = 2;
+        p1 = 3;
+        cv[2 * i + 1] = cv[2 * i];
+        cv[2 * i] = 0;
+      } else if (cnt[i] == 1) {  // (q, q + 1), the second a zero
+        p1 = p0 + 1;
+      } else if (p0 > p1) {
+        std::swap(p0, p1);
+        std::swap(cv[2 * i], cv[2 * i + 1]);
+      }
+      cc[i] = static_cast<uint8_t>(p0 | p1 << 2);
     }
+    return true;
+  };
+  bool ok = false;
+  if (d.K % 8 == 0) {
+    for (int64_t k = 0; k < d.K; ++k) pos_of[static_cast<size_t>(k)] = static_cast<int32_t>(k);
+    ok = build();
   }
+  if (!ok) {
+    std::vector<int32_t> group_of(static_cast<size_t>(d.K), -1);
+    std::vector<std::vector<int32_t>> members(static_cast<size_t>(d.G));
+    bool shared = true;
+    for_each_weight([&](int64_t, int64_t g, uint16_t, int32_t col) {
+      int32_t& go = group_of[static_cast<size_t>(col)];
+      if (go == -1) {
+        go = static_cast<int32_t>(g);
+        members[static_cast<size_t>(g)].push_back(col);
+      } else if (go != g) {
+        shared = false;  // a channel in two groups: not one permutation
+      }
+    });
+    for (auto& m : members) shared = shared && static_cast<int64_t>(m.size()) <= d.M;
+    if (!shared) return {};
+    Kw = round_up(d.G * d.M, 8);
+    src.assign(static_cast<size_t>(Kw), -1);
+    for (int64_t g = 0; g < d.G; ++g) {
+      auto& m = members[static_cast<size_t>(g)];
+      std::sort(m.begin(), m.end());
+      for (size_t j = 0; j < m.size(); ++j) {
+        pos_of[static_cast<size_t>(m[j])] = static_cast<int32_t>(g * d.M + static_cast<int64_t>(j));
+        src[static_cast<size_t>(g * d.M) + j] = m[j];
+      }
+    }
+    if (!build()) return {};
+  }
+  const int64_t S64 = Kp / 64, Rt = im.Rp / 128;
   // Fragment order (wgmma_sp.cuh): [Rt][S64][wg][j][128 threads] uint4 and [Rt][S64][wg][128] words.
   std::vector<uint16_t> hv(static_cast<size_t>(Rt * S64 * 512 * 8));
   std::vector<uint32_t> hm(static_cast<size_t>(Rt * S64 * 256));
@@ -412,6 +481,7 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
         }
   std::string e = im.vals24.alloc_copy(hv.data(), hv.size() * 2, "upload 2:4 values");
   if (e.empty()) e = im.meta24.alloc_copy(hm.data(), hm.size() * 4, "upload 2:4 meta");
+  if (e.empty() && !src.empty()) e = im.src24.alloc_copy(src.data(), src.size() * 4, "upload 2:4 channel order");
   if (!e.empty()) return e;
   wg24_allow_smem<64>();
   wg24_allow_smem<128>();
@@ -419,6 +489,8 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
   const cudaError_t ce = cudaGetLastError();
   if (ce != cudaSuccess) return cuda_err("cudaFuncSetAttribute (wgmma.sp prefill)", ce);
   im.S64 = S64;
+  im.K24 = Kw;
+  im.perm24 = !src.empty();
   im.has24 = true;
   return {};
 }
@@ -634,7 +706,9 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
   b.decode_bps[1] = a.decode_bps[1];
   b.stage_bps = a.stage_bps;
   b.has24 = a.has24;
+  b.perm24 = a.perm24;
   b.S64 = a.S64;
+  b.K24 = a.K24;
   const auto d2d = cudaMemcpyDeviceToDevice;
   std::string e;
   if (e.empty()) e = b.vals.alloc_copy(a.vals.p, a.vals.n, "clone values", d2d);
@@ -647,6 +721,7 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
   if (e.empty()) e = b.counters.alloc_copy(nullptr, a.counters.n, "split-K counters");
   if (e.empty() && a.has24) e = b.vals24.alloc_copy(a.vals24.p, a.vals24.n, "clone 2:4 values", d2d);
   if (e.empty() && a.has24) e = b.meta24.alloc_copy(a.meta24.p, a.meta24.n, "clone 2:4 meta", d2d);
+  if (e.empty() && a.perm24) e = b.src24.alloc_copy(a.src24.p, a.src24.n, "clone 2:4 channel order", d2d);
   if (!e.empty()) {
     *err = "VNMSparseGemm CUDA kernel: " + e;
     return nullptr;
@@ -659,7 +734,7 @@ bool VnmGemmCuda::windowed() const { return impl_->windowed; }
 size_t VnmGemmCuda::device_weight_bytes() const {
   const Impl& im = *impl_;
   return im.vals.n + im.meta.n + (im.windowed ? im.wofs.n : im.cols.n) + im.rowmap.n + im.bias.n + im.vals24.n +
-         im.meta24.n;
+         im.meta24.n + im.src24.n;
 }
 
 int VnmGemmCuda::device() const { return impl_->device; }
@@ -677,7 +752,8 @@ size_t VnmGemmCuda::half_workspace_bytes(int64_t T) const {
   if (T <= 0) return 0;
   if (im.use_decode(T)) return T >= 2 ? static_cast<size_t>(dims_.K * 32) : 0;  // At2 pairs
   const int cfg = im.prefill_config(T);
-  if (cfg == 8) return 0;  // reads A in place (no transpose)
+  if (cfg == 8)  // reads A in place, or a copy gathered into the weight's channel order
+    return im.perm24 ? static_cast<size_t>(round_up(T * im.K24 * 2, 256)) : 0;
   size_t n = im.prefill_at_bytes(T, cfg, dims_.K);
   if (im.prefill_ksplit(T, cfg) > 1) n += static_cast<size_t>(T * im.Rp * 4);  // fp32 split-K sums
   return n;
@@ -699,7 +775,7 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
     const int cfg = im.prefill_config(T);
     if (cfg == 8)
       return "prefill wgmma.sp 2:4 128x" + std::to_string(im.wg24_bn(T)) +
-             (im.opt.wgmma_ws != 2 && tensor_map_encoder() ? " ws" : "");
+             (im.opt.wgmma_ws != 2 && tensor_map_encoder() ? " ws" : "") + (im.perm24 ? " gathered" : "");
     static const char* const names[] = {"", "128x128", "64x128", "64x64", "256x128 window", "128x128 window",
                                         "128x128 w32", "256x128 window w32"};
     s = std::string("prefill ") + names[cfg] + " ksplit=" + std::to_string(im.prefill_ksplit(T, cfg)) +
@@ -958,11 +1034,28 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
 
   int cfg = im.prefill_config(T);
   if (cfg == 8) {
-    if (reinterpret_cast<uintptr_t>(A) % 16 != 0)
+    const uint16_t* Ah = static_cast<const uint16_t*>(A);
+    int64_t Kk = dims_.K;
+    if (im.perm24) {
+      const size_t need = half_workspace_bytes(T);
+      if (!workspace || workspace_size < need)
+        return "VNMSparseGemm CUDA kernel: workspace of " + std::to_string(need) + " bytes needed for T=" +
+               std::to_string(T) + ", got " + std::to_string(workspace_size);
+      uint16_t* Xg = static_cast<uint16_t*>(workspace);
+      const int64_t n = T * im.K24;
+      const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(ceil_div(n, 256), int64_t{1} << 20));
+      dev::gather_channels_kernel<<<blocks, 256, 0, st>>>(Ah, dims_.K, static_cast<const int32_t*>(im.src24.p),
+                                                          im.K24, n, Xg);
+      e = cudaGetLastError();
+      if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("gather launch", e);
+      Ah = Xg;
+      Kk = im.K24;
+    } else if (reinterpret_cast<uintptr_t>(A) % 16 != 0) {
       return "VNMSparseGemm CUDA kernel: the activations must be 16-byte aligned for the wgmma.sp prefill "
              "(Options::prefill_wgmma = false avoids it)";
+    }
     dev::Wg24Params q = im.wg24_params();
-    q.K = dims_.K;
+    q.K = Kk;
     q.N_out = dims_.N_out;
     q.identity = p.identity;
     const int bn = im.wg24_bn(T);
@@ -970,11 +1063,10 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
     if ((q.rows_fast ? ceil_div(T, bn) : im.Rp / 128) > 65535)
       return "VNMSparseGemm CUDA kernel: too many tokens or rows for one launch";
     uint16_t* Yh = static_cast<uint16_t*>(Y);
-    const uint16_t* Ah = static_cast<const uint16_t*>(A);
     const int64_t Rt = im.Rp / 128;
     CUtensorMap tmap;
     std::memset(&tmap, 0, sizeof tmap);
-    const bool ws = im.opt.wgmma_ws != 2 && encode_activation_map(&tmap, A, T, dims_.K, im.bf16, bn);
+    const bool ws = im.opt.wgmma_ws != 2 && encode_activation_map(&tmap, Ah, T, Kk, im.bf16, bn);
     if (bn == 256) wg24_launch<256>(im.bf16, ws, tmap, q, Ah, Ti, Yh, Rt, st);
     else if (bn == 128) wg24_launch<128>(im.bf16, ws, tmap, q, Ah, Ti, Yh, Rt, st);
     else wg24_launch<64>(im.bf16, ws, tmap, q, Ah, Ti, Yh, Rt, st);

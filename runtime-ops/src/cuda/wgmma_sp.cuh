@@ -330,6 +330,18 @@ __global__ void __launch_bounds__(384, 1)
 #endif
 }
 
+// Xg[t][p] = X[t][src[p]] (0 where src[p] < 0): the activations in the channel order of a weight that
+// is 2:4 along K only after its input permutation (n = T * Kw elements).
+__global__ void gather_channels_kernel(const uint16_t* __restrict__ X, int64_t K, const int32_t* __restrict__ src,
+                                       int64_t Kw, int64_t n, uint16_t* __restrict__ Xg) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = i / Kw, p = i - t * Kw;
+    const int32_t c = src[p];
+    Xg[i] = c >= 0 ? X[t * K + c] : static_cast<uint16_t>(0);
+  }
+}
+
 }  // namespace dev
 }  // namespace cuda
 }  // namespace vnmc
