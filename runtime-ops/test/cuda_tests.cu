@@ -138,8 +138,11 @@ bool g_sm90 = false;  // wgmma.sp prefill available (sm_90 device)
 
 // want_launch: on an sm_90 device, the launch description must contain it (or, with a leading '!',
 // must not), so that a test of a path cannot pass on another path.
+const char* g_only = nullptr;  // --only SUBSTR: run just the cases whose label contains it
+
 void check_case(const CaseSpec& spec, const cuda::Options& opt, const char* label, int runs = 1,
                 const char* want_launch = nullptr) {
+  if (g_only && !std::strstr(label, g_only)) return;
   const CaseData c = make_case(spec);
   std::string launch;
   std::string r = run_case(c, opt, runs, &launch);
@@ -334,7 +337,9 @@ void wgmma_prefill() {
     check_case(spec(500, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "K % 8 != 0", 1, "gathered");
     // One input permutation for all blocks: X gathered into the weight's order, then wgmma.sp.
     check_case(spec(520, 200, 64, 8, dt, ColumnMode::kGlobalPerm, true, true, 130), opts(), "global perm", 2, "gathered");
-    check_case(spec(333, 136, 16, 4, dt, ColumnMode::kGlobalPerm, false, true, 300), opts(), "global perm", 1, "gathered");
+    // K = 332: K % 8 != 0 with whole groups (a partial group of the generator can put two weights on one
+    // channel, which is not 2:4 in any order)
+    check_case(spec(332, 136, 16, 4, dt, ColumnMode::kGlobalPerm, false, true, 300), opts(), "global perm", 1, "gathered");
     check_case(spec(2048, 264, 128, 16, dt, ColumnMode::kGlobalPerm, true, false, 2048), opts(), "global perm", 1, "gathered");
     check_case(spec_f32(1000, 150, 32, 8, dt, ColumnMode::kGlobalPerm, true, true, 77), opts(), "global perm f32", 1, "gathered");
     check_case(spec(520, 200, 64, 8, dt, ColumnMode::kPermuted, true, true, 130), opts(), "per-block perm", 1, "!wgmma");
@@ -386,6 +391,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick_mode = true;
     if (!std::strcmp(argv[i], "--verbose")) g_verbose = true;
+    if (!std::strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
   }
   std::string why;
   if (!cuda::device_available(&why)) {
