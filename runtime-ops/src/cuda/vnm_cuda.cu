@@ -1042,9 +1042,10 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
         return "VNMSparseGemm CUDA kernel: workspace of " + std::to_string(need) + " bytes needed for T=" +
                std::to_string(T) + ", got " + std::to_string(workspace_size);
       uint16_t* Xg = static_cast<uint16_t*>(workspace);
-      const dim3 grid(static_cast<unsigned>(ceil_div(im.K24 / 8, 128)), static_cast<unsigned>(std::min<int64_t>(T, 8192)));
-      dev::gather_channels_kernel<<<grid, 128, 0, st>>>(Ah, dims_.K, static_cast<const int32_t*>(im.src24.p), im.K24,
-                                                        T, Xg);
+      const int64_t n = T * im.K24;
+      const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(ceil_div(n, 256), int64_t{1} << 20));
+      dev::gather_channels_kernel<<<blocks, 256, 0, st>>>(Ah, dims_.K, static_cast<const int32_t*>(im.src24.p),
+                                                          im.K24, n, Xg);
       e = cudaGetLastError();
       if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("gather launch", e);
       Ah = Xg;

@@ -331,26 +331,14 @@ __global__ void __launch_bounds__(384, 1)
 }
 
 // Xg[t][p] = X[t][src[p]] (0 where src[p] < 0): the activations in the channel order of a weight that
-// is 2:4 along K only after its input permutation. Each thread writes 8 positions (one 16-byte store,
-// Kw % 8 == 0) of the tokens blockIdx.y, blockIdx.y + gridDim.y, ...; the gathered reads hit one token
-// row at a time (L1/L2).
+// is 2:4 along K only after its input permutation (n = T * Kw elements).
 __global__ void gather_channels_kernel(const uint16_t* __restrict__ X, int64_t K, const int32_t* __restrict__ src,
-                                       int64_t Kw, int64_t T, uint16_t* __restrict__ Xg) {
-  const int64_t p0 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
-  if (p0 >= Kw) return;
-  const int4 s0 = *reinterpret_cast<const int4*>(src + p0), s1 = *reinterpret_cast<const int4*>(src + p0 + 4);
-  const int c[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
-  for (int64_t t = blockIdx.y; t < T; t += gridDim.y) {
-    const uint16_t* x = X + t * K;
-    uint16_t v[8];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) v[j] = c[j] >= 0 ? __ldg(x + c[j]) : static_cast<uint16_t>(0);
-    uint4 o;
-    o.x = v[0] | static_cast<uint32_t>(v[1]) << 16;
-    o.y = v[2] | static_cast<uint32_t>(v[3]) << 16;
-    o.z = v[4] | static_cast<uint32_t>(v[5]) << 16;
-    o.w = v[6] | static_cast<uint32_t>(v[7]) << 16;
-    *reinterpret_cast<uint4*>(Xg + t * Kw + p0) = o;
+                                       int64_t Kw, int64_t n, uint16_t* __restrict__ Xg) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = i / Kw, p = i - t * Kw;
+    const int32_t c = src[p];
+    Xg[i] = c >= 0 ? X[t * K + c] : static_cast<uint16_t>(0);
   }
 }
 
