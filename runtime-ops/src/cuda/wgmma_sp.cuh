@@ -19,7 +19,10 @@
 //          sel = tid >> 1 is step j = sel, h = tid & 1 picks chunks 4h..4h+3 of the step.
 // Activations X[T][K] (K % 8 == 0, 16-byte aligned) are copied per step as BN token rows of 128
 // bytes with the 128-byte swizzle (16-byte chunk c of row r at chunk c ^ (r & 7)), the K-major
-// B operand of wgmma (no transpose kernel).
+// B operand of wgmma (no transpose kernel). v9 (wg24_prefill_kernel): all threads copy with cp.async and
+// meet at a barrier per step; v10 (wg24_ws_kernel, the default): a TMA producer warpgroup and mbarriers.
+// v11: a weight that is 2:4 along K only in the order of one input permutation runs on the same kernels
+// after gather_channels_kernel has put X into that order (vnm_cuda.cu decides).
 #pragma once
 
 #include <cuda.h>  // CUtensorMap (the type only; the driver is reached through the runtime)
@@ -29,6 +32,9 @@
 namespace vnmc {
 namespace cuda {
 namespace dev {
+
+// Epilogue staging stride: [BN tokens][128 rows + 8] halves (the +8 spreads the rows over the banks).
+constexpr int kWg24CStride = 128 + 8;
 
 struct Wg24Params {
   const uint4* vals;     // vals24 above
@@ -49,8 +55,7 @@ struct Wg24Cfg {
   static constexpr int kABytes = 2 * 2 * 128 * 16;
   static constexpr int kMBytes = 2 * 128 * 4;
   static constexpr int kStageBytes = kBBytes + kABytes + kMBytes;
-  static constexpr int kCStride = 128 + 8;  // epilogue staging [BN tokens][128 rows + 8] halves
-  static constexpr int kCBytes = BN * kCStride * 2;
+  static constexpr int kCBytes = BN * kWg24CStride * 2;
   static constexpr int kPipeBytes = STAGES * kStageBytes;
   // + 1 KB: the stages are aligned to 1024 bytes by hand (the swizzle pattern repeats every 1 KB).
   static constexpr int kSmemBytes = (kPipeBytes > kCBytes ? kPipeBytes : kCBytes) + 1024;
@@ -78,7 +83,7 @@ __device__ __forceinline__ uint64_t wg_desc_sw128(uint32_t saddr) {
 template <bool BF16, int BN>
 __device__ __forceinline__ void wg24_epilogue(const Wg24Params& p, const float (&d)[BN / 2], uint16_t* cs, int tid,
                                               int64_t t0, int64_t rt, int T, uint16_t* __restrict__ Y) {
-  constexpr int kCStride = 128 + 8;
+  constexpr int kCStride = kWg24CStride;
   const int wg = tid >> 7, t128 = tid & 127;
   const int lane = t128 & 31, w = t128 >> 5, gid = lane >> 2, tq = lane & 3;
   const int rl0 = wg * 64 + 16 * w + gid;
@@ -204,8 +209,7 @@ struct Wg24WsCfg {
   static constexpr int kABytes = 2 * 2 * 128 * 16;
   static constexpr int kMBytes = 2 * 128 * 4;
   static constexpr int kStageBytes = kBBytes + kABytes + kMBytes;
-  static constexpr int kCStride = 128 + 8;
-  static constexpr int kCBytes = BN * kCStride * 2;
+  static constexpr int kCBytes = BN * kWg24CStride * 2;
   static constexpr int kPipeBytes = kStages * kStageBytes;
   static constexpr int kBarOffset = (kPipeBytes > kCBytes ? kPipeBytes : kCBytes);
   static constexpr int kSmemBytes = kBarOffset + 2 * kStages * 8 + 1024;
