@@ -197,23 +197,18 @@ __global__ void __launch_bounds__(256, 1)
 
 // ---- v10: warp-specialised version -----------------------------------------------------------------
 // A producer warpgroup (one lane issues; the group gives its registers to the consumers with
-// setmaxnreg, without which ptxas serialises the 256-token wgmma for want of registers) issues, per k64 step, a TMA copy of the activation tile (tensor map of X with the
-// 128-byte swizzle; zeros past T and K) and two bulk copies of the weight fragments, all completing
-// on the stage's "full" mbarrier; the two consumer warpgroups wait on it, run their wgmma.sp and, once
+// setmaxnreg, without which ptxas serialises the 256-token wgmma for want of registers) issues, per
+// k64 step, a TMA copy of the activation tile (tensor map of X with the 128-byte swizzle; zeros past T
+// and K) and two bulk copies of the weight fragments, all completing on the stage's "full" mbarrier; the two consumer warpgroups wait on it, run their wgmma.sp and, once
 // a step's wgmma group has completed, arrive on its "empty" mbarrier. No __syncthreads in the loop.
 
 template <int BN>
-struct Wg24WsCfg {
+struct Wg24WsCfg : Wg24Cfg<BN, BN == 256 ? 5 : 8> {
+  using Base = Wg24Cfg<BN, BN == 256 ? 5 : 8>;
   static constexpr int kStages = BN == 256 ? 5 : 8;
-  static constexpr int kBBytes = BN * 128;
-  static constexpr int kABytes = 2 * 2 * 128 * 16;
-  static constexpr int kMBytes = 2 * 128 * 4;
-  static constexpr int kStageBytes = kBBytes + kABytes + kMBytes;
-  static constexpr int kCBytes = BN * kWg24CStride * 2;
-  static constexpr int kPipeBytes = kStages * kStageBytes;
-  static constexpr int kBarOffset = (kPipeBytes > kCBytes ? kPipeBytes : kCBytes);
+  // The full and empty mbarriers sit after the pipeline (or the epilogue staging, if larger).
+  static constexpr int kBarOffset = Base::kPipeBytes > Base::kCBytes ? Base::kPipeBytes : Base::kCBytes;
   static constexpr int kSmemBytes = kBarOffset + 2 * kStages * 8 + 1024;
-  static_assert(kStageBytes % 1024 == 0, "stage bases stay 1024-byte aligned");
 };
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
