@@ -13,6 +13,7 @@
 
 #include "cuda/kernels.cuh"
 #include "cuda/wgmma_sp.cuh"
+#include "cuda/decode_bulk.cuh"
 
 namespace vnmc {
 namespace cuda {
@@ -97,6 +98,11 @@ struct DevBuf {
 cudaError_t allow_smem_for(bool bf16, bool window, bool sb, int M);  // below, with the launchers
 void decode_occupancy_for(bool bf16, bool sb, bool win, int (&bps)[2]);
 int decode_stage_setup(bool bf16, bool sb);  // carveout of the staged decode kernels; CTAs per SM
+// Permuted indices take the bulk decode only while the activations (all K columns) stay small.
+constexpr int64_t kBulkPermElems = 16384;  // T * K
+void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d);  // the bulk decode's split per T, on sm_90
+cudaError_t bulk_dispatch(bool bf16, int nt, bool win, const dev::Params& p, const void* A, int T, void* Y, int ks,
+                          int64_t R64, int ldx, int xb, int smem, cudaStream_t st);
 
 }  // namespace
 
@@ -134,6 +140,10 @@ struct VnmGemmCuda::Impl {
   }
 
   int decode_bps[2] = {1, 1};  // resident decode CTAs per SM, NT = 1 / 2 (from the occupancy API)
+  // Bulk decode (v13, decode_bulk.cuh) per token count T = 1..16: CTAs per row tile (= cluster size;
+  // 0: not used for this T), halves per shared activation row, dynamic shared memory.
+  int bulk_ks[17] = {}, bulk_ldx[17] = {}, bulk_smem[17] = {};
+  bool use_bulk(int64_t T) const { return use_decode(T) && T >= 1 && T <= 16 && bulk_ks[T] > 0; }
   int stage_bps = 0;           // resident staged decode CTAs per SM (0: no staged path)
 
   // Staged decode (v5 experiment): windowed, K % 8 == 0 (16-byte rows), only with VNMC_DECODE_STAGE=1.
@@ -669,6 +679,7 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const f
     if (ae != cudaSuccess) e = cuda_err("cudaFuncSetAttribute", ae);
     decode_occupancy_for(im.bf16, im.shared_b, im.windowed, im.decode_bps);
     if (im.windowed) im.stage_bps = decode_stage_setup(im.bf16, im.shared_b);
+    bulk_setup(im, d);
   }
   if (!e.empty()) {
     *err = "VNMSparseGemm CUDA kernel: " + e;
@@ -705,6 +716,9 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
   b.decode_bps[0] = a.decode_bps[0];
   b.decode_bps[1] = a.decode_bps[1];
   b.stage_bps = a.stage_bps;
+  std::copy(std::begin(a.bulk_ks), std::end(a.bulk_ks), std::begin(b.bulk_ks));
+  std::copy(std::begin(a.bulk_ldx), std::end(a.bulk_ldx), std::begin(b.bulk_ldx));
+  std::copy(std::begin(a.bulk_smem), std::end(a.bulk_smem), std::begin(b.bulk_smem));
   b.has24 = a.has24;
   b.perm24 = a.perm24;
   b.S64 = a.S64;
@@ -750,6 +764,7 @@ size_t VnmGemmCuda::workspace_bytes(int64_t T) const {
 size_t VnmGemmCuda::half_workspace_bytes(int64_t T) const {
   const Impl& im = *impl_;
   if (T <= 0) return 0;
+  if (im.use_bulk(T)) return 0;
   if (im.use_decode(T)) return T >= 2 ? static_cast<size_t>(dims_.K * 32) : 0;  // At2 pairs
   const int cfg = im.prefill_config(T);
   if (cfg == 8)  // reads A in place, or a copy gathered into the weight's channel order
@@ -766,6 +781,9 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
   std::string s;
   if (im.use_decode(T)) {
     const std::string nt = T <= 8 ? "1" : "2";
+    if (im.use_bulk(T) && !im.use_stage(T, dims_.K))
+      return "decode bulk NT=" + nt + " ksplit=" + std::to_string(im.bulk_ks[T]) +
+             (im.windowed ? " windowed" : " general");
     if (im.use_stage(T, dims_.K))
       return "decode staged NT=" + nt + " ksplit=" + std::to_string(im.stage_ksplit(T, dims_.M)) + " rows=128" +
              (im.shared_b ? "" : " per-tile-B");
@@ -825,6 +843,99 @@ int decode_stage_setup_t() {
   if (std::getenv("VNMC_DEBUG")) std::fprintf(stderr, "vnmc: staged decode, %d CTAs per SM\n", b);
   return b;
 }
+template <bool BF16, int NT, bool WIN>
+cudaError_t launch_bulk(const dev::Params& p, const void* A, int T, void* Y, int ks, int64_t R64, int ldx, int xb,
+                        int smem, cudaStream_t st) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(ks), static_cast<unsigned>(R64), 1);
+  cfg.blockDim = dim3(dev::kBulkWarps * 32, 1, 1);
+  cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+  cfg.stream = st;
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeClusterDimension;  // the CTAs of one row tile reduce through DSMEM
+  at[0].val.clusterDim.x = static_cast<unsigned>(ks);
+  at[0].val.clusterDim.y = 1;
+  at[0].val.clusterDim.z = 1;
+  cfg.attrs = at;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, dev::decode_bulk_kernel<BF16, NT, WIN>, p, static_cast<const uint16_t*>(A), T,
+                            static_cast<uint16_t*>(Y), ldx, xb);
+}
+
+cudaError_t bulk_dispatch(bool bf16, int nt, bool win, const dev::Params& p, const void* A, int T, void* Y, int ks,
+                          int64_t R64, int ldx, int xb, int smem, cudaStream_t st) {
+#define VNMC_BULK(B, N, W) \
+  if (bf16 == B && nt == N && win == W) return launch_bulk<B, N, W>(p, A, T, Y, ks, R64, ldx, xb, smem, st);
+  VNMC_BULK(false, 1, true) VNMC_BULK(false, 2, true) VNMC_BULK(false, 1, false) VNMC_BULK(false, 2, false)
+  VNMC_BULK(true, 1, true) VNMC_BULK(true, 2, true) VNMC_BULK(true, 1, false) VNMC_BULK(true, 2, false)
+#undef VNMC_BULK
+  return cudaErrorInvalidValue;
+}
+
+// Resident CTAs per SM of one bulk decode instantiation with smem bytes of dynamic shared memory; its
+// limit is raised to the device's opt-in maximum once (a lower per-object value would break others).
+template <bool BF16, int NT, bool WIN>
+int bulk_bps(int smem, int optin) {
+  auto k = dev::decode_bulk_kernel<BF16, NT, WIN>;
+  int b = 0;
+  // Carveout: the driver's default left room for too few CTAs per SM (v3, bench/gpu/NOTES.md).
+  if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) != cudaSuccess ||
+      cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
+          cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, k, dev::kBulkWarps * 32, static_cast<size_t>(smem)) !=
+          cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return b;
+}
+int bulk_bps_for(bool bf16, int nt, bool win, int smem, int optin) {
+  if (bf16) {
+    if (win) return nt == 1 ? bulk_bps<true, 1, true>(smem, optin) : bulk_bps<true, 2, true>(smem, optin);
+    return nt == 1 ? bulk_bps<true, 1, false>(smem, optin) : bulk_bps<true, 2, false>(smem, optin);
+  }
+  if (win) return nt == 1 ? bulk_bps<false, 1, true>(smem, optin) : bulk_bps<false, 2, true>(smem, optin);
+  return nt == 1 ? bulk_bps<false, 1, false>(smem, optin) : bulk_bps<false, 2, false>(smem, optin);
+}
+
+// Per T: the largest split (cluster size <= 8) whose grid of R64 x ks CTAs fits one wave of resident
+// CTAs (more CTAs = more bytes in flight; one wave = no tail), or Options::decode_ksplit when set.
+void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
+  static const int env = [] {
+    const char* v = std::getenv("VNMC_DECODE_BULK");
+    return v && (v[0] == '0' || v[0] == '1') ? v[0] - '0' : -1;
+  }();
+  const bool on = env < 0 ? im.opt.decode_bulk : env == 1;
+  if (!on || !im.shared_b || im.R64 > 65535) return;
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, im.device) != cudaSuccess || prop.major != 9) {
+    cudaGetLastError();
+    return;
+  }
+  const int optin = static_cast<int>(prop.sharedMemPerBlockOptin);
+  const int64_t ks_max = std::min<int64_t>(dev::kBulkMaxCluster, im.S);
+  for (int T = 1; T <= 16; ++T) {
+    if (!im.windowed && T * d.K > kBulkPermElems) continue;
+    const int nt = T <= 8 ? 1 : 2;
+    int64_t lo = 1, hi = ks_max;
+    if (im.opt.decode_ksplit > 0) lo = hi = std::min<int64_t>(im.opt.decode_ksplit, ks_max);
+    for (int64_t ks = hi; ks >= lo; --ks) {
+      const int64_t ldx = round_up(im.windowed ? std::min<int64_t>(ceil_div(im.S, ks) * 8 * im.M, d.K) : d.K, 8);
+      const int64_t smem64 = dev::bulk_smem_bytes(im.windowed, nt, T, ldx);
+      if (smem64 > optin) continue;
+      const int smem = static_cast<int>(smem64);
+      const int bps = bulk_bps_for(im.bf16, nt, im.windowed, smem, optin);
+      if (bps == 0) continue;
+      if (ks == lo || im.R64 * ks <= static_cast<int64_t>(im.sms) * bps) {
+        im.bulk_ks[T] = static_cast<int>(ks);
+        im.bulk_ldx[T] = static_cast<int>(ldx);
+        im.bulk_smem[T] = smem;
+        break;
+      }
+    }
+  }
+}
+
 int decode_stage_setup(bool bf16, bool sb) {
   if (bf16) return sb ? decode_stage_setup_t<true, true>() : decode_stage_setup_t<true, false>();
   return sb ? decode_stage_setup_t<false, true>() : decode_stage_setup_t<false, false>();
@@ -986,6 +1097,12 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
                       : decode_stage_dispatch<false, false>(Ti, p, A, Y, part, cnt, ks, im.R64, st, ld);
     return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("decode (staged) launch", e);
   }
+  if (im.use_bulk(T)) {
+    const int xb = dims_.K % 8 == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0;
+    e = bulk_dispatch(im.bf16, T <= 8 ? 1 : 2, im.windowed, p, A, Ti, Y, im.bulk_ks[T], im.R64, im.bulk_ldx[T], xb,
+                      im.bulk_smem[T], st);
+    return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("decode (bulk) launch", e);
+  }
   if (im.use_decode(T)) {
     // Activations of T = 2..4 are gathered straight from A (v4: one launch less, measured 1.05-1.15x
     // faster on an H100); from T = 5 the pair-packed copy At2 wins (direct gathers at T = 16 were up to
@@ -1042,11 +1159,7 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
         return "VNMSparseGemm CUDA kernel: workspace of " + std::to_string(need) + " bytes needed for T=" +
                std::to_string(T) + ", got " + std::to_string(workspace_size);
       uint16_t* Xg = static_cast<uint16_t*>(workspace);
-      const int64_t n = T * im.K24;
-      const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(ceil_div(n, 256), int64_t{1} << 20));
-      dev::gather_channels_kernel<<<blocks, 256, 0, st>>>(Ah, dims_.K, static_cast<const int32_t*>(im.src24.p),
-                                                          im.K24, n, Xg);
-      e = cudaGetLastError();
+      e = launch_gather_channels(Ah, T, dims_.K, static_cast<const int32_t*>(im.src24.p), im.K24, Xg, im.sms, st);
       if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("gather launch", e);
       Ah = Xg;
       Kk = im.K24;
