@@ -3,7 +3,9 @@
 #   1. builds the CUDA targets (sm_90a only, to save time) with the bundle's onnxruntime 1.29 headers;
 #   2. vnmc_cuda_tests (kernels vs dense reference);
 #   3. (a) vnmc_ort_cuda_host: libvnmc_ort.so's CUDAExecutionProvider kernel in onnxruntime 1.29's CUDA
-#      provider vs the CPU kernel and the fallback function; malformed models rejected at load;
+#      provider vs the CPU kernel and the fallback function; malformed models rejected at load; the
+#      prefill_wgmma switch (session config entry vnmc.prefill_wgmma, then VNMC_PREFILL_WGMMA unset / 0 /
+#      a bad value, each in its own process since the variable is read once);
 #   4. (b) ep/test_ep.py: libvnmc_ep.so in the installed onnxruntime Python package (1.30 there);
 #   5. compute-sanitizer --tool memcheck on the kernel tests (--quick) and on the host (one model).
 # Needs: .cache/ort-cuda (shared/tools/ort-cuda-bundle.sh) and .cache/ort-cuda-models
@@ -33,7 +35,13 @@ M=/tmp/vnmc-models
 good=("$M/mlp16_64-2-8.vnm.onnx" "$M/mlp16_32-2-5_perm.vnm.onnx" "$M/mlp32w16_64-2-8.vnm.onnx" "$M/mlp32wbf16_64-2-8.vnm.onnx")
 echo "== (a) custom op on CUDAExecutionProvider"
 "$b/vnmc_ort_cuda_host" "$ORT_CUDA_LIB/libonnxruntime.so" "$b/libvnmc_ort.so" --tokens 1,7,16,300 "${good[@]}" \
-  --expect-fail "$M/bad_meta.vnm.onnx" --expect-fail "$M/bad_columns.vnm.onnx" || rc=1
+  --expect-fail "$M/bad_meta.vnm.onnx" --expect-fail "$M/bad_columns.vnm.onnx" \
+  --wgmma-switch "$M/mlp16_64-2-8.vnm.onnx" --wgmma-switch "$M/mlp32wbf16_64-2-8.vnm.onnx" || rc=1
+for v in 0 maybe; do
+  echo "== (a) prefill_wgmma switch with VNMC_PREFILL_WGMMA=$v"
+  VNMC_PREFILL_WGMMA=$v "$b/vnmc_ort_cuda_host" "$ORT_CUDA_LIB/libonnxruntime.so" "$b/libvnmc_ort.so" --tokens 300 \
+    --wgmma-switch "$M/mlp16_64-2-8.vnm.onnx" || rc=1
+done
 echo "== (b) EP plugin in the onnxruntime Python package"
 env -u LD_LIBRARY_PATH python3 -X faulthandler runtime-ops/ep/test_ep.py "$b/libvnmc_ep.so" "$b/libvnmc_ort.so" "$M" || rc=1
 if [ "$san" = 1 ]; then

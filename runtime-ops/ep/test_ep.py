@@ -12,11 +12,19 @@ random inputs per token count). Checks, per model and token count:
     relative Frobenius error <= 1e-2 (fp16) / 3e-2 (bf16 values), nothing non-finite;
   - the same through IOBinding.
 bad_*.vnm.onnx must fail to load with the kernel's validation message.
+The provider option prefill_wgmma (Hopper wgmma.sp prefill and its 2:4 weight copy), on
+mlp16_64-2-8.vnm.onnx and mlp32wbf16_64-2-8.vnm.onnx: each kernel's INFO log line (read from stderr)
+must show "0" turning it off on every node (no wgmma.sp prefill, fewer device weight bytes than "1",
+whose nodes must include wgmma.sp ones: sm_90), outputs of "0" must match "1", the session config
+entry vnmc.prefill_wgmma = "0" must do the same without the option, and a bad value or an unknown
+option must fail session creation.
 Exit 0 all passed, 1 a failure, 77 no VnmcCUDA device (no GPU).
 """
 import json
 import os
+import re
 import sys
+import tempfile
 
 import numpy as np
 import onnxruntime as ort
@@ -37,6 +45,46 @@ def rel_err(got, ref):
     if not np.all(np.isfinite(got)):
         return float("inf")
     return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+# One line per kernel (src/ort/cuda_kernel.cc, CudaGemmKernel::log_choice).
+KERNEL_LINE = re.compile(r"\(CUDA\): prefill_wgmma=([01]) \((.*?)\), device weights (\d+) bytes, T=4096: (.*)$")
+
+
+def with_stderr(fn):
+    """Runs fn() with file descriptor 2 (where onnxruntime logs) sent to a file: (result, error, text)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    result = error = None
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            result = fn()
+        except Exception as e:  # noqa: BLE001
+            error = e
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    return result, error, text
+
+
+def kernel_lines(text):
+    """The kernels' lines: a list of (on, from, device weight bytes, prefill path)."""
+    out = []
+    for line in text.splitlines():
+        m = KERNEL_LINE.search(line)
+        if m:
+            out.append((m.group(1) == "1", m.group(2), int(m.group(3)), m.group(4)))
+    return out
+
+
+def summary(lines):
+    return (f"{len(lines)} nodes, {sum(on for on, *_ in lines)} with prefill_wgmma=1, "
+            f"{sum('wgmma.sp' in p for *_, p in lines)} on wgmma.sp, {sum(b for _, _, b, _ in lines)} device "
+            f"weight bytes" + (f", from {lines[0][1]}" if lines else ""))
 
 
 def main():
@@ -61,9 +109,13 @@ def main():
         nfail += not ok
         print(("ok   " if ok else "FAIL ") + msg, flush=True)
 
-    def ep_session(path, profile=False):
+    def ep_session(path, profile=False, options=None, config=None, log_info=False):
         so = ort.SessionOptions()
-        so.add_provider_for_devices(devs, {})
+        for k, v in (config or {}).items():
+            so.add_session_config_entry(k, v)
+        if log_info:
+            so.log_severity_level = 1  # INFO: the kernels' prefill_wgmma lines
+        so.add_provider_for_devices(devs, options or {})
         if profile:
             so.enable_profiling = True
             so.profile_file_prefix = "/tmp/vnmc_ep_prof"
@@ -127,6 +179,50 @@ def main():
         want_ep = "CPUExecutionProvider" if f.startswith("mlp32_") else "VnmcCUDA"
         check(set(placed) == {want_ep}, f"{f}: VNMSparseGemm nodes ran on {sorted(placed)} "
                                         f"({sum(len(v) for v in placed.values())} nodes)")
+    # The prefill_wgmma switch (provider option, then session config entry; src/ort/cuda_kernel.h).
+    for f in ("mlp16_64-2-8.vnm.onnx", "mlp32wbf16_64-2-8.vnm.onnx"):
+        path = os.path.join(model_dir, f)
+        if not os.path.exists(path):
+            check(False, f"{f}: missing for the prefill_wgmma test")
+            continue
+        b = f"{f} prefill_wgmma:"
+        sessions = {}
+        for name, kw in (("option 1", {"options": {"prefill_wgmma": "1"}}),
+                         ("option 0", {"options": {"prefill_wgmma": "0"}}),
+                         ("config 0", {"config": {"vnmc.prefill_wgmma": "0"}})):
+            sess, err, text = with_stderr(lambda kw=kw: ep_session(path, log_info=True, **kw))
+            if err is not None:
+                check(False, f"{b} {name}: EP session: {str(err).splitlines()[0][:300]}")
+                continue
+            sessions[name] = (sess, kernel_lines(text))
+        if len(sessions) < 3:
+            continue
+        l1, l0, lc = (sessions[n][1] for n in ("option 1", "option 0", "config 0"))
+        b1 = sum(x[2] for x in l1)
+        check(len(l1) > 0 and all(on and "provider option" in fr for on, fr, _, _ in l1)
+              and any("wgmma.sp" in p for *_, p in l1),
+              f"{b} option \"1\": {summary(l1)} (needs wgmma.sp nodes: sm_90 and a 2:4 weight)")
+        for name, lines, src in (("option \"0\"", l0, "provider option"),
+                                 ("session config entry \"0\"", lc, "session config entry")):
+            nb = sum(x[2] for x in lines)
+            check(len(lines) == len(l1) and not any(on or "wgmma.sp" in p or src not in fr
+                                                     for on, fr, _, p in lines) and nb < b1,
+                  f"{b} {name}: {summary(lines)}; saves {b1 - nb} bytes")
+        tol = 3e-2 if "wbf16" in f else 1e-2
+        for T in tokens:
+            feeds = rand_inputs(sessions["option 1"][0], T, rng)
+            want = sessions["option 1"][0].run(None, feeds)
+            for name in ("option 0", "config 0"):
+                got = sessions[name][0].run(None, feeds)
+                for g, w, o in zip(got, want, sessions[name][0].get_outputs()):
+                    e = rel_err(g, w)
+                    check(e <= tol, f"{b} T={T} out '{o.name}': {name} vs option 1 rel {e:.2e}")
+        del sessions
+        for opts, want in (({"prefill_wgmma": "maybe"}, ("prefill_wgmma", "accepted values")),
+                           ({"prefil_wgmma": "0"}, ("unknown provider option", "prefil_wgmma"))):
+            _, err, _ = with_stderr(lambda opts=opts: ep_session(path, options=opts))
+            msg = "(loaded!)" if err is None else str(err).splitlines()[0][:300]
+            check(err is not None and all(w in str(err) for w in want), f"{b} {opts} rejected: {msg}")
     print(f"{npass} passed, {nfail} failed")
     return 1 if nfail else 0
 

@@ -8,6 +8,14 @@
 //   so = ort.SessionOptions(); so.add_provider_for_devices(dev, {})
 //   sess = ort.InferenceSession("model.vnm.onnx", so)
 //
+// Provider options (the dict of add_provider_for_devices), checked when the session creates the EP:
+//   prefill_wgmma  "1" (default) / "0": the Hopper wgmma.sp prefill and the 2:4 copy of each qualifying
+//                  weight it keeps on the GPU (half the dense bytes per layer), for every kernel of this
+//                  EP. Unset, the kernels read the session config entry vnmc.prefill_wgmma, then the
+//                  environment variable VNMC_PREFILL_WGMMA, as the custom-op library does
+//                  (src/ort/cuda_kernel.h).
+// A bad value or an unknown key fails session creation (a typo must not silently keep the copy).
+//
 // The kernel is the one the CUDAExecutionProvider custom op uses (src/ort/cuda_kernel.cc, the CUDA
 // code in src/cuda/): the same host validation, re-layout and launches. Every other node of the model
 // runs on the CPU provider; onnxruntime moves tensors between the two with this plugin's data transfer.
@@ -19,11 +27,14 @@
 // uses synchronous cudaMemcpy on it, which orders every copy after the kernels that produced its source.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cctype>
 #include <climits>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -152,22 +163,6 @@ struct VnmKernel : OrtKernelImpl {
   static void ORT_API_CALL ReleaseImpl(OrtKernelImpl* self) noexcept { delete static_cast<VnmKernel*>(self); }
 };
 
-OrtStatus* ORT_API_CALL CreateVnmKernel(void* /*state*/, const OrtKernelInfo* info, OrtKernelImpl** out) noexcept {
-  *out = nullptr;
-  const OrtApi& api = Ort::GetApi();
-  try {
-    const DType act = vnmc::ort::node_activation_type(api, info);
-    std::unique_ptr<VnmKernel> k(new VnmKernel(api, act));
-    if (OrtStatus* st = k->k.Init(info)) return st;
-    *out = k.release();
-    return nullptr;
-  } catch (const std::bad_alloc&) {
-    return api.CreateStatus(ORT_FAIL, "VNMSparseGemm (VnmcCUDA): out of memory while creating the kernel");
-  } catch (const std::exception& e) {
-    return api.CreateStatus(ORT_FAIL, e.what());
-  }
-}
-
 // Type pairs the GPU kernel takes (activations, values).
 bool gpu_types(ONNXTensorElementDataType a, ONNXTensorElementDataType w) {
   constexpr auto f32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, f16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16,
@@ -198,7 +193,60 @@ struct Ep : OrtEp {
   EpFactory& factory;
   const OrtApi& api_;
   const OrtEpApi& ep_api_;
+  std::optional<bool> prefill_wgmma;  // provider option; unset: the kernels' own defaults
 };
+
+// Provider options reach CreateEp as session config entries "ep.vnmccuda.<key>" (onnxruntime prefixes
+// them with the lower-cased EP name; compared case-insensitively here in case that changes).
+OrtStatus* read_provider_options(const OrtApi& api, const OrtSessionOptions* so, std::optional<bool>* prefill_wgmma) {
+  OrtKeyValuePairs* kv = nullptr;
+  VNMC_ORT_RETURN_IF_ERROR(api.GetSessionOptionsConfigEntries(so, &kv));
+  const char* const* keys = nullptr;
+  const char* const* values = nullptr;
+  size_t n = 0;
+  api.GetKeyValuePairs(kv, &keys, &values, &n);
+  const std::string prefix = std::string("ep.") + kEpName + ".";
+  std::string err;
+  for (size_t i = 0; i < n && err.empty(); ++i) {
+    const std::string key = keys[i] ? keys[i] : "";
+    if (key.size() <= prefix.size() ||
+        !std::equal(prefix.begin(), prefix.end(), key.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+        }))
+      continue;
+    const std::string name = key.substr(prefix.size());
+    if (name == "prefill_wgmma") {
+      bool on = true;
+      err = vnmc::ort::parse_prefill_wgmma(values[i] ? values[i] : "", "VnmcCUDA: provider option 'prefill_wgmma'",
+                                           &on);
+      if (err.empty()) *prefill_wgmma = on;
+    } else {
+      err = "VnmcCUDA: unknown provider option '" + name + "' (known: prefill_wgmma)";
+    }
+  }
+  api.ReleaseKeyValuePairs(kv);
+  return err.empty() ? nullptr : api.CreateStatus(ORT_INVALID_ARGUMENT, err.c_str());
+}
+
+// The kernel takes its EP's provider options: the registry is the factory's, shared by every session's
+// EP, so the EP comes from the kernel info.
+OrtStatus* ORT_API_CALL CreateVnmKernel(void* /*state*/, const OrtKernelInfo* info, OrtKernelImpl** out) noexcept {
+  *out = nullptr;
+  const OrtApi& api = Ort::GetApi();
+  try {
+    const OrtEp* ep = nullptr;
+    VNMC_ORT_RETURN_IF_ERROR(Ort::GetEpApi().KernelInfo_GetEp(info, &ep));
+    const DType act = vnmc::ort::node_activation_type(api, info);
+    std::unique_ptr<VnmKernel> k(new VnmKernel(api, act));
+    if (OrtStatus* st = k->k.Init(info, static_cast<const Ep*>(ep)->prefill_wgmma)) return st;
+    *out = k.release();
+    return nullptr;
+  } catch (const std::bad_alloc&) {
+    return api.CreateStatus(ORT_FAIL, "VNMSparseGemm (VnmcCUDA): out of memory while creating the kernel");
+  } catch (const std::exception& e) {
+    return api.CreateStatus(ORT_FAIL, e.what());
+  }
+}
 
 // ---- the factory ----------------------------------------------------------------------------------------
 struct EpFactory : OrtEpFactory {
@@ -287,12 +335,17 @@ struct EpFactory : OrtEpFactory {
 
   static OrtStatus* ORT_API_CALL CreateEpImpl(OrtEpFactory* self, const OrtHardwareDevice* const*,
                                               const OrtKeyValuePairs* const*, size_t num_devices,
-                                              const OrtSessionOptions*, const OrtLogger*, OrtEp** out) noexcept {
+                                              const OrtSessionOptions* session_options, const OrtLogger*,
+                                              OrtEp** out) noexcept {
     auto& f = *static_cast<EpFactory*>(self);
     *out = nullptr;
     if (num_devices != 1) return f.api_.CreateStatus(ORT_INVALID_ARGUMENT, "VnmcCUDA: select exactly one device");
     try {
-      *out = new Ep(f, f.api_, f.ep_api_);
+      std::optional<bool> prefill_wgmma;
+      VNMC_ORT_RETURN_IF_ERROR(read_provider_options(f.api_, session_options, &prefill_wgmma));
+      Ep* ep = new Ep(f, f.api_, f.ep_api_);
+      ep->prefill_wgmma = prefill_wgmma;
+      *out = ep;
     } catch (const std::bad_alloc&) {
       return f.api_.CreateStatus(ORT_FAIL, "VnmcCUDA: out of memory");
     }

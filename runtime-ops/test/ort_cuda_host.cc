@@ -1,7 +1,7 @@
 // GPU host test of the custom-op library's CUDAExecutionProvider kernel (issue 5, item 2a).
 //
 //   vnmc_ort_cuda_host <libonnxruntime.so> <libvnmc_ort.so> [--tokens 1,7,300] MODEL.onnx...
-//                      [--expect-fail MODEL.onnx]...
+//                      [--expect-fail MODEL.onnx]... [--wgmma-switch MODEL.onnx]...
 //
 // dlopen()s an onnxruntime with its CUDA provider (shared/tools/ort-cuda-bundle.sh: onnxruntime 1.29)
 // and, per model, builds three sessions: CUDA provider + libvnmc_ort (every node must get a CUDA
@@ -11,12 +11,20 @@
 // outputs are compared with both CPU results (relative Frobenius error, max error relative to the
 // largest reference magnitude, NaN/Inf never passes). --expect-fail models must fail to load on the
 // CUDA provider (malformed packed weights) with the kernel's message.
+// --wgmma-switch models test the switch of the wgmma.sp prefill (src/ort/cuda_kernel.h): sessions with
+// the session config entry vnmc.prefill_wgmma = "1" and "0" (and none, where VNMC_PREFILL_WGMMA as this
+// process got it, or the default, applies) read each kernel's INFO line through a custom logger: "0"
+// must give every node prefill_wgmma=0, a prefill path other than wgmma.sp and fewer device weight
+// bytes than "1", whose nodes must include wgmma.sp ones (the model must have a 2:4 weight; sm_90);
+// outputs of "0" must match "1" at every token count; "maybe" must fail the load naming the key.
 // Exit: 0 all passed, 1 a failure, 77 no CUDA provider / no GPU (skip).
 #include <dlfcn.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -28,6 +36,18 @@ namespace {
 const OrtApi* g_api = nullptr;
 OrtEnv* g_env = nullptr;
 int g_pass = 0, g_fail = 0;
+
+// The environment's logger: errors to stderr (as CreateEnv at ERROR level did), and the kernels'
+// "(CUDA): prefill_wgmma=" INFO lines kept for --wgmma-switch.
+std::mutex g_log_mu;
+std::vector<std::string> g_kernel_log;
+void ORT_API_CALL log_sink(void*, OrtLoggingLevel severity, const char* category, const char*, const char*,
+                           const char* message) {
+  const std::string m = message ? message : "";
+  std::lock_guard<std::mutex> lk(g_log_mu);
+  if (m.find("(CUDA): prefill_wgmma=") != std::string::npos) g_kernel_log.push_back(m);
+  if (severity >= ORT_LOGGING_LEVEL_ERROR) std::fprintf(stderr, "[onnxruntime %s] %s\n", category, m.c_str());
+}
 
 std::string take(OrtStatus* st) {
   if (!st) return {};
@@ -108,11 +128,16 @@ struct Tensor {
 
 enum class Kind { kCuda, kCpuKernel, kFallback };
 
-std::string make_session(const std::string& model, const std::string& lib, Kind kind, OrtSession** out) {
+// prefill_wgmma: the value of the session config entry vnmc.prefill_wgmma (null: no entry); the session
+// then logs at INFO severity, so that each kernel's line reaches log_sink.
+std::string make_session(const std::string& model, const std::string& lib, Kind kind, OrtSession** out,
+                         const char* prefill_wgmma = nullptr, bool info_log = false) {
   OrtSessionOptions* so = nullptr;
   TRY(g_api->CreateSessionOptions(&so));
   std::string err;
-  if (kind != Kind::kFallback) err = take(g_api->RegisterCustomOpsLibrary_V2(so, lib.c_str()));
+  if (prefill_wgmma) err = take(g_api->AddSessionConfigEntry(so, "vnmc.prefill_wgmma", prefill_wgmma));
+  if (err.empty() && info_log) err = take(g_api->SetSessionLogSeverityLevel(so, ORT_LOGGING_LEVEL_INFO));
+  if (err.empty() && kind != Kind::kFallback) err = take(g_api->RegisterCustomOpsLibrary_V2(so, lib.c_str()));
   if (err.empty() && kind == Kind::kCuda) {
     // The V1 options struct: the bundle's onnxruntime 1.29 answers the V2 entry point with "CUDA
     // execution provider is not enabled in this build" (its core is the CPU package's).
@@ -309,6 +334,109 @@ void expect_fail(const std::string& model, const std::string& lib) {
   check(ok, base(model) + ": malformed model rejected at load: " + (e.empty() ? "(loaded!)" : e));
 }
 
+// What the kernels of one session logged (cuda_kernel.cc, CudaGemmKernel::log_choice).
+struct KernelLines {
+  int nodes = 0, on = 0, wgmma = 0;  // lines, with prefill_wgmma=1, with a wgmma.sp prefill
+  long long bytes = 0;               // device weight bytes, all nodes
+  std::vector<std::string> from;     // where each node's setting came from
+};
+KernelLines kernel_lines() {
+  KernelLines k;
+  std::lock_guard<std::mutex> lk(g_log_mu);
+  for (const std::string& m : g_kernel_log) {
+    ++k.nodes;
+    const size_t p = m.find("prefill_wgmma=");
+    if (m.compare(p + 14, 1, "1") == 0) ++k.on;
+    const size_t f = m.find(" (", p), fe = m.find("), device weights ", p);
+    if (f != std::string::npos && fe != std::string::npos) k.from.push_back(m.substr(f + 2, fe - f - 2));
+    if (fe != std::string::npos) k.bytes += std::atoll(m.c_str() + fe + 18);
+    if (m.find("wgmma.sp", p) != std::string::npos) ++k.wgmma;
+  }
+  g_kernel_log.clear();
+  return k;
+}
+bool all_from(const KernelLines& k, const std::string& what) {
+  if (k.from.size() != static_cast<size_t>(k.nodes)) return false;
+  for (const std::string& f : k.from)
+    if (f.find(what) == std::string::npos) return false;
+  return true;
+}
+std::string describe(const KernelLines& k) {
+  return std::to_string(k.nodes) + " nodes, " + std::to_string(k.on) + " with prefill_wgmma=1, " +
+         std::to_string(k.wgmma) + " on wgmma.sp, " + std::to_string(k.bytes) + " device weight bytes" +
+         (k.from.empty() ? "" : ", from " + k.from[0]);
+}
+
+void test_wgmma_switch(const std::string& model, const std::string& lib, const std::vector<int64_t>& tokens) {
+  const std::string b = base(model) + " prefill_wgmma: ";
+  { std::lock_guard<std::mutex> lk(g_log_mu); g_kernel_log.clear(); }
+  OrtSession* s1 = nullptr;
+  OrtSession* s0 = nullptr;
+  std::string e = make_session(model, lib, Kind::kCuda, &s1, "1", true);
+  const KernelLines k1 = kernel_lines();
+  if (e.empty()) e = make_session(model, lib, Kind::kCuda, &s0, "0", true);
+  const KernelLines k0 = kernel_lines();
+  if (!e.empty()) {
+    check(false, b + "CUDA session: " + e);
+  } else {
+    check(k1.nodes > 0 && k1.on == k1.nodes && k1.wgmma > 0 && all_from(k1, "session config entry"),
+          b + "\"1\": " + describe(k1) + " (needs wgmma.sp nodes: sm_90 and a 2:4 weight)");
+    check(k0.nodes == k1.nodes && k0.on == 0 && k0.wgmma == 0 && k0.bytes < k1.bytes &&
+              all_from(k0, "session config entry"),
+          b + "\"0\": " + describe(k0) + "; saves " + std::to_string(k1.bytes - k0.bytes) + " bytes");
+    std::mt19937_64 rng(std::hash<std::string>()(model) + 1);
+    for (int64_t T : tokens) {
+      std::vector<Tensor> ins, o1, o0;
+      std::vector<std::string> names;
+      std::string r = inputs_for(s1, T, rng, &ins, &names);
+      if (r.empty()) r = run(s1, ins, names, &o1);
+      if (r.empty()) r = run(s0, ins, names, &o0);
+      if (!r.empty()) {
+        check(false, b + "T=" + std::to_string(T) + ": " + r);
+        continue;
+      }
+      for (size_t i = 0; i < o0.size() && i < o1.size(); ++i) {
+        // Different prefill kernels (accumulation order, rounding of partial sums), same weights.
+        const double tol = o0[i].type == ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16 ? 3e-2 : 1e-2;
+        double rel = 0, mx = 0;
+        std::string why;
+        const bool ok = compare(o0[i], o1[i], tol, &rel, &mx, &why);
+        char buf[300];
+        std::snprintf(buf, sizeof buf, "T=%lld out '%s': \"0\" vs \"1\" rel %.2e max %.2e%s%s",
+                      static_cast<long long>(T), o0[i].name.c_str(), rel, mx, why.empty() ? "" : " ", why.c_str());
+        check(ok, b + buf);
+      }
+    }
+  }
+  if (s1) g_api->ReleaseSession(s1);
+  if (s0) g_api->ReleaseSession(s0);
+
+  // A bad entry fails the load, naming the key; the entry is read before the environment.
+  OrtSession* s = nullptr;
+  e = make_session(model, lib, Kind::kCuda, &s, "maybe");
+  if (s) g_api->ReleaseSession(s);
+  check(e.find("vnmc.prefill_wgmma") != std::string::npos && e.find("accepted values") != std::string::npos,
+        b + "\"maybe\" rejected at load: " + (e.empty() ? "(loaded!)" : e));
+
+  // No entry: VNMC_PREFILL_WGMMA as this process got it (read once), else the default (on).
+  const char* env = std::getenv("VNMC_PREFILL_WGMMA");
+  const std::string ev = env ? env : "";
+  s = nullptr;
+  e = make_session(model, lib, Kind::kCuda, &s, nullptr, true);
+  const KernelLines kd = kernel_lines();
+  if (s) g_api->ReleaseSession(s);
+  if (!ev.empty() && ev != "0" && ev != "1") {
+    check(e.find("VNMC_PREFILL_WGMMA") != std::string::npos && e.find("accepted values") != std::string::npos,
+          b + "VNMC_PREFILL_WGMMA=" + ev + " rejected at load: " + (e.empty() ? "(loaded!)" : e));
+  } else {
+    const bool want_on = ev != "0";
+    check(e.empty() && kd.nodes > 0 && kd.on == (want_on ? kd.nodes : 0) && (want_on || kd.wgmma == 0) &&
+              all_from(kd, ev.empty() ? "default" : "environment variable VNMC_PREFILL_WGMMA"),
+          b + "no entry, VNMC_PREFILL_WGMMA=" + (ev.empty() ? "(unset)" : ev) + ": " +
+              (e.empty() ? describe(kd) : e));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -331,7 +459,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("onnxruntime %s\n", gab()->GetVersionString());
-  if (!take(g_api->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "vnmc_cuda_host", &g_env)).empty()) return 1;
+  // Sessions log at ERROR unless make_session asks for INFO (SetSessionLogSeverityLevel).
+  if (!take(g_api->CreateEnvWithCustomLogger(log_sink, nullptr, ORT_LOGGING_LEVEL_ERROR, "vnmc_cuda_host", &g_env))
+           .empty())
+    return 1;
   const std::string lib = argv[2];
   std::vector<int64_t> tokens = {1, 7, 16, 300};
   for (int i = 3; i < argc; ++i) {
@@ -346,6 +477,8 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--expect-fail" && i + 1 < argc) {
       expect_fail(argv[++i], lib);
+    } else if (a == "--wgmma-switch" && i + 1 < argc) {
+      test_wgmma_switch(argv[++i], lib, tokens);
     } else {
       test_model(a, lib, tokens);
     }

@@ -8,6 +8,29 @@
 namespace vnmc {
 namespace ort {
 
+std::string parse_prefill_wgmma(const std::string& value, const std::string& what, bool* out) {
+  if (value == "0" || value == "1") {
+    *out = value == "1";
+    return {};
+  }
+  return what + " is '" + value +
+         "'; accepted values: \"0\" (wgmma.sp prefill off: no 2:4 copy of the weights on the GPU) or \"1\" "
+         "(on, the default)";
+}
+
+namespace {
+
+// VNMC_PREFILL_WGMMA, read once per process ("" when unset or empty).
+const std::string& env_prefill_wgmma() {
+  static const std::string v = [] {
+    const char* e = std::getenv(kPrefillWgmmaEnv);
+    return std::string(e ? e : "");
+  }();
+  return v;
+}
+
+}  // namespace
+
 DType node_activation_type(const OrtApi& api, const OrtKernelInfo* info) {
   OrtTypeInfo* ti = nullptr;
   if (OrtStatus* st = api.KernelInfo_GetInputTypeInfo(info, kInA, &ti)) {
@@ -64,10 +87,64 @@ OrtStatus* CudaGemmKernel::constant_host_input(const OrtKernelInfo* info, size_t
   return nullptr;
 }
 
-OrtStatus* CudaGemmKernel::Init(const OrtKernelInfo* info) {
+OrtStatus* CudaGemmKernel::prefill_wgmma_setting(const OrtKernelInfo* info, std::optional<bool> imposed, bool* on,
+                                                  std::string* from) {
+  *on = true;
+  *from = "default";
+  if (imposed) {
+    *on = *imposed;
+    *from = "provider option prefill_wgmma";
+    return nullptr;
+  }
+  OrtKeyValuePairs* cfg = nullptr;
+  VNMC_ORT_RETURN_IF_ERROR(api_.KernelInfo_GetConfigEntries(info, &cfg));
+  const char* c = cfg ? api_.GetKeyValue(cfg, kPrefillWgmmaConfigKey) : nullptr;
+  const bool in_config = c != nullptr;
+  std::string value = c ? c : "";  // copied: released with cfg
+  if (cfg) api_.ReleaseKeyValuePairs(cfg);
+  std::string what;
+  if (in_config) {
+    what = std::string("session config entry '") + kPrefillWgmmaConfigKey + "'";
+  } else if (!env_prefill_wgmma().empty()) {
+    value = env_prefill_wgmma();
+    what = std::string("environment variable ") + kPrefillWgmmaEnv;
+  } else {
+    return nullptr;
+  }
+  const std::string perr = parse_prefill_wgmma(value, what, on);
+  if (!perr.empty()) return error(ORT_INVALID_ARGUMENT, perr);
+  *from = what;
+  return nullptr;
+}
+
+// One INFO line per kernel: what the switch resolved to, the device bytes it costs and the prefill path
+// (T = 4096 stands for any T > decode_max_tokens: only the prefill path depends on the switch). Logging
+// is best effort: a failure here does not fail the session.
+void CudaGemmKernel::log_choice(const OrtKernelInfo* info, bool prefill_wgmma, const std::string& from) const {
+  const OrtLogger* logger = nullptr;
+  OrtLoggingLevel level = ORT_LOGGING_LEVEL_FATAL;
+  OrtStatus* st = api_.KernelInfo_GetLogger(info, &logger);
+  if (!st) st = api_.Logger_GetLoggingSeverityLevel(logger, &level);
+  if (st) {
+    api_.ReleaseStatus(st);
+    return;
+  }
+  if (level > ORT_LOGGING_LEVEL_INFO) return;
+  const cuda::VnmGemmCuda& g = runner_->gemm();
+  const std::string msg = std::string(kOpType) + " node '" + node_ + "' (CUDA): prefill_wgmma=" +
+                          (prefill_wgmma ? "1" : "0") + " (" + from + "), device weights " +
+                          std::to_string(g.device_weight_bytes()) + " bytes, T=4096: " + g.describe_launch(4096);
+  st = api_.Logger_LogMessage(logger, ORT_LOGGING_LEVEL_INFO, msg.c_str(), ORT_FILE, __LINE__, "CudaGemmKernel::Init");
+  if (st) api_.ReleaseStatus(st);
+}
+
+OrtStatus* CudaGemmKernel::Init(const OrtKernelInfo* info, std::optional<bool> prefill_wgmma) {
   node_ = node_name(api_, info);
   const char* sc = std::getenv("VNMC_CUDA_SYNC_CHECK");
   sync_check_ = sc && sc[0] == '1';
+  cuda::Options opt;
+  std::string from;
+  VNMC_ORT_RETURN_IF_ERROR(prefill_wgmma_setting(info, prefill_wgmma, &opt.prefill_wgmma, &from));
   VNMC_ORT_RETURN_IF_ERROR(read_attributes(api_, info, &attrs_));
   const std::string aerr = validate_attributes(attrs_, &dims_);
   if (!aerr.empty()) return error(ORT_INVALID_GRAPH, aerr);
@@ -81,10 +158,11 @@ OrtStatus* CudaGemmKernel::Init(const OrtKernelInfo* info) {
   // Validation (validate_packed_weights, validate_bias) happens inside create(), before any upload.
   std::string err;
   std::unique_ptr<cuda::VnmGemmCuda> g =
-      cuda::VnmGemmCuda::create(attrs_, act_, values, columns, meta, row_index, bias, cuda::Options(), &err);
+      cuda::VnmGemmCuda::create(attrs_, act_, values, columns, meta, row_index, bias, opt, &err);
   if (!g) return error(ORT_INVALID_GRAPH, err);
   runner_ = cuda::OrderedRunner::create(std::move(g), &err);
   if (!runner_) return error(ORT_FAIL, err);
+  log_choice(info, opt.prefill_wgmma, from);
   return nullptr;
 }
 
