@@ -80,6 +80,8 @@ std::string check_output(const CaseData& c, const std::vector<uint8_t>& out, dou
   return {};
 }
 
+size_t g_a_offset = 0;  // bytes between the allocation and A (2, 6, ...: activations not 16-byte aligned)
+
 // Creates the kernel object (host validation + prepare), runs `runs` times, checks each result.
 std::string run_case(const CaseData& c, const cuda::Options& opt, int runs, std::string* launch) {
   const CaseSpec& s = c.spec;
@@ -102,17 +104,18 @@ std::string run_case(const CaseData& c, const cuda::Options& opt, int runs, std:
   const size_t a_bytes = c.A.size(), y_bytes = static_cast<size_t>(T * s.N_out) * dtype_size(s.act);
   const size_t ws_bytes = g->workspace_bytes(T);
   DevMem dA, dY, dW;
-  CK(cudaMalloc(&dA.p, a_bytes));
+  CK(cudaMalloc(&dA.p, a_bytes + g_a_offset));
+  void* dAp = static_cast<unsigned char*>(dA.p) + g_a_offset;
   CK(cudaMalloc(&dY.p, y_bytes));
   if (ws_bytes) CK(cudaMalloc(&dW.p, ws_bytes));
-  CK(cudaMemcpy(dA.p, c.A.data(), a_bytes, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dAp, c.A.data(), a_bytes, cudaMemcpyHostToDevice));
   cudaStream_t st;
   CK(cudaStreamCreate(&st));
   std::string result;
   for (int r = 0; r < runs && result.empty(); ++r) {
     CK(cudaMemset(dY.p, 0xff, y_bytes));  // NaN in fp32, fp16 and bf16: every element must be written
     if (ws_bytes) CK(cudaMemset(dW.p, 0xff, ws_bytes));
-    err = g->run(dA.p, T, dY.p, dW.p, ws_bytes, st);
+    err = g->run(dAp, T, dY.p, dW.p, ws_bytes, st);
     if (!err.empty()) {
       result = "run failed: " + err;
       break;
@@ -158,6 +161,14 @@ void check_case(const CaseSpec& spec, const cuda::Options& opt, const char* labe
     ++g_fail;
     std::printf("FAIL [%s] %s | %s: %s\n", label, spec.describe().c_str(), launch.c_str(), r.c_str());
   }
+}
+
+// check_case with A placed a_offset bytes past its (256-byte aligned) allocation.
+void check_case_at(size_t a_offset, const CaseSpec& spec, const cuda::Options& opt, const char* label, int runs = 1,
+                   const char* want_launch = nullptr) {
+  g_a_offset = a_offset;
+  check_case(spec, opt, label, runs, want_launch);
+  g_a_offset = 0;
 }
 
 uint64_t g_seed = 1000;
@@ -360,6 +371,27 @@ void wgmma_prefill() {
     o.wgmma_raster = 0;
     check_case(spec(2048, 520, 32, 4, DType::kFloat16, ColumnMode::kWindowed, true, false, 300), o, "wg24 v9", 2, "!ws");
   }
+  // v12 channel gather (gather_channels_smem_kernel, token rows through shared memory): rows per CTA
+  // (1..16, from K and T) that do not divide T, K = 768 (short rows: all threads over rows x chunks)
+  // and 11008 (channel numbers read once per CTA), K % 8 != 0 with Kw > K (rows alternately
+  // misaligned), activations not 16-byte aligned (scalar heads and tails), rows > 48 KB (opt-in
+  // shared memory) and rows too long for shared memory (the one-element fallback). The workspace is
+  // poisoned with NaN before each run, so every position of Xg must be written; two runs where cheap.
+  for (DType dt : {DType::kFloat16, DType::kBFloat16}) {
+    check_case(spec(11008, 72, 64, 8, dt, ColumnMode::kGlobalPerm, true, true, 257), opts(), "gather K=11008", 1, "gathered");
+    check_case(spec(11008, 72, 64, 8, dt, ColumnMode::kGlobalPerm, false, true, 1057), opts(), "gather K=11008", 1, "gathered");
+    check_case(spec(768, 136, 64, 8, dt, ColumnMode::kGlobalPerm, true, true, 1000), opts(), "gather K=768", 1, "gathered");
+    check_case(spec(768, 72, 64, 8, dt, ColumnMode::kGlobalPerm, false, true, 8191), opts(), "gather K=768", 1, "gathered");
+    check_case(spec(4096, 72, 128, 16, dt, ColumnMode::kGlobalPerm, true, false, 2051), opts(), "gather K=4096", 1, "gathered");
+    check_case(spec(4100, 72, 64, 4, dt, ColumnMode::kGlobalPerm, false, true, 1101), opts(), "gather K=4100", 2, "gathered");
+    check_case_at(2, spec(1000, 150, 32, 8, dt, ColumnMode::kGlobalPerm, true, true, 300), opts(), "gather misaligned A+2", 2, "gathered");
+    check_case_at(6, spec(11008, 72, 64, 8, dt, ColumnMode::kGlobalPerm, false, true, 300), opts(), "gather misaligned A+6", 1, "gathered");
+    check_case_at(2, spec(332, 136, 16, 4, dt, ColumnMode::kGlobalPerm, true, true, 1101), opts(), "gather misaligned A+2 K=332", 2, "gathered");
+    check_case_at(10, spec(500, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "gather misaligned A+10 K=500", 1, "gathered");
+  }
+  check_case(spec(32768, 72, 64, 8, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 300), opts(), "gather K=32768 opt-in smem", 1, "gathered");
+  check_case_at(2, spec(131072, 72, 64, 8, DType::kBFloat16, ColumnMode::kGlobalPerm, false, true, 40), opts(), "gather K=131072 fallback", 1, "gathered");
+
   cuda::Options off = opts();
   off.prefill_wgmma = false;
   check_case(spec(520, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 130), off, "wgmma off", 1,
@@ -422,6 +454,8 @@ void quick() {
   check_case(spec_f32(333, 90, 32, 5, DType::kBFloat16, ColumnMode::kPermuted, false, true, 70), opts(), "q f32 act");
   check_case(spec(520, 200, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 130), opts(), "q wg24", 1, "wgmma");
   check_case(spec(136, 136, 16, 4, DType::kBFloat16, ColumnMode::kWindowed, false, true, 300), opts(), "q wg24", 1, "wgmma");
+  check_case_at(2, spec(332, 136, 16, 4, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 1101), opts(), "q gather", 1, "gathered");
+  check_case(spec(4100, 72, 64, 4, DType::kBFloat16, ColumnMode::kGlobalPerm, false, true, 1101), opts(), "q gather", 1, "gathered");
   validation();
 }
 

@@ -22,11 +22,15 @@
 // B operand of wgmma (no transpose kernel). v9 (wg24_prefill_kernel): all threads copy with cp.async and
 // meet at a barrier per step; v10 (wg24_ws_kernel, the default): a TMA producer warpgroup and mbarriers.
 // v11: a weight that is 2:4 along K only in the order of one input permutation runs on the same kernels
-// after gather_channels_kernel has put X into that order (vnm_cuda.cu decides).
+// after a per-call channel gather has put X into that order (vnm_cuda.cu decides; v12: the gather goes
+// through shared memory, gather_channels_smem_kernel / launch_gather_channels at the end of this file).
 #pragma once
 
 #include <cuda.h>  // CUtensorMap (the type only; the driver is reached through the runtime)
 
+#include <cuda_runtime.h>
+
+#include <algorithm>
 #include <cstdint>
 
 namespace vnmc {
@@ -329,18 +333,171 @@ __global__ void __launch_bounds__(384, 1)
 #endif
 }
 
-// Xg[t][p] = X[t][src[p]] (0 where src[p] < 0): the activations in the channel order of a weight that
-// is 2:4 along K only after its input permutation (n = T * Kw elements).
+// ---- v12: channel gather through shared memory ----------------------------------------------------
+// Xg[t][p] = X[t][src[p]] (0 where src[p] is not in [0, K)): the activations in the channel order of a
+// weight that is 2:4 along K only after its input permutation (v11). A memory-bound pass (read X once,
+// write Xg once). A CTA takes `rows` token rows: it copies each row X[t][0, K) into shared memory with
+// 16-byte cp.async (a scalar head and tail where the row does not start on 16 bytes: K % 8 != 0 or an
+// unaligned X), then writes Xg 8 positions (one 16-byte store) per thread and row, reading the 8 channel
+// numbers once (two int4 loads, L1/L2-resident) for all its rows and the values with LDS.U16.
+// Shared memory row r holds element k of its token row at sX[off[r] + k], off[r] = r * S + a_r, where
+// a_r in [0, 8) is the row's misalignment in elements (so the 16-byte chunks land on 16-byte smem
+// addresses); S = round_up(K, 8) + 8 elements per row.
+constexpr int kGatherThreads = 256;
+constexpr int kGatherMaxRows = 16;
+// Target of dynamic shared memory per CTA: 5 CTAs (1,280 threads) per SM with 228 KB, and under the
+// 48 KB a launch may use without the opt-in (rows of more than 48 KB, K > 24,568, set it).
+constexpr int kGatherSmemTarget = 46 * 1024;
+
+// 8 gathered values from the shared-memory row s (id: channel numbers, clamped to 0 where the bit of
+// ok is clear; those positions read 0).
+__device__ __forceinline__ uint4 gather8_smem(const uint16_t* s, const int (&id)[8], unsigned ok) {
+  uint32_t w[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const uint32_t lo = s[id[2 * q]], hi = s[id[2 * q + 1]];
+    w[q] = ((ok >> (2 * q)) & 1u ? lo : 0u) | ((ok >> (2 * q + 1)) & 1u ? hi << 16 : 0u);
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+// Channel numbers of positions 8c .. 8c+7 (src 16-byte aligned), clamped to 0 outside [0, K).
+__device__ __forceinline__ unsigned gather8_ids(const int32_t* __restrict__ src, int c, uint32_t K, int (&id)[8]) {
+  const int4 q0 = __ldg(reinterpret_cast<const int4*>(src) + 2 * c);
+  const int4 q1 = __ldg(reinterpret_cast<const int4*>(src) + 2 * c + 1);
+  id[0] = q0.x; id[1] = q0.y; id[2] = q0.z; id[3] = q0.w;
+  id[4] = q1.x; id[5] = q1.y; id[6] = q1.z; id[7] = q1.w;
+  unsigned ok = 0;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const bool in = static_cast<uint32_t>(id[j]) < K;  // negative values wrap to >= K
+    ok |= static_cast<unsigned>(in) << j;
+    id[j] = in ? id[j] : 0;
+  }
+  return ok;
+}
+
+// Grid: ceil(T / rows) CTAs of kGatherThreads; dynamic shared memory rows * S * 2 bytes. K <= 2^24,
+// Kw <= 2^24 (the host checks; rows * S fits the shared memory). vec_out: Kw % 8 == 0 and Xg, src
+// 16-byte aligned (else one element per thread and step). X, Xg 2-byte aligned.
+__global__ void __launch_bounds__(kGatherThreads)
+    gather_channels_smem_kernel(const uint16_t* __restrict__ X, int64_t T, int K, const int32_t* __restrict__ src,
+                                int Kw, int rows_per_cta, int S, int vec_out, uint16_t* __restrict__ Xg) {
+  extern __shared__ uint4 gather_smem[];
+  __shared__ int off[kGatherMaxRows];
+  uint16_t* sX = reinterpret_cast<uint16_t*>(gather_smem);
+  const int tid = threadIdx.x, nt = blockDim.x;
+  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * rows_per_cta;
+  const int rows = static_cast<int>(T - t0 < rows_per_cta ? T - t0 : rows_per_cta);
+  const int xa = static_cast<int>((reinterpret_cast<uintptr_t>(X) >> 1) & 7);  // X's misalignment, elements
+
+  // 1. Token rows into shared memory: 16-byte chunks by cp.async (all in flight at once), then the
+  //    scalar heads and tails (<= 7 + 7 elements per row), one load per thread for rows <= 16.
+  for (int r = 0; r < rows; ++r) {
+    const int64_t e0 = (t0 + r) * K;  // element offset of the row in X
+    const int a = static_cast<int>((xa + (e0 & 7)) & 7);
+    const int h = min((8 - a) & 7, K);  // head elements before the first 16-byte boundary
+    const int nb = (K - h) >> 3;
+    if (tid == 0) off[r] = r * S + a;
+    const uint16_t* g = X + e0 + h;
+    const uint32_t sb = smem_u32(sX + r * S + a + h);  // 16-byte aligned: a + h is 0 or 8
+    for (int j = tid; j < nb; j += nt) cp_async16(sb + 16u * static_cast<uint32_t>(j), g + 8 * j);
+  }
+  cp_async_commit();
+  for (int i = tid; i < rows * 16; i += nt) {
+    const int r = i >> 4, j = i & 15;
+    const int64_t e0 = (t0 + r) * K;
+    const int a = static_cast<int>((xa + (e0 & 7)) & 7);
+    const int h = min((8 - a) & 7, K);
+    const int tail0 = h + ((K - h) & ~7);
+    const int k = j < h ? j : tail0 + (j - h);  // head elements [0, h), then the tail [tail0, K)
+    if (j < h + (K - tail0)) sX[r * S + a + k] = X[e0 + k];
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // 2. Xg rows, 8 positions per thread and step.
+  const uint32_t Ku = static_cast<uint32_t>(K);
+  if (vec_out) {
+    const int nch = Kw >> 3;
+    if (nch >= nt) {  // channel numbers read once for all rows of the CTA
+      for (int c = tid; c < nch; c += nt) {
+        int id[8];
+        const unsigned ok = gather8_ids(src, c, Ku, id);
+        for (int r = 0; r < rows; ++r)
+          *reinterpret_cast<uint4*>(Xg + (t0 + r) * Kw + 8 * c) = gather8_smem(sX + off[r], id, ok);
+      }
+    } else {  // short rows (Kw < 2048: src < 8 KB, L1-resident): all threads busy over rows x chunks
+      for (int i = tid; i < rows * nch; i += nt) {
+        const int r = i / nch, c = i - r * nch;
+        int id[8];
+        const unsigned ok = gather8_ids(src, c, Ku, id);
+        *reinterpret_cast<uint4*>(Xg + (t0 + r) * Kw + 8 * c) = gather8_smem(sX + off[r], id, ok);
+      }
+    }
+  } else {
+    for (int i = tid; i < rows * Kw; i += nt) {
+      const int r = i / Kw, p = i - r * Kw;
+      const int32_t c = src[p];
+      Xg[(t0 + r) * Kw + p] = static_cast<uint32_t>(c) < Ku ? sX[off[r] + c] : static_cast<uint16_t>(0);
+    }
+  }
+}
+
+// Fallback for rows too long for shared memory (one element per thread; v11's kernel).
 __global__ void gather_channels_kernel(const uint16_t* __restrict__ X, int64_t K, const int32_t* __restrict__ src,
                                        int64_t Kw, int64_t n, uint16_t* __restrict__ Xg) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = i / Kw, p = i - t * Kw;
     const int32_t c = src[p];
-    Xg[i] = c >= 0 ? X[t * K + c] : static_cast<uint16_t>(0);
+    Xg[i] = c >= 0 && c < K ? X[t * K + c] : static_cast<uint16_t>(0);
   }
 }
 
 }  // namespace dev
+
+// Xg[T][Kw] = X[T][K] gathered by src[Kw] (above). X and Xg must be 2-byte aligned, src 4-byte aligned;
+// no other alignment, K or Kw is assumed (16-byte paths where they allow). sms: multiprocessors of the
+// device (rows per CTA are lowered until there are >= 4 CTAs per SM, where T allows).
+inline cudaError_t launch_gather_channels(const uint16_t* X, int64_t T, int64_t K, const int32_t* src, int64_t Kw,
+                                          uint16_t* Xg, int sms, cudaStream_t st) {
+  if (T <= 0 || Kw <= 0) return cudaSuccess;
+  if (!X || !src || !Xg || K <= 0) return cudaErrorInvalidValue;
+  if (((reinterpret_cast<uintptr_t>(X) | reinterpret_cast<uintptr_t>(Xg)) & 1) || (reinterpret_cast<uintptr_t>(src) & 3))
+    return cudaErrorMisalignedAddress;
+  const int64_t S = (K + 7) / 8 * 8 + 8;  // shared-memory row, elements
+  const int64_t row_bytes = 2 * S;
+  bool fits = K <= (int64_t{1} << 24) && Kw <= (int64_t{1} << 24) && row_bytes <= 48 * 1024;
+  if (!fits && K <= (int64_t{1} << 24) && Kw <= (int64_t{1} << 24)) {
+    // One row needs more than 48 KB: the opt-in maximum, set to the same value on every such call
+    // (idempotent for concurrent callers; per device, as the attribute is).
+    int device = 0, optin = 0;
+    cudaError_t e = cudaGetDevice(&device);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (e != cudaSuccess) return e;
+    if (row_bytes <= optin) {
+      e = cudaFuncSetAttribute(dev::gather_channels_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
+      if (e != cudaSuccess) return e;
+      fits = true;
+    }
+  }
+  if (!fits) {
+    const int64_t n = T * Kw;
+    const int64_t blocks = std::min<int64_t>((n + 255) / 256, int64_t{1} << 20);
+    dev::gather_channels_kernel<<<static_cast<unsigned>(blocks), 256, 0, st>>>(X, K, src, Kw, n, Xg);
+    return cudaGetLastError();
+  }
+  int64_t rows = std::max<int64_t>(1, std::min<int64_t>(dev::kGatherMaxRows, dev::kGatherSmemTarget / row_bytes));
+  rows = std::min<int64_t>(rows, std::max<int64_t>(1, T / (4 * static_cast<int64_t>(std::max(sms, 1)))));
+  const int64_t grid = (T + rows - 1) / rows;  // T < 2^31 (checked by the caller): fits grid x
+  if (grid > 0x7fffffff) return cudaErrorInvalidValue;
+  const int vec = Kw % 8 == 0 && reinterpret_cast<uintptr_t>(Xg) % 16 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
+  dev::gather_channels_smem_kernel<<<static_cast<unsigned>(grid), dev::kGatherThreads,
+                                     static_cast<size_t>(rows * row_bytes), st>>>(
+      X, T, static_cast<int>(K), src, static_cast<int>(Kw), static_cast<int>(rows), static_cast<int>(S), vec, Xg);
+  return cudaGetLastError();
+}
+
 }  // namespace cuda
 }  // namespace vnmc
