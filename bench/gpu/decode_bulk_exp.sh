@@ -21,4 +21,12 @@ for mode in ${MODES:-0 1}; do
     > "$out/kb_bulk$mode.log" 2>&1 || { echo "bench $mode failed"; tail -20 "$out/kb_bulk$mode.log"; }
 done
 python3 bench/gpu/compare_runs.py "$out" kb_bulk ${MODES:-0 1}
+# NCU="N K V M T kind" (e.g. "4096 4096 64 5 1 windowed"): one ncu line per mode for the decode kernel.
+if [ -n "${NCU:-}" ]; then
+  for mode in ${MODES:-0 1}; do
+    echo "== ncu VNMC_DECODE_BULK=$mode: $NCU"
+    VNMC_DECODE_BULK=$mode ncu -k regex:decode --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,lts__t_bytes.sum,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__occupancy_limit_shared_mem,launch__occupancy_limit_registers,smsp__average_warp_latency_issue_stalled_long_scoreboard,smsp__cycles_active.avg \
+      python3 bench/gpu/profile_case.py --lib "$b/libvnmc_cuda.so" $NCU 2 2>&1 | grep -E "decode|gpu__|dram__|lts__|sm__|launch__|smsp__" | head -40
+  done
+fi
 echo "== total $(( $(date +%s) - t0 )) s"

@@ -843,7 +843,7 @@ int decode_stage_setup_t() {
   if (std::getenv("VNMC_DEBUG")) std::fprintf(stderr, "vnmc: staged decode, %d CTAs per SM\n", b);
   return b;
 }
-template <bool BF16, int NT, bool WIN>
+template <bool BF16, int NT, bool WIN, bool LSU>
 cudaError_t launch_bulk(const dev::Params& p, const void* A, int T, void* Y, int ks, int64_t R64, int ldx, int xb,
                         int smem, cudaStream_t st) {
   cudaLaunchConfig_t cfg{};
@@ -858,14 +858,20 @@ cudaError_t launch_bulk(const dev::Params& p, const void* A, int T, void* Y, int
   at[0].val.clusterDim.z = 1;
   cfg.attrs = at;
   cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, dev::decode_bulk_kernel<BF16, NT, WIN>, p, static_cast<const uint16_t*>(A), T,
+  return cudaLaunchKernelEx(&cfg, dev::decode_bulk_kernel<BF16, NT, WIN, LSU>, p, static_cast<const uint16_t*>(A), T,
                             static_cast<uint16_t*>(Y), ldx, xb);
 }
 
 cudaError_t bulk_dispatch(bool bf16, int nt, bool win, const dev::Params& p, const void* A, int T, void* Y, int ks,
                           int64_t R64, int ldx, int xb, int smem, cudaStream_t st) {
-#define VNMC_BULK(B, N, W) \
-  if (bf16 == B && nt == N && win == W) return launch_bulk<B, N, W>(p, A, T, Y, ks, R64, ldx, xb, smem, st);
+  static const bool lsu = [] {  // experiment v13b: weights by cp.async (VNMC_DECODE_BULK=2)
+    const char* v = std::getenv("VNMC_DECODE_BULK");
+    return v && v[0] == '2';
+  }();
+#define VNMC_BULK(B, N, W)                                                                            \
+  if (bf16 == B && nt == N && win == W)                                                               \
+    return lsu ? launch_bulk<B, N, W, true>(p, A, T, Y, ks, R64, ldx, xb, smem, st)                   \
+               : launch_bulk<B, N, W, false>(p, A, T, Y, ks, R64, ldx, xb, smem, st);
   VNMC_BULK(false, 1, true) VNMC_BULK(false, 2, true) VNMC_BULK(false, 1, false) VNMC_BULK(false, 2, false)
   VNMC_BULK(true, 1, true) VNMC_BULK(true, 2, true) VNMC_BULK(true, 1, false) VNMC_BULK(true, 2, false)
 #undef VNMC_BULK
@@ -877,6 +883,9 @@ cudaError_t bulk_dispatch(bool bf16, int nt, bool win, const dev::Params& p, con
 template <bool BF16, int NT, bool WIN>
 int bulk_bps(int smem, int optin) {
   auto k = dev::decode_bulk_kernel<BF16, NT, WIN>;
+  auto k2 = dev::decode_bulk_kernel<BF16, NT, WIN, true>;
+  cudaFuncSetAttribute(k2, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
+  cudaFuncSetAttribute(k2, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
   int b = 0;
   // Carveout: the driver's default left room for too few CTAs per SM (v3, bench/gpu/NOTES.md).
   if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) != cudaSuccess ||
@@ -903,9 +912,9 @@ int bulk_bps_for(bool bf16, int nt, bool win, int smem, int optin) {
 void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
   static const int env = [] {
     const char* v = std::getenv("VNMC_DECODE_BULK");
-    return v && (v[0] == '0' || v[0] == '1') ? v[0] - '0' : -1;
+    return v && v[0] >= '0' && v[0] <= '2' ? v[0] - '0' : -1;
   }();
-  const bool on = env < 0 ? im.opt.decode_bulk : env == 1;
+  const bool on = env < 0 ? im.opt.decode_bulk : env >= 1;
   if (!on || !im.shared_b || im.R64 > 65535) return;
   cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, im.device) != cudaSuccess || prop.major != 9) {
