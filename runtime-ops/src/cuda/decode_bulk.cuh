@@ -12,9 +12,10 @@
 // atomics, a fixed summation order (deterministic), nothing left to zero.
 //
 // Applies to V a multiple of 64 (the four m16 tiles of a 64-row tile share one block, so one B
-// fragment serves them) and T <= 16. Windowed indices: the slice is the CTA's own columns
-// [k0, k1); permuted: all K columns (host limits T * K). The activation slice comes by bulk copy when
-// A is 16-byte aligned and K % 8 == 0, else by plain loads.
+// fragment serves them) and T <= 16. Windowed indices: the slice is the CTA's own columns [k0, k1).
+// The template also handles permuted indices (WIN = false: the slice is all K columns), but the host
+// does not instantiate it: every CTA then reads all of X, measured slower than v4 (NOTES.md, v13). The
+// activation slice comes by bulk copy when A is 16-byte aligned and K % 8 == 0, else by plain loads.
 #pragma once
 
 #include <cstdint>

@@ -98,11 +98,9 @@ struct DevBuf {
 cudaError_t allow_smem_for(bool bf16, bool window, bool sb, int M);  // below, with the launchers
 void decode_occupancy_for(bool bf16, bool sb, bool win, int (&bps)[2]);
 int decode_stage_setup(bool bf16, bool sb);  // carveout of the staged decode kernels; CTAs per SM
-// Permuted indices take the bulk decode only while the activations (all K columns) stay small.
-constexpr int64_t kBulkPermElems = 16384;  // T * K
 void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d);  // the bulk decode's split per T, on sm_90
-cudaError_t bulk_dispatch(bool bf16, int nt, bool win, const dev::Params& p, const void* A, int T, void* Y, int ks,
-                          int64_t R64, int ldx, int xb, int smem, cudaStream_t st);
+cudaError_t bulk_dispatch(bool bf16, int nt, const dev::Params& p, const void* A, int T, void* Y, int ks, int64_t R64,
+                          int ldx, int xb, int smem, cudaStream_t st);
 
 }  // namespace
 
@@ -862,24 +860,52 @@ cudaError_t launch_bulk(const dev::Params& p, const void* A, int T, void* Y, int
                             static_cast<uint16_t*>(Y), ldx, xb);
 }
 
-cudaError_t bulk_dispatch(bool bf16, int nt, bool win, const dev::Params& p, const void* A, int T, void* Y, int ks,
-                          int64_t R64, int ldx, int xb, int smem, cudaStream_t st) {
+// Windowed indices only: with permuted ones every CTA must stage all K columns, measured 1.1-1.5x slower
+// than v4 at T = 1 on the Llama shapes (H100, bench/gpu/NOTES.md, v13), so the WIN = false kernels are
+// not instantiated.
+cudaError_t bulk_dispatch(bool bf16, int nt, const dev::Params& p, const void* A, int T, void* Y, int ks, int64_t R64,
+                          int ldx, int xb, int smem, cudaStream_t st) {
   static const bool lsu = [] {  // experiment v13b: weights by cp.async (VNMC_DECODE_BULK=2)
     const char* v = std::getenv("VNMC_DECODE_BULK");
     return v && v[0] == '2';
   }();
-#define VNMC_BULK(B, N, W)                                                                            \
-  if (bf16 == B && nt == N && win == W)                                                               \
-    return lsu ? launch_bulk<B, N, W, true>(p, A, T, Y, ks, R64, ldx, xb, smem, st)                   \
-               : launch_bulk<B, N, W, false>(p, A, T, Y, ks, R64, ldx, xb, smem, st);
-  VNMC_BULK(false, 1, true) VNMC_BULK(false, 2, true) VNMC_BULK(false, 1, false) VNMC_BULK(false, 2, false)
-  VNMC_BULK(true, 1, true) VNMC_BULK(true, 2, true) VNMC_BULK(true, 1, false) VNMC_BULK(true, 2, false)
+#define VNMC_BULK(B, N)                                                                               \
+  if (bf16 == B && nt == N)                                                                           \
+    return lsu ? launch_bulk<B, N, true, true>(p, A, T, Y, ks, R64, ldx, xb, smem, st)                \
+               : launch_bulk<B, N, true, false>(p, A, T, Y, ks, R64, ldx, xb, smem, st);
+  VNMC_BULK(false, 1) VNMC_BULK(false, 2) VNMC_BULK(true, 1) VNMC_BULK(true, 2)
 #undef VNMC_BULK
   return cudaErrorInvalidValue;
 }
 
 // Resident CTAs per SM of one bulk decode instantiation with smem bytes of dynamic shared memory; its
 // limit is raised to the device's opt-in maximum once (a lower per-object value would break others).
+// Clusters of ks CTAs that can be resident at once (GPC packing included), 0 on error.
+template <bool BF16, int NT, bool WIN>
+int bulk_clusters(int ks, int64_t R64, int smem) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(ks), static_cast<unsigned>(R64), 1);
+  cfg.blockDim = dim3(dev::kBulkWarps * 32, 1, 1);
+  cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeClusterDimension;
+  at[0].val.clusterDim.x = static_cast<unsigned>(ks);
+  at[0].val.clusterDim.y = 1;
+  at[0].val.clusterDim.z = 1;
+  cfg.attrs = at;
+  cfg.numAttrs = 1;
+  int n = 0;
+  if (cudaOccupancyMaxActiveClusters(&n, dev::decode_bulk_kernel<BF16, NT, WIN>, &cfg) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+int bulk_clusters_for(bool bf16, int nt, int ks, int64_t R64, int smem) {
+  if (bf16) return nt == 1 ? bulk_clusters<true, 1, true>(ks, R64, smem) : bulk_clusters<true, 2, true>(ks, R64, smem);
+  return nt == 1 ? bulk_clusters<false, 1, true>(ks, R64, smem) : bulk_clusters<false, 2, true>(ks, R64, smem);
+}
+
 template <bool BF16, int NT, bool WIN>
 int bulk_bps(int smem, int optin) {
   auto k = dev::decode_bulk_kernel<BF16, NT, WIN>;
@@ -898,24 +924,22 @@ int bulk_bps(int smem, int optin) {
   }
   return b;
 }
-int bulk_bps_for(bool bf16, int nt, bool win, int smem, int optin) {
-  if (bf16) {
-    if (win) return nt == 1 ? bulk_bps<true, 1, true>(smem, optin) : bulk_bps<true, 2, true>(smem, optin);
-    return nt == 1 ? bulk_bps<true, 1, false>(smem, optin) : bulk_bps<true, 2, false>(smem, optin);
-  }
-  if (win) return nt == 1 ? bulk_bps<false, 1, true>(smem, optin) : bulk_bps<false, 2, true>(smem, optin);
-  return nt == 1 ? bulk_bps<false, 1, false>(smem, optin) : bulk_bps<false, 2, false>(smem, optin);
+int bulk_bps_for(bool bf16, int nt, int smem, int optin) {
+  if (bf16) return nt == 1 ? bulk_bps<true, 1, true>(smem, optin) : bulk_bps<true, 2, true>(smem, optin);
+  return nt == 1 ? bulk_bps<false, 1, true>(smem, optin) : bulk_bps<false, 2, true>(smem, optin);
 }
 
-// Per T: the largest split (cluster size <= 8) whose grid of R64 x ks CTAs fits one wave of resident
-// CTAs (more CTAs = more bytes in flight; one wave = no tail), or Options::decode_ksplit when set.
+// Per T: the largest split (cluster size <= 8) whose R64 clusters of ks CTAs are all resident at once
+// (more CTAs = more bytes in flight; one wave = no tail: the first measurement sized the grid by CTAs
+// per SM alone and some splits ran a second wave of clusters), or Options::decode_ksplit when set.
+// No split fits one wave: the v4 kernels (their grid is sized for one wave as well).
 void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
   static const int env = [] {
     const char* v = std::getenv("VNMC_DECODE_BULK");
     return v && v[0] >= '0' && v[0] <= '2' ? v[0] - '0' : -1;
   }();
   const bool on = env < 0 ? im.opt.decode_bulk : env >= 1;
-  if (!on || !im.shared_b || im.R64 > 65535) return;
+  if (!on || !im.shared_b || !im.windowed || im.R64 > 65535) return;
   cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, im.device) != cudaSuccess || prop.major != 9) {
     cudaGetLastError();
@@ -924,18 +948,18 @@ void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
   const int optin = static_cast<int>(prop.sharedMemPerBlockOptin);
   const int64_t ks_max = std::min<int64_t>(dev::kBulkMaxCluster, im.S);
   for (int T = 1; T <= 16; ++T) {
-    if (!im.windowed && T * d.K > kBulkPermElems) continue;
     const int nt = T <= 8 ? 1 : 2;
     int64_t lo = 1, hi = ks_max;
     if (im.opt.decode_ksplit > 0) lo = hi = std::min<int64_t>(im.opt.decode_ksplit, ks_max);
     for (int64_t ks = hi; ks >= lo; --ks) {
-      const int64_t ldx = round_up(im.windowed ? std::min<int64_t>(ceil_div(im.S, ks) * 8 * im.M, d.K) : d.K, 8);
-      const int64_t smem64 = dev::bulk_smem_bytes(im.windowed, nt, T, ldx);
+      const int64_t ldx = round_up(std::min<int64_t>(ceil_div(im.S, ks) * 8 * im.M, d.K), 8);
+      const int64_t smem64 = dev::bulk_smem_bytes(true, nt, T, ldx);
       if (smem64 > optin) continue;
       const int smem = static_cast<int>(smem64);
-      const int bps = bulk_bps_for(im.bf16, nt, im.windowed, smem, optin);
+      const int bps = bulk_bps_for(im.bf16, nt, smem, optin);
       if (bps == 0) continue;
-      if (ks == lo || im.R64 * ks <= static_cast<int64_t>(im.sms) * bps) {
+      const bool forced = im.opt.decode_ksplit > 0;
+      if (forced || bulk_clusters_for(im.bf16, nt, static_cast<int>(ks), im.R64, smem) >= im.R64) {
         im.bulk_ks[T] = static_cast<int>(ks);
         im.bulk_ldx[T] = static_cast<int>(ldx);
         im.bulk_smem[T] = smem;
@@ -1108,8 +1132,8 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
   }
   if (im.use_bulk(T)) {
     const int xb = dims_.K % 8 == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0;
-    e = bulk_dispatch(im.bf16, T <= 8 ? 1 : 2, im.windowed, p, A, Ti, Y, im.bulk_ks[T], im.R64, im.bulk_ldx[T], xb,
-                      im.bulk_smem[T], st);
+    e = bulk_dispatch(im.bf16, T <= 8 ? 1 : 2, p, A, Ti, Y, im.bulk_ks[T], im.R64, im.bulk_ldx[T], xb, im.bulk_smem[T],
+                      st);
     return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("decode (bulk) launch", e);
   }
   if (im.use_decode(T)) {

@@ -59,8 +59,8 @@ struct Options {
   // Its pipeline: 0 automatic (= 1), 1 warp-specialised (a TMA producer warp, mbarriers: v10),
   // 2 all threads copy with cp.async and meet at a barrier per step (v9).
   int wgmma_ws = 0;
-  // Decode on sm_90 with bulk copies and clusters (decode_bulk.cuh, v13) where it applies (V a
-  // multiple of 64; permuted indices only while T * K <= 16384); false keeps the v4 kernels.
+  // Decode on sm_90 with bulk copies and clusters (decode_bulk.cuh, v13) where it applies (windowed
+  // indices, V a multiple of 64, a split whose clusters all fit one wave); false keeps the v4 kernels.
   bool decode_bulk = true;
 };
 
