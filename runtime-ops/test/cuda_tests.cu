@@ -398,12 +398,15 @@ void wgmma_prefill() {
              "!wgmma");
 }
 
-// The bulk decode (v13, sm_90): V % 64 == 0, T <= 16; clusters of 1..8 CTAs per row tile (forced and
-// automatic splits), the activation slice by bulk copy (K % 8 == 0) or plain loads (K % 8 != 0),
-// windowed and permuted indices, M = 4..16, partial last stages, row_index, bias, repeated runs on
-// one object; the v4 kernels when it is switched off or the permuted activations are too large.
+// The bulk decode (v13, sm_90): windowed indices, V % 64 == 0, T <= 16; clusters of 1..8 CTAs per row
+// tile (forced and automatic splits), the activation slice by bulk copy (K % 8 == 0) or plain loads
+// (K % 8 != 0), M = 4..16, partial last stages, row_index, bias, repeated runs on one object; the
+// automatic choice; the v4 kernels for permuted indices, V = 32, and when it is switched off.
 void decode_bulk() {
   const char* bulk = "decode bulk";
+  cuda::Options on = opts();  // wherever it can run (the automatic choice keeps v4 at T <= 4, M < 16)
+  on.decode_bulk = 1;
+  cuda::Options on_ks = on;
   const int64_t Ts[] = {1, 2, 7, 8, 9, 16};
   const int64_t Ms[] = {4, 5, 8, 16};
   int i = 0;
@@ -412,29 +415,34 @@ void decode_bulk() {
       for (int64_t T : Ts) {
         ++i;
         const int64_t V = i % 3 == 0 ? 128 : 64;
-        check_case(spec(4096, 1024, V, M, dt, ColumnMode::kWindowed, i % 2 == 0, i % 4 != 1, T), opts(), "bulk K=4096", 2,
+        check_case(spec(4096, 1024, V, M, dt, ColumnMode::kWindowed, i % 2 == 0, i % 4 != 1, T), on, "bulk K=4096", 2,
                    bulk);
-        check_case(spec(1000 + 8 * i, 200 + 8 * i, V, M, dt, ColumnMode::kWindowed, i % 2 == 1, true, T),
-                   opts(1, 1 + i % 8), "bulk ksplit", 1, bulk);
-        check_case(spec(333, 136, V, M, dt, ColumnMode::kWindowed, true, i % 2 == 0, T), opts(), "bulk K%8", 1, bulk);
+        on_ks.force_path = 1;
+        on_ks.decode_ksplit = 1 + i % 8;
+        check_case(spec(1000 + 8 * i, 200 + 8 * i, V, M, dt, ColumnMode::kWindowed, i % 2 == 1, true, T), on_ks,
+                   "bulk ksplit", 1, bulk);
+        check_case(spec(333, 136, V, M, dt, ColumnMode::kWindowed, true, i % 2 == 0, T), on, "bulk K%8", 1, bulk);
+        // The automatic choice: v4 at T <= 4 with M < 16, the bulk decode otherwise.
+        check_case(spec(2048, 520, V, M, dt, ColumnMode::kWindowed, true, true, T), opts(), "bulk auto", 1,
+                   T <= 4 && M < 16 ? "!decode bulk" : bulk);
         if (T * 1000 <= 16384)
-          check_case(spec(1000, 264, V, M, dt, ColumnMode::kPermuted, i % 2 == 0, true, T), opts(), "bulk perm", 1,
+          check_case(spec(1000, 264, V, M, dt, ColumnMode::kPermuted, i % 2 == 0, true, T), on, "bulk perm", 1,
                      "!decode bulk");
       }
-  check_case(spec(11008, 520, 64, 8, DType::kFloat16, ColumnMode::kWindowed, false, true, 16), opts(), "bulk K=11008", 2,
+  check_case(spec(11008, 520, 64, 8, DType::kFloat16, ColumnMode::kWindowed, false, true, 16), on, "bulk K=11008", 2,
              bulk);
-  check_case(spec(4096, 11008, 64, 5, DType::kBFloat16, ColumnMode::kWindowed, true, true, 3), opts(), "bulk N=11008", 1,
+  check_case(spec(4096, 11008, 64, 5, DType::kBFloat16, ColumnMode::kWindowed, true, true, 3), on, "bulk N=11008", 1,
              bulk);
-  check_case(spec(1000, 264, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 5), opts(0, 0, 0, false),
+  cuda::Options general = on;
+  general.allow_windowed = false;
+  check_case(spec(1000, 264, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 5), general,
              "bulk general idx", 1, "!decode bulk");
-  check_case(spec(4096, 264, 64, 8, DType::kFloat16, ColumnMode::kPermuted, true, true, 5), opts(), "bulk perm too big", 1,
+  check_case(spec(520, 200, 32, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 5), on, "bulk V=32", 1,
              "!decode bulk");
-  check_case(spec(520, 200, 32, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 5), opts(), "bulk V=32", 1,
-             "!decode bulk");
-  check_case(spec_f32(1000, 136, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 4), opts(), "bulk f32 act", 1,
+  check_case(spec_f32(1000, 136, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 4), on, "bulk f32 act", 1,
              bulk);
   cuda::Options off = opts();
-  off.decode_bulk = false;
+  off.decode_bulk = -1;
   check_case(spec(4096, 1024, 64, 8, DType::kFloat16, ColumnMode::kWindowed, false, true, 1), off, "bulk off", 1,
              "!decode bulk");
   check_case(spec(4096, 1024, 64, 5, DType::kBFloat16, ColumnMode::kPermuted, true, true, 16), off, "bulk off", 2,

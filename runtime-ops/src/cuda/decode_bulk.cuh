@@ -69,9 +69,7 @@ __device__ __forceinline__ float ld_cluster_f32(uint32_t saddr, uint32_t rank) {
 
 // Grid (ksplit, R64), clusters of (ksplit, 1, 1): CTA (ks, q) computes row tile q over its step range.
 // ldx: halves per activation row in shared memory (>= the slice width, a multiple of 8).
-// LSU: the weight stages come by 16-byte cp.async from every thread (one commit group per stage, through
-// the load/store units) instead of bulk copies from one thread (the copy engine); an experiment (v13b).
-template <bool BF16, int NT, bool WIN, bool LSU = false>
+template <bool BF16, int NT, bool WIN>
 __global__ void __launch_bounds__(kBulkWarps * 32, 4)
     decode_bulk_kernel(Params p, const uint16_t* __restrict__ A, int T, uint16_t* __restrict__ Y, int ldx,
                        int x_bulk) {
@@ -99,23 +97,6 @@ __global__ void __launch_bounds__(kBulkWarps * 32, 4)
   const uint8_t* isrc = WIN ? reinterpret_cast<const uint8_t*>(p.wofs + static_cast<int64_t>(blk) * p.Gp)
                             : reinterpret_cast<const uint8_t*>(p.cols + static_cast<int64_t>(blk) * p.Gp * 4);
   // Stage i of this CTA (steps s_begin + 4i ..) into ring slot i % kBulkStages.
-  auto issue_lsu = [&](int i) {  // every thread; always one commit group, empty past the last stage
-    if (i < nstages) {
-      const int s = s_begin + kBulkStepsPerStage * i, n = min(kBulkStepsPerStage, s_end - s);
-      const uint32_t dst = ring + (i % kBulkStages) * L::kStageBytes;
-      const int nv = n * L::kValsBytes / 16, nm = n * L::kMetaBytes / 16, ni = n * L::kIdxBytes / 16;
-      for (int c = tid; c < nv + nm + ni; c += kBulkWarps * 32) {
-        if (c < nv)
-          cp_async16(dst + L::kValsOff + 16 * c, vsrc + static_cast<int64_t>(s) * L::kValsBytes + 16 * c);
-        else if (c < nv + nm)
-          cp_async16(dst + L::kMetaOff + 16 * (c - nv), msrc + static_cast<int64_t>(s) * L::kMetaBytes + 16 * (c - nv));
-        else
-          cp_async16(dst + L::kIdxOff + 16 * (c - nv - nm),
-                     isrc + static_cast<int64_t>(s) * L::kIdxBytes + 16 * (c - nv - nm));
-      }
-    }
-    cp_async_commit();
-  };
   auto issue = [&](int i) {
     const int s = s_begin + kBulkStepsPerStage * i, n = min(kBulkStepsPerStage, s_end - s);
     const uint32_t dst = ring + (i % kBulkStages) * L::kStageBytes, bar = bar0 + 8 * (i % kBulkStages);
@@ -133,11 +114,8 @@ __global__ void __launch_bounds__(kBulkWarps * 32, 4)
       for (int t = 0; t < T; ++t)
         bulk_load(smem_u32(sX + t * ldx), A + static_cast<int64_t>(t) * p.K + k0, static_cast<uint32_t>(w * 2), xbar);
     }
-    if (!LSU)
-      for (int i = 0; i < min(nstages, kBulkStages); ++i) issue(i);
+    for (int i = 0; i < min(nstages, kBulkStages); ++i) issue(i);
   }
-  if (LSU)
-    for (int i = 0; i < kBulkStages; ++i) issue_lsu(i);
   if (!x_bulk) {
     for (int i = tid; i < T * w; i += kBulkWarps * 32) {
       const int t = i / w, c = i - t * w;
@@ -157,12 +135,7 @@ __global__ void __launch_bounds__(kBulkWarps * 32, 4)
 
   for (int i = 0; i < nstages; ++i) {
     const int slot = i % kBulkStages;
-    if constexpr (LSU) {
-      cp_async_wait<kBulkStages - 1>();  // stage i's group (groups so far: kBulkStages + i)
-      __syncthreads();
-    } else {
-      mbar_wait(bar0 + 8 * slot, (i / kBulkStages) & 1);
-    }
+    mbar_wait(bar0 + 8 * slot, (i / kBulkStages) & 1);
     const int s = s_begin + kBulkStepsPerStage * i + warp;
     if (s < s_end) {
       const uint8_t* sg = smem + slot * L::kStageBytes;
@@ -205,13 +178,8 @@ __global__ void __launch_bounds__(kBulkWarps * 32, 4)
       }
     }
     __syncthreads();  // every warp is done with the slot before it is refilled
-    if constexpr (LSU) {
-      issue_lsu(i + kBulkStages);
-    } else {
-      if (tid == 0 && i + kBulkStages < nstages) issue(i + kBulkStages);
-    }
+    if (tid == 0 && i + kBulkStages < nstages) issue(i + kBulkStages);
   }
-  if constexpr (LSU) cp_async_wait<0>();  // only empty groups remain; none may target the ring below
 
   // Warps of the CTA -> sp[token][row] (the ring is free: every issued copy was waited for).
   float* red = reinterpret_cast<float*>(smem);  // [kBulkWarps][NT * 8][64]

@@ -841,7 +841,7 @@ int decode_stage_setup_t() {
   if (std::getenv("VNMC_DEBUG")) std::fprintf(stderr, "vnmc: staged decode, %d CTAs per SM\n", b);
   return b;
 }
-template <bool BF16, int NT, bool WIN, bool LSU>
+template <bool BF16, int NT, bool WIN>
 cudaError_t launch_bulk(const dev::Params& p, const void* A, int T, void* Y, int ks, int64_t R64, int ldx, int xb,
                         int smem, cudaStream_t st) {
   cudaLaunchConfig_t cfg{};
@@ -856,7 +856,7 @@ cudaError_t launch_bulk(const dev::Params& p, const void* A, int T, void* Y, int
   at[0].val.clusterDim.z = 1;
   cfg.attrs = at;
   cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, dev::decode_bulk_kernel<BF16, NT, WIN, LSU>, p, static_cast<const uint16_t*>(A), T,
+  return cudaLaunchKernelEx(&cfg, dev::decode_bulk_kernel<BF16, NT, WIN>, p, static_cast<const uint16_t*>(A), T,
                             static_cast<uint16_t*>(Y), ldx, xb);
 }
 
@@ -865,17 +865,10 @@ cudaError_t launch_bulk(const dev::Params& p, const void* A, int T, void* Y, int
 // not instantiated.
 cudaError_t bulk_dispatch(bool bf16, int nt, const dev::Params& p, const void* A, int T, void* Y, int ks, int64_t R64,
                           int ldx, int xb, int smem, cudaStream_t st) {
-  static const bool lsu = [] {  // experiment v13b: weights by cp.async (VNMC_DECODE_BULK=2)
-    const char* v = std::getenv("VNMC_DECODE_BULK");
-    return v && v[0] == '2';
-  }();
-#define VNMC_BULK(B, N)                                                                               \
-  if (bf16 == B && nt == N)                                                                           \
-    return lsu ? launch_bulk<B, N, true, true>(p, A, T, Y, ks, R64, ldx, xb, smem, st)                \
-               : launch_bulk<B, N, true, false>(p, A, T, Y, ks, R64, ldx, xb, smem, st);
-  VNMC_BULK(false, 1) VNMC_BULK(false, 2) VNMC_BULK(true, 1) VNMC_BULK(true, 2)
-#undef VNMC_BULK
-  return cudaErrorInvalidValue;
+  if (bf16) return nt == 1 ? launch_bulk<true, 1, true>(p, A, T, Y, ks, R64, ldx, xb, smem, st)
+                           : launch_bulk<true, 2, true>(p, A, T, Y, ks, R64, ldx, xb, smem, st);
+  return nt == 1 ? launch_bulk<false, 1, true>(p, A, T, Y, ks, R64, ldx, xb, smem, st)
+                 : launch_bulk<false, 2, true>(p, A, T, Y, ks, R64, ldx, xb, smem, st);
 }
 
 // Resident CTAs per SM of one bulk decode instantiation with smem bytes of dynamic shared memory; its
@@ -909,9 +902,6 @@ int bulk_clusters_for(bool bf16, int nt, int ks, int64_t R64, int smem) {
 template <bool BF16, int NT, bool WIN>
 int bulk_bps(int smem, int optin) {
   auto k = dev::decode_bulk_kernel<BF16, NT, WIN>;
-  auto k2 = dev::decode_bulk_kernel<BF16, NT, WIN, true>;
-  cudaFuncSetAttribute(k2, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
-  cudaFuncSetAttribute(k2, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
   int b = 0;
   // Carveout: the driver's default left room for too few CTAs per SM (v3, bench/gpu/NOTES.md).
   if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) != cudaSuccess ||
@@ -936,10 +926,11 @@ int bulk_bps_for(bool bf16, int nt, int smem, int optin) {
 void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
   static const int env = [] {
     const char* v = std::getenv("VNMC_DECODE_BULK");
-    return v && v[0] >= '0' && v[0] <= '2' ? v[0] - '0' : -1;
+    return v && (v[0] == '0' || v[0] == '1') ? v[0] - '0' : -1;
   }();
-  const bool on = env < 0 ? im.opt.decode_bulk : env >= 1;
-  if (!on || !im.shared_b || !im.windowed || im.R64 > 65535) return;
+  const int mode = env < 0 ? im.opt.decode_bulk : env == 1 ? 1 : -1;  // VNMC_DECODE_BULK=0 / 1 wins
+  if (mode < 0) return;
+  if (!im.shared_b || !im.windowed || im.R64 > 65535) return;
   cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, im.device) != cudaSuccess || prop.major != 9) {
     cudaGetLastError();
@@ -948,6 +939,9 @@ void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
   const int optin = static_cast<int>(prop.sharedMemPerBlockOptin);
   const int64_t ks_max = std::min<int64_t>(dev::kBulkMaxCluster, im.S);
   for (int T = 1; T <= 16; ++T) {
+    // T <= 4 with M < 16: v4's direct gathers stay 3-12 % faster (H100, Llama shapes, NOTES.md v13);
+    // from T = 5 v4 needs its pairs launch, and at M = 16 (half the bytes per column) v13 wins at every T.
+    if (mode == 0 && T <= 4 && im.M < 16) continue;
     const int nt = T <= 8 ? 1 : 2;
     int64_t lo = 1, hi = ks_max;
     if (im.opt.decode_ksplit > 0) lo = hi = std::min<int64_t>(im.opt.decode_ksplit, ks_max);

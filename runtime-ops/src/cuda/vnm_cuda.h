@@ -59,9 +59,10 @@ struct Options {
   // Its pipeline: 0 automatic (= 1), 1 warp-specialised (a TMA producer warp, mbarriers: v10),
   // 2 all threads copy with cp.async and meet at a barrier per step (v9).
   int wgmma_ws = 0;
-  // Decode on sm_90 with bulk copies and clusters (decode_bulk.cuh, v13) where it applies (windowed
-  // indices, V a multiple of 64, a split whose clusters all fit one wave); false keeps the v4 kernels.
-  bool decode_bulk = true;
+  // Decode on sm_90 with bulk copies and clusters (decode_bulk.cuh, v13) where it can run (windowed
+  // indices, V a multiple of 64, a split whose clusters all fit one wave): 0 automatic (where it was
+  // measured faster than v4: T >= 5, or M >= 16), 1 wherever it can run, -1 never (the v4 kernels).
+  int decode_bulk = 0;
 };
 
 // True when a CUDA device is usable in this process (false without a GPU or driver).

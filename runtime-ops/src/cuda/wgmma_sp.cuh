@@ -476,8 +476,14 @@ inline cudaError_t launch_gather_channels(const uint16_t* X, int64_t T, int64_t 
     cudaError_t e = cudaGetDevice(&device);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
     if (e != cudaSuccess) return e;
-    if (row_bytes <= optin) {
-      e = cudaFuncSetAttribute(dev::gather_channels_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
+    // The dynamic limit is the opt-in maximum less the kernel's static shared memory (off[]): asking for
+    // the whole opt-in maximum is cudaErrorInvalidValue (H100, 2026-11-26).
+    cudaFuncAttributes fa{};
+    e = cudaFuncGetAttributes(&fa, dev::gather_channels_smem_kernel);
+    if (e != cudaSuccess) return e;
+    const int dyn_max = optin - static_cast<int>(fa.sharedSizeBytes);
+    if (row_bytes <= dyn_max) {
+      e = cudaFuncSetAttribute(dev::gather_channels_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dyn_max);
       if (e != cudaSuccess) return e;
       fits = true;
     }
