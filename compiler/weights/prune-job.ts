@@ -8,7 +8,7 @@ import { selectionSizes, selectVnm, type VnmSelection } from "../vnm/select.js";
 import { absScores, elementSize, toFloat32 } from "./float-view.js";
 import type { Scratch } from "./scratch.js";
 import { computeScores, layerOutputError, outputErrorPlan, type ScoreKind, type WeightScoring } from "./scores.js";
-import { sparseGptPack, type SparseGptMaskScore } from "./sparsegpt.js";
+import { sparseGptPack, type SparseGptMaskScore, type SparseGptRefitResult } from "./sparsegpt.js";
 import { storedWeight, type WeightRecipe } from "./weight-recipe.js";
 
 /** Where a weight's bytes come from, in a form that can be sent to a worker thread. */
@@ -82,7 +82,7 @@ export interface PruneOutput {
    * Pruned by --method sparsegpt: the mask was chosen by `maskScore` and the kept weights were
    * UPDATED (`values` are not copies of the raw weight; `src` says where each one goes).
    */
-  sparsegpt?: { maskScore: SparseGptMaskScore; deadChannels: number; lambda: number; refit?: { swaps: number; sweeps: number } };
+  sparsegpt?: { maskScore: SparseGptMaskScore; deadChannels: number; lambda: number; refit?: SparseGptRefitResult };
   nonzerosBefore: number;
   nonzerosAfter: number;
   /** ‖X·Wᵀ − X·(W⊙mask)ᵀ‖ / ‖X·Wᵀ‖ on `rows` calibration rows and `channels` output channels, when rows were given. */

@@ -13,14 +13,24 @@
  * z = A⁻¹·u:
  *   dropping q changes b_Sᵀ·A⁻¹·b_S by −x_p² / A⁻¹_pp, and then adding j by r² / s with
  *   s = Hd_jj − (u·z − z_p² / A⁻¹_pp) and r = b_j − (u·x − z_p·x_p / A⁻¹_pp);
- * a swap is kept when the sum is positive, and A⁻¹ is updated in O(|S|²) (a rank-one removal, then a
- * bordered inverse, in one pass) and x in O(|S|). Since s >= 1/(Hd⁻¹)_jj, a candidate whose bound
- * r²·(Hd⁻¹)_jj − x_p²/A⁻¹_pp (O(|S|) with z_p = A⁻¹[p, :]·u) cannot beat the best gain so far is
- * skipped without computing z. A searched row's final refit is one step of iterative refinement from
- * the search's x. Every row is independent; everything runs in float64 in a fixed order.
+ * in each group the best swap is made if its gain is positive. A pass visits the row's groups in
+ * order; passes repeat until one makes no swap, or `sweeps` passes ran.
+ *
+ * Cost per row (|S| = 2K/M kept weights): A⁻¹ is formed once, by bordering (|S|³/2 multiply-adds),
+ * and then kept up to date through all passes: a swap updates it in O(|S|²) (a rank-one removal and a
+ * bordered inverse in one pass over its lower triangle, the only part stored) and x in O(|S|). After
+ * every |S|/8 swaps the next pass first checks A⁻¹ on the current solution (O(|S|²)) and forms it
+ * anew only if it has drifted (on the models here it never has: ~1e-14 after hundreds of swaps).
+ * Since s >= 1/(Hd⁻¹)_jj, a candidate whose bound r²·(Hd⁻¹)_jj − x_p²/A⁻¹_pp (O(|S|) with
+ * z_p = A⁻¹[p, :]·u) cannot beat the best gain so far is skipped without computing z; a group's two
+ * candidates that are not share one pass over A⁻¹. The O(|S|²) loops run in WebAssembly SIMD
+ * (refit-kernels.ts, bit-identical to its JS fallback). A searched row's final refit is one step of
+ * iterative refinement from the search's x. Every row is independent; everything runs in float64 in
+ * a fixed order.
  */
 
 import { choleskyLower, choleskySolve, dot } from "../numeric/cholesky.js";
+import { createRefitKernels, type RefitKernels } from "./refit-kernels.js";
 
 /** A swap is evaluated exactly only if it may lower the row's error by more than this fraction of it. */
 export const MIN_SWAP_GAIN = 0;
@@ -37,49 +47,65 @@ export function dampedHessian(H: Float64Array, diag: Float64Array, K: number, la
 export interface RefitOptions {
   /**
    * [R/V, G, 4] block columns (a VnmSelection's `columns`) with the block height V and group width M:
-   * enables the local search over each row's 2 of the block's 4 columns, `sweeps` passes at most.
+   * enables the local search over each row's 2 of the block's 4 columns, `sweeps` passes at most
+   * (a row stops after a pass without a swap).
    */
   search?: {
     columns: Int32Array; v: number; m: number; sweeps: number;
     /** diag(Hd⁻¹) [K]: bounds a swap's gain by ρ_j²·(Hd⁻¹)_jj (ρ = Hd·(t − ŵ)), so most candidates need no exact evaluation. */
     inverseDiag: Float64Array;
+    /** The O(|S|²) loops in WebAssembly (default, where available) or JS: the same results (refit-kernels.ts). */
+    kernels?: "wasm" | "js";
   };
+}
+
+/** What the search did. */
+export interface RefitSearchStats {
+  swaps: number;
+  /** The most passes any row ran (the last one without a swap, unless `sweeps` capped it). */
+  maxPasses: number;
 }
 
 /**
  * Per row r, the kept weights (keep[r, ·] = 1) of Wk [out, K] become the optimum ŵ_S = (Hd_SS)⁻¹·(Hd·t_r)_S;
  * pruned ones stay 0. With `search`, keep is first changed by improving swaps (see above). A row
  * whose system does not factor (rounding; Hd is positive definite) keeps its weights and mask.
- * Returns the number of swaps made.
  */
 export function refitKept(
   Wk: Float64Array, target: Float64Array, Hd: Float64Array, keep: Uint8Array, out: number, K: number, opts: RefitOptions = {},
-): number {
+): RefitSearchStats {
+  let nMax = 0;
+  for (let r = 0; r < out; r++) {
+    let n = 0;
+    for (let k = 0; k < K; k++) if (keep[r * K + k] !== 0) n++;
+    nMax = Math.max(nMax, n);
+  }
+  const stats: RefitSearchStats = { swaps: 0, maxPasses: 0 };
   const idx = new Int32Array(K);
-  const A = new Float64Array(K * K);
   const b = new Float64Array(K);
   const bFull = new Float64Array(K);
-  const work = opts.search ? new SearchWork(K) : undefined;
-  let swaps = 0;
+  const state = opts.search ? new RowInverse(K, nMax, opts.search.kernels !== "js") : undefined;
+  const A = new Float64Array(nMax * nMax);
   for (let r = 0; r < out; r++) {
     const row = r * K;
-    if (opts.search) {
-      matVec(Hd, target, row, K, bFull);
+    matVec(Hd, target, row, K, bFull);
+    if (state) {
       const tHt = dot(target, row, bFull, 0, K);
-      swaps += searchRow(Hd, bFull, tHt, keep, row, r, K, opts.search, work!);
-      if (work!.solved) {
+      const { swaps, passes } = searchRow(Hd, bFull, tHt, keep, row, r, K, opts.search!, state);
+      stats.swaps += swaps;
+      stats.maxPasses = Math.max(stats.maxPasses, passes);
+      if (state.solved) {
         // The search kept A⁻¹ and x = A⁻¹·b of the final mask up to date: one step of iterative
         // refinement (x += A⁻¹·(b − A·x), 2·|S|² instead of a new factorisation) gives the refit.
-        refineSolution(Hd, bFull, K, work!);
+        state.refine(Hd, bFull, K);
         for (let k = 0; k < K; k++) if (keep[row + k] === 0) Wk[row + k] = 0;
-        for (let i = 0; i < work!.n; i++) Wk[row + work!.idx[i]!] = work!.x[i]!;
+        for (let i = 0; i < state.n; i++) Wk[row + state.idx[i]!] = state.x[i]!;
         continue;
       }
     }
     let n = 0;
     for (let k = 0; k < K; k++) if (keep[row + k] !== 0) idx[n++] = k;
     if (n === 0) continue;
-    if (!opts.search) matVec(Hd, target, row, K, bFull);
     for (let i = 0; i < n; i++) {
       const hi = idx[i]! * K;
       for (let j = 0; j < n; j++) A[i * n + j] = Hd[hi + idx[j]!]!;
@@ -90,18 +116,7 @@ export function refitKept(
     for (let k = 0; k < K; k++) if (keep[row + k] === 0) Wk[row + k] = 0;
     for (let i = 0; i < n; i++) Wk[row + idx[i]!] = b[i]!;
   }
-  return swaps;
-}
-
-/** x += A⁻¹·(b − A·x) for the search's final mask (A = Hd_SS, b = (Hd·t)_S). */
-function refineSolution(Hd: Float64Array, bFull: Float64Array, K: number, w: SearchWork): void {
-  const { idx, x, Ainv, u, zz: res, n } = w;
-  for (let i = 0; i < n; i++) {
-    const hi = idx[i]! * K;
-    for (let k = 0; k < n; k++) u[k] = Hd[hi + idx[k]!]!;
-    res[i] = bFull[idx[i]!]! - dot(u, 0, x, 0, n);
-  }
-  for (let i = 0; i < n; i++) x[i] = x[i]! + dot(Ainv, i * n, res, 0, n);
+  return stats;
 }
 
 /** out[k] = Σ_j Hd[k, j]·t[row + j]. */
@@ -109,63 +124,228 @@ function matVec(Hd: Float64Array, t: Float64Array, row: number, K: number, out: 
   for (let k = 0; k < K; k++) out[k] = dot(Hd, k * K, t, row, K);
 }
 
-class SearchWork {
-  readonly idx: Int32Array;
-  readonly slotOf: Int32Array;
-  readonly Ainv: Float64Array;
-  readonly L: Float64Array;
-  readonly M: Float64Array;
+/** Relative accuracy of A⁻¹ checked, after every |S|/8 swaps, at the start of a pass (see searchRow). */
+export const INVERSE_CHECK_TOLERANCE = 1e-10;
+
+/**
+ * One row's kept slots S (slot i holds column idx[i]), A⁻¹ = (Hd_SS)⁻¹ and x = A⁻¹·b_S (b = Hd·t),
+ * kept up to date as slots change. A⁻¹ and the vectors the kernels touch live in the kernels' heap
+ * (element offsets in capitals, views in lower case); A⁻¹ is stored in its lower triangle only
+ * (row-major, row stride n; the upper triangle is stale). Exported for tests.
+ */
+export class RowInverse {
+  readonly kernels: RefitKernels;
+  readonly AINV = 0;
+  readonly B: number; readonly X: number; readonly U: readonly number[]; readonly Z: readonly number[];
+  readonly ROWS: readonly number[]; readonly A: number; readonly ZZ: number;
+  readonly ainv: Float64Array;
   readonly b: Float64Array;
   readonly x: Float64Array;
-  readonly u: Float64Array;
-  readonly z: Float64Array[];
+  /** Candidate columns' Hd[S, j] and z = A⁻¹·Hd[S, j] (two at a time). */
+  readonly u: readonly Float64Array[];
+  readonly z: readonly Float64Array[];
+  /** Rows of A⁻¹ gathered from the lower triangle (a group's two kept slots). */
+  readonly rows: readonly Float64Array[];
+  /** Scratch vectors of the kernels. */
   readonly a: Float64Array;
   readonly zz: Float64Array;
-  /** Kept slots of the row last searched, and whether Ainv and x are those of its final mask. */
+  /** Column of each slot, and slot of each column (−1: not kept). */
+  readonly idx: Int32Array;
+  readonly slotOf: Int32Array;
+  /** [nMax, nMax]: Hd_SS gathered for a fresh inverse. */
+  private readonly full: Float64Array;
   n = 0;
+  /** Whether A⁻¹ and x are those of the current slots. */
   solved = false;
-  constructor(K: number) {
-    this.a = new Float64Array(K);
-    this.zz = new Float64Array(K);
+
+  constructor(K: number, nMax: number, preferWasm = true) {
+    const vectors = 10;
+    this.kernels = createRefitKernels(nMax * nMax + vectors * nMax, preferWasm);
+    const heap = this.kernels.heap;
+    let at = nMax * nMax;
+    const take = () => ((at += nMax), at - nMax);
+    this.B = take(); this.X = take(); this.A = take(); this.ZZ = take();
+    this.U = [take(), take()];
+    this.Z = [take(), take()];
+    this.ROWS = [take(), take()];
+    const view = (o: number) => heap.subarray(o, o + nMax);
+    this.ainv = heap.subarray(0, nMax * nMax);
+    this.b = view(this.B); this.x = view(this.X); this.a = view(this.A); this.zz = view(this.ZZ);
+    this.u = this.U.map(view);
+    this.z = this.Z.map(view);
+    this.rows = this.ROWS.map(view);
     this.idx = new Int32Array(K);
     this.slotOf = new Int32Array(K);
-    this.Ainv = new Float64Array(K * K);
-    this.L = new Float64Array(K * K);
-    this.M = new Float64Array(K * K);
-    this.b = new Float64Array(K);
-    this.x = new Float64Array(K);
-    this.u = new Float64Array(K);
-    this.z = [new Float64Array(K), new Float64Array(K)];
+    this.full = new Float64Array(nMax * nMax);
   }
+
+  /** Slots from a row of `keep` (its kept columns, ascending); not yet solved. */
+  load(keep: Uint8Array, row: number, K: number): void {
+    let n = 0;
+    this.slotOf.fill(-1);
+    for (let k = 0; k < K; k++) if (keep[row + k] !== 0) (this.slotOf[k] = n), (this.idx[n++] = k);
+    this.n = n;
+    this.solved = false;
+  }
+
+  /**
+   * A fresh A⁻¹ (bordering, borderedInverse) and x = A⁻¹·b_S for the current slots (b from bFull);
+   * false if Hd_SS is not numerically positive definite.
+   */
+  fresh(Hd: Float64Array, bFull: Float64Array, K: number): boolean {
+    const { idx, full, b, n } = this;
+    for (let i = 0; i < n; i++) {
+      const hi = idx[i]! * K;
+      for (let j = 0; j < n; j++) full[i * n + j] = Hd[hi + idx[j]!]!;
+      b[i] = bFull[idx[i]!]!;
+    }
+    this.solved = borderedInverse(this.kernels, full, n, this.AINV, this.U[0]!, this.Z[0]!);
+    if (this.solved) this.kernels.symv(this.AINV, n, n, this.B, this.X);
+    return this.solved;
+  }
+
+  /**
+   * Whether A⁻¹ (after rank-two updates) still inverts Hd_SS on the current solution: with y = Hd_SS·x,
+   * ‖A⁻¹·y − x‖∞ <= INVERSE_CHECK_TOLERANCE·‖x‖∞. O(|S|²).
+   */
+  accurate(Hd: Float64Array, K: number): boolean {
+    const { idx, x, n } = this;
+    const y = this.zz, back = this.a, u = this.u[0]!;
+    for (let i = 0; i < n; i++) {
+      const hi = idx[i]! * K;
+      for (let k = 0; k < n; k++) u[k] = Hd[hi + idx[k]!]!;
+      y[i] = dot(u, 0, x, 0, n);
+    }
+    this.kernels.symv(this.AINV, n, n, this.ZZ, this.A);
+    let err = 0, size = 0;
+    for (let i = 0; i < n; i++) (err = Math.max(err, Math.abs(back[i]! - x[i]!))), (size = Math.max(size, Math.abs(x[i]!)));
+    return err <= INVERSE_CHECK_TOLERANCE * size;
+  }
+
+  /** out = row p of A⁻¹, from its lower triangle. */
+  row(p: number, out: Float64Array): void {
+    const { ainv, n } = this;
+    const rp = p * n;
+    for (let k = 0; k <= p; k++) out[k] = ainv[rp + k]!;
+    for (let i = p + 1; i < n; i++) out[i] = ainv[i * n + p]!;
+  }
+
+  /** u[c] = Hd[S, j] (c = 0, 1). */
+  gather(Hd: Float64Array, K: number, j: number, c: number): Float64Array {
+    const { idx, n } = this;
+    const u = this.u[c]!;
+    const hj = j * K;
+    for (let i = 0; i < n; i++) u[i] = Hd[hj + idx[i]!]!;
+    return u;
+  }
+
+  /** z[c] = A⁻¹·u[c] for c in `which` (both in one pass over A⁻¹ when both). */
+  solve(which: 0 | 1 | 2): void {
+    const { kernels, n } = this;
+    if (which === 2) kernels.symv2(this.AINV, n, n, this.U[0]!, this.U[1]!, this.Z[0]!, this.Z[1]!);
+    else kernels.symv(this.AINV, n, n, this.U[which]!, this.Z[which]!);
+  }
+
+  /**
+   * Slot p's column replaced by j, with rowP = A⁻¹[p, :] and z[c] = A⁻¹·Hd[S, j] (S before the swap):
+   * removing slot p gives P = A⁻¹ − a·aᵀ/a_p (a = A⁻¹[:, p]; P's row and column p are 0) and
+   * P·b = x − a·x_p/a_p; bordering with j, z' = P·u = z − a·z_p/a_p, s = Hd_jj − u·z', the inverse is
+   * P + z'z'ᵀ/s with row/column p = −z'/s and 1/s, and x' = P·b + z'·(z'·b − b_j)/s,
+   * x'_p = (b_j − z'·b)/s (b_j = bFull[j]). One pass over A⁻¹'s lower triangle (both rank-one terms
+   * at once, kernels.rank2) and O(|S|) for x.
+   */
+  swap(Hd: Float64Array, K: number, bFull: Float64Array, p: number, j: number, rowP: Float64Array, c: number): void {
+    const { x, b, a, zz, idx, n, ainv } = this;
+    const z = this.z[c]!;
+    const ap = rowP[p]!;
+    for (let i = 0; i < n; i++) a[i] = rowP[i]!;
+    const zp = z[p]!;
+    for (let i = 0; i < n; i++) zz[i] = z[i]! - (a[i]! * zp) / ap;
+    zz[p] = 0;
+    a[p] = 0;
+    const hj = j * K;
+    let uz = 0, zb = 0;
+    for (let i = 0; i < n; i++) {
+      if (i === p) continue;
+      uz += Hd[hj + idx[i]!]! * zz[i]!;
+      zb += zz[i]! * b[i]!;
+    }
+    const s = Hd[hj + j]! - uz;
+    const bj = bFull[j]!;
+    const xp = x[p]!;
+    const cc = (zb - bj) / s;
+    for (let i = 0; i < n; i++) x[i] = x[i]! - (a[i]! * xp) / ap + zz[i]! * cc;
+    x[p] = (bj - zb) / s;
+    this.kernels.rank2(this.AINV, n, n, this.A, -1 / ap, this.ZZ, 1 / s);
+    const rp = p * n;
+    for (let k = 0; k < p; k++) ainv[rp + k] = -zz[k]! / s;
+    for (let i = p + 1; i < n; i++) ainv[i * n + p] = -zz[i]! / s;
+    ainv[rp + p] = 1 / s;
+    this.slotOf[idx[p]!] = -1;
+    idx[p] = j;
+    this.slotOf[j] = p;
+    b[p] = bj;
+  }
+
+  /** x += A⁻¹·(b − Hd_SS·x): one step of iterative refinement. */
+  refine(Hd: Float64Array, bFull: Float64Array, K: number): void {
+    const { idx, x, n } = this;
+    const res = this.zz, u = this.u[0]!;
+    for (let i = 0; i < n; i++) {
+      const hi = idx[i]! * K;
+      for (let k = 0; k < n; k++) u[k] = Hd[hi + idx[k]!]!;
+      res[i] = bFull[idx[i]!]! - dot(u, 0, x, 0, n);
+    }
+    this.kernels.symv(this.AINV, n, n, this.ZZ, this.A);
+    for (let i = 0; i < n; i++) x[i] = x[i]! + this.a[i]!;
+  }
+}
+
+/**
+ * (A)⁻¹ of the symmetric A [n, n] (`full`, row-major, both triangles) into the lower triangle of the
+ * heap matrix at `out` (row stride n), by bordering: with A_k⁻¹ the inverse of the leading k rows and
+ * columns, u = A[0..k−1, k], z = A_k⁻¹·u and s = A_kk − u·z (the Schur complement, > 0),
+ * A_{k+1}⁻¹ = [[A_k⁻¹ + z·zᵀ/s, −z/s], [−zᵀ/s, 1/s]]: n³/2 multiply-adds (kernels.symv and
+ * kernels.rank1), as many as a Cholesky factorisation and a triangular inverse. Uses the heap vectors
+ * at `u` and `z`; false if some s is not positive (A not numerically positive definite).
+ */
+export function borderedInverse(kernels: RefitKernels, full: Float64Array, n: number, out: number, u: number, z: number): boolean {
+  const h = kernels.heap;
+  for (let k = 0; k < n; k++) {
+    const rk = k * n;
+    for (let i = 0; i < k; i++) h[u + i] = full[rk + i]!;
+    if (k > 0) kernels.symv(out, n, k, u, z);
+    const s = full[rk + k]! - dot(h, u, h, z, k);
+    if (!(s > 0) || !Number.isFinite(s)) return false;
+    if (k > 0) kernels.rank1(out, n, k, z, 1 / s);
+    const ok = out + rk;
+    for (let i = 0; i < k; i++) h[ok + i] = -h[z + i]! / s;
+    h[ok + k] = 1 / s;
+  }
+  return true;
 }
 
 /** The improving swaps of one row (see the module comment); keep[row + ·] is updated. */
 function searchRow(
   Hd: Float64Array, bFull: Float64Array, tHt: number, keep: Uint8Array, row: number, r: number, K: number,
-  search: NonNullable<RefitOptions["search"]>, w: SearchWork,
-): number {
+  search: NonNullable<RefitOptions["search"]>, w: RowInverse,
+): { swaps: number; passes: number } {
   const { columns, v, m, inverseDiag } = search;
   const G = Math.ceil(K / m);
   const block = Math.floor(r / v);
-  const { idx, slotOf, Ainv, L, b, x, u } = w;
-  let n = 0;
-  slotOf.fill(-1);
-  w.solved = false;
-  for (let k = 0; k < K; k++) if (keep[row + k] !== 0) (slotOf[k] = n), (idx[n++] = k);
-  w.n = n;
-  if (n === 0) return 0;
-  let swaps = 0;
+  w.load(keep, row, K);
+  const { idx, slotOf, b, x, rows, n } = w;
+  let swaps = 0, passes = 0;
+  // One inverse per row; swaps update A⁻¹ and x incrementally. After every |S|/8 swaps, the next pass
+  // starts with a check of A⁻¹ (O(|S|²)) and a fresh inverse if it drifted.
+  if (n === 0 || !w.fresh(Hd, bFull, K)) return { swaps, passes };
+  let unchecked = 0;
   for (let sweep = 0; sweep < search.sweeps; sweep++) {
-    // A fresh inverse each sweep (the rank-one updates drift).
-    for (let i = 0; i < n; i++) {
-      const hi = idx[i]! * K;
-      for (let j = 0; j < n; j++) L[i * n + j] = Hd[hi + idx[j]!]!;
-      b[i] = bFull[idx[i]!]!;
+    if (unchecked * 8 >= n) {
+      unchecked = 0;
+      if (!w.accurate(Hd, K) && !w.fresh(Hd, bFull, K)) break;
     }
-    if (!choleskyLower(L, n)) return (w.solved = false), swaps;
-    inverseFromCholesky(L, Ainv, n, w.M);
-    w.solved = true;
-    symMatVec(Ainv, b, x, n);
+    passes++;
     let gains = 0;
     let scale = 0;
     for (let i = 0; i < n; i++) scale += b[i]! * x[i]!;
@@ -185,148 +365,69 @@ function searchRow(
       }
       if (p0 < 0 || j0 < 0) continue;
       // Swaps that gain less than MIN_SWAP_GAIN of the row's current error are not worth an evaluation.
-      let best = Math.max(1e-12 * scale, MIN_SWAP_GAIN * (tHt - scale)), bestP = -1, bestJ = -1, bestZ = -1;
-      for (let jj = 0; jj < 2; jj++) {
-        const j = jj === 0 ? j0 : j1;
+      let best = Math.max(1e-12 * scale, MIN_SWAP_GAIN * (tHt - scale)), bestP = -1, bestJ = -1, bestC = -1;
+      // Screening, O(|S|) per candidate: which of j0, j1 may beat `best` (rows p0, p1 of A⁻¹ once per group).
+      let rowsReady = false, worth0 = false, worth1 = false, ux0 = 0, ux1 = 0;
+      for (let c = 0; c < 2; c++) {
+        const j = c === 0 ? j0 : j1;
         if (j < 0) continue;
-        const hj = j * K;
-        for (let i = 0; i < n; i++) u[i] = Hd[hj + idx[i]!]!;
+        const u = w.gather(Hd, K, j, c);
         const ux = dot(u, 0, x, 0, n);
+        if (c === 0) ux0 = ux;
+        else ux1 = ux;
         // gain <= ρ_j² / s_j <= ρ_j²·(Hd⁻¹)_jj: the Schur complement of j given S is at least the one given every other column.
         const rho = bFull[j]! - ux;
-        const bound = rho * rho * inverseDiag[j]!;
-        if (bound <= best) continue;
-        // With the drop of p counted (z_p = A⁻¹[p, :]·u is O(|S|), the same value symMatVec gives below):
-        // gain(p, j) <= r²·(Hd⁻¹)_jj − x_p² / A⁻¹_pp. Most candidates end here, without z = A⁻¹·u (O(|S|²)).
+        if (rho * rho * inverseDiag[j]! <= best) continue;
+        if (!rowsReady) {
+          w.row(p0, rows[0]!);
+          if (p1 >= 0) w.row(p1, rows[1]!);
+          rowsReady = true;
+        }
+        // With the drop of p counted (z_p = A⁻¹[p, :]·u): gain(p, j) <= r²·(Hd⁻¹)_jj − x_p² / A⁻¹_pp.
+        // Most candidates end here, without z = A⁻¹·u (O(|S|²)).
         let worth = false;
-        for (const p of [p0, p1]) {
+        for (let pp = 0; pp < 2; pp++) {
+          const p = pp === 0 ? p0 : p1;
           if (p < 0) continue;
-          const a = Ainv[p * n + p]!;
-          const zp = dot(Ainv, p * n, u, 0, n);
+          const rp = rows[pp]!;
+          const a = rp[p]!;
+          const zp = dot(rp, 0, u, 0, n);
           const res = bFull[j]! - (ux - (zp * x[p]!) / a);
           if (res * res * inverseDiag[j]! * (1 + SCREEN_SLACK) - (x[p]! * x[p]!) / a > best) worth = true;
         }
-        if (!worth) continue;
-        const z = w.z[jj]!;
-        symMatVec(Ainv, u, z, n);
+        if (c === 0) worth0 = worth;
+        else worth1 = worth;
+      }
+      if (!worth0 && !worth1) continue;
+      // Exact evaluation: z = A⁻¹·u for the candidates left.
+      w.solve(worth0 && worth1 ? 2 : worth0 ? 0 : 1);
+      for (let c = 0; c < 2; c++) {
+        if (!(c === 0 ? worth0 : worth1)) continue;
+        const j = c === 0 ? j0 : j1;
+        const u = w.u[c]!, z = w.z[c]!;
+        const ux = c === 0 ? ux0 : ux1;
         const uz = dot(u, 0, z, 0, n);
-        for (const p of [p0, p1]) {
+        const hjj = Hd[j * K + j]!;
+        for (let pp = 0; pp < 2; pp++) {
+          const p = pp === 0 ? p0 : p1;
           if (p < 0) continue;
-          const a = Ainv[p * n + p]!;
-          const s = Hd[hj + j]! - (uz - (z[p]! * z[p]!) / a);
+          const a = rows[pp]![p]!;
+          const s = hjj - (uz - (z[p]! * z[p]!) / a);
           if (!(s > 0)) continue;
           const res = bFull[j]! - (ux - (z[p]! * x[p]!) / a);
           const gain = (res * res) / s - (x[p]! * x[p]!) / a;
-          if (gain > best) (best = gain), (bestP = p), (bestJ = j), (bestZ = jj);
+          if (gain > best) (best = gain), (bestP = p), (bestJ = j), (bestC = c);
         }
       }
       if (bestP < 0) continue;
-      swapSlot(Ainv, w.z[bestZ]!, x, b, bFull[bestJ]!, Hd[bestJ * K + bestJ]!, idx, Hd, K, bestP, bestJ, n, w.a, w.zz);
-      keep[row + idx[bestP]!] = 0; // (idx[bestP] is still q until below)
-      slotOf[idx[bestP]!] = -1;
-      idx[bestP] = bestJ;
-      slotOf[bestJ] = bestP;
+      keep[row + idx[bestP]!] = 0;
       keep[row + bestJ] = 1;
-      b[bestP] = bFull[bestJ]!;
+      w.swap(Hd, K, bFull, bestP, bestJ, rows[bestP === p0 ? 0 : 1]!, bestC);
       gains += best;
       swaps++;
+      unchecked++;
     }
     if (!(gains > 1e-9 * scale)) break;
   }
-  return swaps;
-}
-
-/**
- * A⁻¹ and x = A⁻¹·b for S with slot p's column replaced by j, from A⁻¹, x and z = A⁻¹·Hd[S, j] (S
- * before the swap): removing slot p gives P = A⁻¹ − a·aᵀ/a_p (a = A⁻¹[:, p]; P's row and column p are
- * 0) and P·b = x − a·x_p/a_p; bordering with j, z' = P·u = z − a·z_p/a_p, s = Hd_jj − u·z', the
- * inverse is P + z'z'ᵀ/s with row/column p = −z'/s and 1/s, and x' = P·b + z'·(z'·b − b_j)/s,
- * x'_p = (b_j − z'·b)/s. One pass over A⁻¹ (both rank-one terms at once) and O(|S|) for x.
- */
-function swapSlot(
-  Ainv: Float64Array, z: Float64Array, x: Float64Array, b: Float64Array, bj: number, hjj: number, idx: Int32Array, Hd: Float64Array, K: number,
-  p: number, j: number, n: number, a: Float64Array, zz: Float64Array,
-): void {
-  const ap = Ainv[p * n + p]!;
-  for (let i = 0; i < n; i++) a[i] = Ainv[i * n + p]!;
-  const zp = z[p]!;
-  for (let i = 0; i < n; i++) zz[i] = z[i]! - (a[i]! * zp) / ap;
-  zz[p] = 0;
-  a[p] = 0;
-  const hj = j * K;
-  let uz = 0, zb = 0;
-  for (let i = 0; i < n; i++) {
-    if (i === p) continue;
-    uz += Hd[hj + idx[i]!]! * zz[i]!;
-    zb += zz[i]! * b[i]!;
-  }
-  const s = hjj - uz;
-  const xp = x[p]!;
-  const c = (zb - bj) / s;
-  for (let i = 0; i < n; i++) x[i] = x[i]! - (a[i]! * xp) / ap + zz[i]! * c;
-  x[p] = (bj - zb) / s;
-  rankTwoUpdate(Ainv, a, -1 / ap, zz, 1 / s, n);
-  for (let i = 0; i < n; i++) (Ainv[i * n + p] = -zz[i]! / s), (Ainv[p * n + i] = -zz[i]! / s);
-  Ainv[p * n + p] = 1 / s;
-}
-
-/** A += α·a·aᵀ + β·c·cᵀ, one pass (row p, where a and c are 0, is left to the caller). */
-function rankTwoUpdate(A: Float64Array, a: Float64Array, alpha: number, c: Float64Array, beta: number, n: number): void {
-  for (let i = 0; i < n; i++) {
-    const ai = a[i]! * alpha, ci = c[i]! * beta;
-    const ri = i * n;
-    for (let k = 0; k < n; k++) A[ri + k] = A[ri + k]! + (ai * a[k]! + ci * c[k]!);
-  }
-}
-
-/** y = A·v for A [n, n] row-major. */
-function symMatVec(A: Float64Array, v: Float64Array, y: Float64Array, n: number): void {
-  for (let i = 0; i < n; i++) y[i] = dot(A, i * n, v, 0, n);
-}
-
-/**
- * (L·Lᵀ)⁻¹ [n, n] from the lower Cholesky factor L (lower triangle of A): M = L⁻¹ row by row
- * (M[i, :] = (e_i − Σ_{p<i} L[i, p]·M[p, :]) / L[i, i]), then MᵀM = Σ_p M[p, :]ᵀ·M[p, :] as rank-one
- * terms of M's rows; both four rows at a time (each element loaded and stored once per four terms).
- */
-function inverseFromCholesky(L: Float64Array, out: Float64Array, n: number, M: Float64Array): void {
-  M.fill(0, 0, n * n);
-  for (let i = 0; i < n; i++) {
-    const ri = i * n;
-    // Rows p of M are zero past column p: four rows at a time over their common prefix, then the rest.
-    let p = 0;
-    for (; p + 4 <= i; p += 4) {
-      const l0 = L[ri + p]!, l1 = L[ri + p + 1]!, l2 = L[ri + p + 2]!, l3 = L[ri + p + 3]!;
-      const r0 = p * n, r1 = r0 + n, r2 = r1 + n, r3 = r2 + n;
-      for (let j = 0; j <= p; j++) M[ri + j] = M[ri + j]! - (l0 * M[r0 + j]! + l1 * M[r1 + j]! + l2 * M[r2 + j]! + l3 * M[r3 + j]!);
-      M[ri + p + 1] = M[ri + p + 1]! - (l1 * M[r1 + p + 1]! + l2 * M[r2 + p + 1]! + l3 * M[r3 + p + 1]!);
-      M[ri + p + 2] = M[ri + p + 2]! - (l2 * M[r2 + p + 2]! + l3 * M[r3 + p + 2]!);
-      M[ri + p + 3] = M[ri + p + 3]! - l3 * M[r3 + p + 3]!;
-    }
-    for (; p < i; p++) {
-      const l = L[ri + p]!;
-      const rp = p * n;
-      for (let j = 0; j <= p; j++) M[ri + j] = M[ri + j]! - l * M[rp + j]!;
-    }
-    const inv = 1 / L[ri + i]!;
-    for (let j = 0; j < i; j++) M[ri + j] = M[ri + j]! * inv;
-    M[ri + i] = inv;
-  }
-  // out[i, j] (j <= i) = Σ_{p >= i} M[p, i]·M[p, j]: for each i, rows p = i.. four at a time.
-  out.fill(0, 0, n * n);
-  for (let i = 0; i < n; i++) {
-    const ri = i * n;
-    let p = i;
-    for (; p + 4 <= n; p += 4) {
-      const r0 = p * n, r1 = r0 + n, r2 = r1 + n, r3 = r2 + n;
-      const m0 = M[r0 + i]!, m1 = M[r1 + i]!, m2 = M[r2 + i]!, m3 = M[r3 + i]!;
-      for (let j = 0; j <= i; j++) out[ri + j] = out[ri + j]! + (m0 * M[r0 + j]! + m1 * M[r1 + j]! + m2 * M[r2 + j]! + m3 * M[r3 + j]!);
-    }
-    for (; p < n; p++) {
-      const rp = p * n;
-      const m = M[rp + i]!;
-      for (let j = 0; j <= i; j++) out[ri + j] = out[ri + j]! + m * M[rp + j]!;
-    }
-  }
-  for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) out[j * n + i] = out[i * n + j]!;
+  return { swaps, passes };
 }

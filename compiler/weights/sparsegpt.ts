@@ -68,7 +68,8 @@ export interface SparseGptOptions {
   refit?: boolean;
   /**
    * With `refit`: passes of the exact local search over each row's 2 of its block's 4 columns per
-   * group (compiler/weights/refit.ts) before the final refit; 0 (default here) keeps OBS's mask.
+   * group (compiler/weights/refit.ts) before the final refit, at most (a row stops after a pass without
+   * a swap); 0 (default here) keeps OBS's mask.
    * Unless `refitForced`, the refit and its search run only where refitPlan says they are affordable.
    */
   refitSweeps?: number;
@@ -85,8 +86,19 @@ export interface SparseGptResult {
   deadChannels: number;
   /** The damping λ that was added to H's diagonal (raised tenfold at a time if the factorisation failed). */
   lambda: number;
-  /** With `refit`: the local search's sweeps (0: none, where refitPlan found them too expensive) and swaps. */
-  refit?: { swaps: number; sweeps: number };
+  /** With `refit`: what its local search did. */
+  refit?: SparseGptRefitResult;
+}
+
+/**
+ * The refit's local search on one weight: `sweeps` the most passes allowed (0: no search, where
+ * refitPlan found it too expensive or none was asked for), `passes` the most any row ran (a row stops
+ * after a pass without a swap), `swaps` the swaps made.
+ */
+export interface SparseGptRefitResult {
+  swaps: number;
+  sweeps: number;
+  passes: number;
 }
 
 /**
@@ -147,12 +159,12 @@ export function sparseGptPrune(
     if (b1 < K) for (let r = 0; r < out; r++) lazyUpdateRow(Wk, U, Err, r, K, B, b0, b1);
   }
   let selection = selectVnm(S, out, K, cfg, rule);
-  let refit: { swaps: number; sweeps: number } | undefined;
+  let refit: SparseGptRefitResult | undefined;
   if (target) {
     const sweeps = plan!.sweeps;
     const search = sweeps > 0 ? { columns: selection.columns, v: cfg.v, m, sweeps, inverseDiag: inverseDiagonal(U, K) } : undefined;
-    const swaps = refitKept(Wk, target, dampedHessian(H, diag, K, lambda), keep, out, K, search ? { search } : {});
-    refit = { swaps, sweeps };
+    const { swaps, maxPasses } = refitKept(Wk, target, dampedHessian(H, diag, K, lambda), keep, out, K, search ? { search } : {});
+    refit = { swaps, sweeps, passes: maxPasses };
     // The search moved kept weights within their blocks' columns: select again on scores that put every kept weight first.
     if (swaps > 0) {
       for (let i = 0; i < out * K; i++) if (keep[i] !== 0) S[i] = S[i]! + 2;
@@ -471,7 +483,7 @@ export interface SparseGptPacked {
   written: Float32Array;
   deadChannels: number;
   lambda: number;
-  refit?: { swaps: number; sweeps: number };
+  refit?: SparseGptRefitResult;
 }
 
 /** SparseGPT on a raw weight [out, in] of a prunable type: the mask and the packed, updated values. */

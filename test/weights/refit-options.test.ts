@@ -46,7 +46,7 @@ describe("sparsegpt refit options (--refit, --no-refit, --refit-sweeps)", functi
       }
       const sparse = (r: CompileResult) => r.report.layers.filter((l) => l.status === "sparse");
       expect(sparse(refit).length).to.equal(2);
-      for (const l of sparse(refit)) expect(l.sparsegpt!.refit, l.node).to.deep.equal({ swaps: 0, sweeps: 0 });
+      for (const l of sparse(refit)) expect(l.sparsegpt!.refit, l.node).to.deep.equal({ swaps: 0, sweeps: 0, passes: 0 });
       for (const l of sparse(dflt)) expect(l.sparsegpt!.refit, l.node).to.include({ sweeps: 1 });
       expect(sparse(dflt).some((l) => l.sparsegpt!.refit!.swaps > 0), "the search moved some weights").to.equal(true);
       for (const l of sparse(plain)) expect(l.sparsegpt!.refit, l.node).to.equal(undefined);

@@ -331,18 +331,20 @@ describe("SparseGPT under V:N:M (compiler/weights/sparsegpt.ts)", () => {
     const W = weights(81, out, K);
     const H = gram(activations(80, 40, K), 40, K);
     const res = sparseGptPrune(W, out, K, H, parseVnm("8:2:5"), { refit: true });
-    expect(res.refit).to.deep.equal({ swaps: 0, sweeps: 0 });
-    expect(sparseGptPrune(W, out, K, H, parseVnm("8:2:5"), { refit: true, refitSweeps: 1 }).refit).to.include({ sweeps: 1 });
+    expect(res.refit).to.deep.equal({ swaps: 0, sweeps: 0, passes: 0 });
+    expect(sparseGptPrune(W, out, K, H, parseVnm("8:2:5"), { refit: true, refitSweeps: 1 }).refit).to.include({ sweeps: 1, passes: 1 });
+    const conv = sparseGptPrune(W, out, K, H, parseVnm("8:2:5"), { refit: true, refitSweeps: 32, refitForced: true }).refit!;
+    expect(conv.passes).to.be.within(2, 31);
     expect(sparseGptPrune(W, out, K, H, parseVnm("8:2:5")).refit).to.equal(undefined);
   });
 
   it("local search: the screened, incrementally updated search makes exactly the swaps of a plain one that solves every candidate mask anew", () => {
-    for (const [vnm, out, K, n, sweeps] of [["8:2:5", 16, 20, 40, 1], ["8:2:6", 8, 24, 30, 2], ["8:2:8", 16, 32, 60, 1]] as const) {
+    for (const [vnm, out, K, n, sweeps] of [["8:2:5", 16, 20, 40, 1], ["8:2:6", 8, 24, 30, 2], ["8:2:8", 16, 32, 60, 1], ["8:2:5", 16, 40, 50, 32], ["16:2:8", 32, 64, 80, 32]] as const) {
       const cfg = parseVnm(vnm);
       const H = gram(activations(90, n, K), n, K);
       const W = weights(91, out, K);
       const start = sparseGptPrune(W, out, K, H, cfg, { refit: true });
-      const res = sparseGptPrune(W, out, K, H, cfg, { refit: true, refitSweeps: sweeps });
+      const res = sparseGptPrune(W, out, K, H, cfg, { refit: true, refitSweeps: sweeps, refitForced: true });
       const lambda = res.lambda;
       // Reference: per row, group by group, the best improving swap among the row's kept block
       // columns and the block's other ones, each candidate's error from its own least-squares solve.
@@ -359,6 +361,7 @@ describe("SparseGPT under V:N:M (compiler/weights/sparsegpt.ts)", () => {
         };
         const b = Math.floor(r / cfg.v);
         for (let sweep = 0; sweep < sweeps; sweep++) {
+          const before = moved;
           for (let g = 0; g < G; g++) {
             const cols = [...new Set(start.selection.columns.subarray((b * G + g) * 4, (b * G + g) * 4 + 4))].filter((c) => Math.floor(c / cfg.m) === g);
             const e0 = rowErr(S);
@@ -374,12 +377,16 @@ describe("SparseGPT under V:N:M (compiler/weights/sparsegpt.ts)", () => {
             }
             if (swap) (S.delete(swap[0]), S.add(swap[1]), moved++);
           }
+          if (moved === before) break; // a pass without a swap: every later one would be the same
         }
         const got = maskOf(denseFromKept(res.selection, res.kept), K);
         for (let k = 0; k < K; k++) expect(got(r, k), `${vnm} row ${r} column ${k}`).to.equal(S.has(k));
       }
       expect(moved, `${vnm}: the search moved something`).to.be.above(0);
       expect(res.refit!.swaps).to.equal(moved);
+      // Until convergence: the longest row's last pass made no swap, well within the cap.
+      if (sweeps === 32) expect(res.refit!.passes, vnm).to.be.within(2, 31);
+      else expect(res.refit!.passes, vnm).to.be.at.most(sweeps);
     }
   });
 
