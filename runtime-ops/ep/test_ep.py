@@ -21,12 +21,12 @@ option must fail session creation.
 Exit 0 all passed, 1 a failure, 77 no VnmcCUDA device (no GPU).
 """
 import contextlib
-import io
 import json
 import os
 import re
 import sys
 import tempfile
+from io import StringIO  # (main() has a local named io: the IOBinding)
 
 import numpy as np
 import onnxruntime as ort
@@ -225,7 +225,7 @@ def main():
             # The Python package catches a failing EP creation, prints the error and retries (before
             # disable_fallback() can be called), so the session may still load: the EP's own message in
             # the exception or on stderr is what shows that it rejected the option.
-            out = io.StringIO()  # the package print()s the EP error to stdout
+            out = StringIO()  # the package print()s the EP error to stdout
             with contextlib.redirect_stdout(out):
                 _, err, text = with_stderr(lambda opts=opts: ep_session(path, options=opts))
             why = str(err) if err is not None else text + out.getvalue()
