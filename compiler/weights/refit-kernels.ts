@@ -43,6 +43,24 @@ export function createRefitKernels(elements: number, preferWasm = true): RefitKe
   return new JsRefitKernels(elements);
 }
 
+/**
+ * Kernels with a heap of at least `elements` float64, reused from call to call on this thread (one per
+ * kind, replaced by a larger one when needed): a new WebAssembly memory per weight would cost fresh
+ * pages and address space each time. Only for users that are done with the heap before the next call
+ * (refitKept is synchronous); the heap's contents are undefined.
+ */
+export function sharedRefitKernels(elements: number, preferWasm = true): RefitKernels {
+  const key = preferWasm ? 1 : 0;
+  let k = shared[key];
+  if (!k || k.heap.length < elements) {
+    // Some headroom, so that a sequence of slightly larger weights does not allocate every time.
+    k = createRefitKernels(Math.ceil(elements * 1.25), preferWasm);
+    shared[key] = k;
+  }
+  return k;
+}
+const shared: Array<RefitKernels | undefined> = [undefined, undefined];
+
 // ---------------------------------------------------------------------------------------------
 // Plain JS
 

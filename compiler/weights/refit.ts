@@ -30,7 +30,7 @@
  */
 
 import { choleskyLower, choleskySolve, dot } from "../numeric/cholesky.js";
-import { createRefitKernels, type RefitKernels } from "./refit-kernels.js";
+import { type RefitKernels, sharedRefitKernels } from "./refit-kernels.js";
 
 /** A swap is evaluated exactly only if it may lower the row's error by more than this fraction of it. */
 export const MIN_SWAP_GAIN = 0;
@@ -131,7 +131,8 @@ export const INVERSE_CHECK_TOLERANCE = 1e-10;
  * One row's kept slots S (slot i holds column idx[i]), A⁻¹ = (Hd_SS)⁻¹ and x = A⁻¹·b_S (b = Hd·t),
  * kept up to date as slots change. A⁻¹ and the vectors the kernels touch live in the kernels' heap
  * (element offsets in capitals, views in lower case); A⁻¹ is stored in its lower triangle only
- * (row-major, row stride n; the upper triangle is stale). Exported for tests.
+ * (row-major, row stride n; the upper triangle is stale). The heap is shared by every RowInverse of
+ * the thread (sharedRefitKernels): use one at a time. Exported for tests.
  */
 export class RowInverse {
   readonly kernels: RefitKernels;
@@ -160,7 +161,7 @@ export class RowInverse {
 
   constructor(K: number, nMax: number, preferWasm = true) {
     const vectors = 10;
-    this.kernels = createRefitKernels(nMax * nMax + vectors * nMax, preferWasm);
+    this.kernels = sharedRefitKernels(nMax * nMax + vectors * nMax, preferWasm);
     const heap = this.kernels.heap;
     let at = nMax * nMax;
     const take = () => ((at += nMax), at - nMax);
