@@ -3,7 +3,7 @@
 // library, path (a)), inputs and outputs bound on the GPU with IOBinding.
 //
 //   e2e_host <libonnxruntime.so> <libvnmc_ort.so> --dims batch=1,seq=1,past=511 [--warmup 10] [--iters 100]
-//            [--compare] [--label L] [--cuda-graph] MODEL.onnx...
+//            [--compare] [--label L] MODEL.onnx...
 //
 // Every input gets fresh random values in [-1, 1] (fp16), one set shared by all models of the call,
 // copied to the GPU once; every symbolic dim takes its value from --dims. Outputs are bound to the CUDA
@@ -12,9 +12,6 @@
 // Models whose file name contains ".vnm" or "_64-2-" (compiled) get the custom-op library registered.
 // --compare: outputs of model 2i+1 are compared with model 2i (rel. Frobenius error, max error over max
 // |ref|), e.g. compiled vs pruned dense.
-// --cuda-graph: onnxruntime's CUDA-graph capture and replay (provider option enable_cuda_graph; every node
-// must be on the CUDA provider, and outputs are bound to buffers allocated here, their shapes taken from
-// one run of a plain session first), the way a decode loop removes the per-kernel launch cost.
 // One JSON line per model on stdout (prefix "RESULT ").
 #include <cuda_fp16.h>
 #include <cuda_profiler_api.h>
@@ -72,30 +69,19 @@ std::mt19937_64 rng(12345);
 bool g_cpu = false;
 bool g_profile = false;  // --profile-run: one more run between cudaProfilerStart/Stop (ncu --profile-from-start off)  // --cpu: CPU provider, host buffers (checks the host and the models without a GPU)
 int g_opt = 99;      // --opt N: graph optimization level (0, 1, 2, 99)
-bool g_graph = false;  // --cuda-graph
-std::vector<void*> g_out_bufs;  // output buffers of the graph sessions (freed at exit)
 
 std::string base(const std::string& p) {
   const size_t s = p.find_last_of('/');
   return s == std::string::npos ? p : p.substr(s + 1);
 }
 
-OrtSession* make_session(const std::string& model, const std::string& lib, bool custom, std::string* note,
-                         bool graph = false) {
-  for (int strict = 1; strict >= (graph ? 1 : 0); --strict) {
+OrtSession* make_session(const std::string& model, const std::string& lib, bool custom, std::string* note) {
+  for (int strict = 1; strict >= 0; --strict) {
     OrtSessionOptions* so = nullptr;
     chk(g->CreateSessionOptions(&so), "options");
     if (custom) chk(g->RegisterCustomOpsLibrary_V2(so, lib.c_str()), "custom op library");
     chk(g->SetSessionGraphOptimizationLevel(so, static_cast<GraphOptimizationLevel>(g_opt)), "opt level");
-    if (!g_cpu && graph) {
-      OrtCUDAProviderOptionsV2* o2 = nullptr;
-      chk(g->CreateCUDAProviderOptions(&o2), "CUDA provider options");
-      const char* keys[] = {"device_id", "enable_cuda_graph"};
-      const char* values[] = {"0", "1"};
-      chk(g->UpdateCUDAProviderOptions(o2, keys, values, 2), "CUDA provider options");
-      chk(g->SessionOptionsAppendExecutionProvider_CUDA_V2(so, o2), "CUDA provider (graph)");
-      g->ReleaseCUDAProviderOptions(o2);
-    } else if (!g_cpu) {
+    if (!g_cpu) {
       OrtCUDAProviderOptions co;
       co.device_id = 0;
       chk(g->SessionOptionsAppendExecutionProvider_CUDA(so, &co), "CUDA provider");
@@ -105,10 +91,7 @@ OrtSession* make_session(const std::string& model, const std::string& lib, bool 
     OrtStatus* st = g->CreateSession(env, model.c_str(), so, &s);
     g->ReleaseSessionOptions(so);
     if (!st) {
-      *note = g_cpu   ? "CPU provider"
-              : graph ? "all nodes on CUDA, CUDA graph"
-              : strict ? "all nodes on CUDA"
-                       : "cpu fallback allowed";
+      *note = g_cpu ? "CPU provider" : strict ? "all nodes on CUDA" : "cpu fallback allowed";
       return s;
     }
     std::fprintf(stderr, "note: %s with disable_cpu_ep_fallback=%d: %s\n", base(model).c_str(), strict,
@@ -170,8 +153,6 @@ int main(int argc, char** argv) {
       g_cpu = true;
     } else if (a == "--opt") {
       g_opt = std::atoi(argv[++i]);
-    } else if (a == "--cuda-graph") {
-      g_graph = true;
     } else if (a == "--compare") {
       compare = true;
     } else if (a == "--label") {
@@ -206,162 +187,106 @@ int main(int argc, char** argv) {
     const bool pruned = b.find("pruned") != std::string::npos;
     std::string note;
     std::fprintf(stderr, "[%s] session\n", b.c_str());
-    double t_load = now_ms();
-    // Graph mode: a plain session runs once to give the output shapes, then the graph session is bound
-    // to output buffers of those shapes (replays write to fixed addresses).
-    struct OutBuf {
-      std::vector<int64_t> shape;
-      ONNXTensorElementDataType type;
-      size_t bytes;
-      void* dev;
-    };
-    std::vector<OutBuf> obufs;
-    for (int pass = g_graph ? 0 : 1; pass < 2; ++pass) {
-      const bool graph_pass = g_graph && pass == 1;
-      if (graph_pass) t_load = now_ms();  // load time of the graph session alone
-      OrtSession* s = make_session(model, lib, custom && !pruned, &note, graph_pass);
-      const double load_ms = now_ms() - t_load;
-      OrtIoBinding* io = nullptr;
-      chk(g->CreateIoBinding(s, &io), "binding");
-      size_t n = 0;
-      chk(g->SessionGetInputCount(s, &n), "inputs");
-      std::vector<OrtValue*> vals;
-      for (size_t i = 0; i < n; ++i) {
-        char* nm = nullptr;
-        chk(g->SessionGetInputName(s, i, alloc, &nm), "name");
-        In in;
-        in.name = nm;
-        alloc->Free(alloc, nm);
-        OrtTypeInfo* ti = nullptr;
-        chk(g->SessionGetInputTypeInfo(s, i, &ti), "type");
-        const OrtTensorTypeAndShapeInfo* tsi = nullptr;
-        chk(g->CastTypeInfoToTensorInfo(ti, &tsi), "cast");
-        size_t rank = 0;
-        chk(g->GetTensorElementType(tsi, &in.type), "elem");
-        chk(g->GetDimensionsCount(tsi, &rank), "rank");
-        in.shape.resize(rank);
-        chk(g->GetDimensions(tsi, in.shape.data(), rank), "dims");
-        std::vector<const char*> sym(rank);
-        chk(g->GetSymbolicDimensions(tsi, sym.data(), rank), "sym");
-        for (size_t d = 0; d < rank; ++d)
-          if (in.shape[d] < 0) {
-            auto it = dims.find(sym[d] ? sym[d] : "");
-            if (it == dims.end()) {
-              std::fprintf(stderr, "FAIL %s: no --dims value for '%s'\n", b.c_str(), sym[d]);
-              return 1;
-            }
-            in.shape[d] = it->second;
-          }
-        g->ReleaseTypeInfo(ti);
-        const bool i64 = in.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-        if (in.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 && !i64) {
-          std::fprintf(stderr, "FAIL %s: input %s is neither fp16 nor int64\n", b.c_str(), in.name.c_str());
-          return 1;
-        }
-        std::string key = in.name;
-        for (int64_t d : in.shape) key += "x" + std::to_string(d);
-        auto it = g_inputs.find(key);
-        if (it == g_inputs.end()) {
-          size_t cnt = 1;
-          for (int64_t d : in.shape) cnt *= static_cast<size_t>(d);
-          in.bytes = cnt * (i64 ? 8 : 2);
-          std::vector<unsigned char> host(in.bytes);
-          if (i64) {
-            // positions: past + index along the last dim (position_ids)
-            const int64_t past = dims.count("past") ? dims["past"] : 0, last = in.shape.empty() ? 1 : in.shape.back();
-            for (size_t k = 0; k < cnt; ++k) {
-              const int64_t v = past + static_cast<int64_t>(k) % last;
-              std::memcpy(&host[k * 8], &v, 8);
-            }
-          } else {
-            std::uniform_real_distribution<float> u(-1.f, 1.f);
-            for (size_t k = 0; k < cnt; ++k) {
-              const uint16_t h = f2h(u(rng));
-              std::memcpy(&host[k * 2], &h, 2);
-            }
-          }
-          if (g_cpu) {
-            in.dev = std::malloc(std::max<size_t>(in.bytes, 256));
-            std::memcpy(in.dev, host.data(), in.bytes);
-          } else {
-            cchk(cudaMalloc(&in.dev, std::max<size_t>(in.bytes, 256)), "cudaMalloc");
-            cchk(cudaMemcpy(in.dev, host.data(), in.bytes, cudaMemcpyHostToDevice), "copy in");
-          }
-          it = g_inputs.emplace(key, in).first;
-        }
-        OrtValue* v = nullptr;
-        chk(g->CreateTensorWithDataAsOrtValue(cuda_mi, it->second.dev, it->second.bytes, it->second.shape.data(),
-                                              it->second.shape.size(), in.type, &v),
-            "input value");
-        vals.push_back(v);
-        chk(g->BindInput(io, it->second.name.c_str(), v), "bind input");
-      }
-      chk(g->SessionGetOutputCount(s, &n), "outputs");
-      std::vector<std::string> onames;
-      for (size_t i = 0; i < n; ++i) {
-        char* nm = nullptr;
-        chk(g->SessionGetOutputName(s, i, alloc, &nm), "out name");
-        onames.push_back(nm);
-        alloc->Free(alloc, nm);
-        if (graph_pass) {
-          OutBuf& ob = obufs[i];
-          OrtValue* v = nullptr;
-          chk(g->CreateTensorWithDataAsOrtValue(cuda_mi, ob.dev, ob.bytes, ob.shape.data(), ob.shape.size(), ob.type,
-                                                &v),
-              "output value");
-          vals.push_back(v);
-          chk(g->BindOutput(io, onames.back().c_str(), v), "bind output");
-        } else {
-          chk(g->BindOutputToDevice(io, onames.back().c_str(), cuda_mi), "bind output");
-        }
-      }
-      if (g_graph && pass == 0) {  // shapes of the outputs from one plain run
-        chk(g->RunWithBinding(s, nullptr, io), "run (shapes)");
-        cchk(cudaDeviceSynchronize(), "sync");
-        OrtValue** ov = nullptr;
-        size_t oc = 0;
-        chk(g->GetBoundOutputValues(io, alloc, &ov, &oc), "bound outputs");
-        for (size_t i = 0; i < oc; ++i) {
-          OrtTensorTypeAndShapeInfo* tsi = nullptr;
-          chk(g->GetTensorTypeAndShape(ov[i], &tsi), "out shape");
-          OutBuf ob;
-          size_t rank = 0, cnt = 0;
-          chk(g->GetTensorElementType(tsi, &ob.type), "out type");
-          chk(g->GetDimensionsCount(tsi, &rank), "out rank");
-          ob.shape.resize(rank);
-          chk(g->GetDimensions(tsi, ob.shape.data(), rank), "out dims");
-          chk(g->GetTensorShapeElementCount(tsi, &cnt), "out count");
-          g->ReleaseTensorTypeAndShapeInfo(tsi);
-          if (ob.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
-            std::fprintf(stderr, "FAIL %s: output %zu is not fp16\n", b.c_str(), i);
+    const double t_load = now_ms();
+    OrtSession* s = make_session(model, lib, custom && !pruned, &note);
+    const double load_ms = now_ms() - t_load;
+    OrtIoBinding* io = nullptr;
+    chk(g->CreateIoBinding(s, &io), "binding");
+    size_t n = 0;
+    chk(g->SessionGetInputCount(s, &n), "inputs");
+    std::vector<OrtValue*> vals;
+    for (size_t i = 0; i < n; ++i) {
+      char* nm = nullptr;
+      chk(g->SessionGetInputName(s, i, alloc, &nm), "name");
+      In in;
+      in.name = nm;
+      alloc->Free(alloc, nm);
+      OrtTypeInfo* ti = nullptr;
+      chk(g->SessionGetInputTypeInfo(s, i, &ti), "type");
+      const OrtTensorTypeAndShapeInfo* tsi = nullptr;
+      chk(g->CastTypeInfoToTensorInfo(ti, &tsi), "cast");
+      size_t rank = 0;
+      chk(g->GetTensorElementType(tsi, &in.type), "elem");
+      chk(g->GetDimensionsCount(tsi, &rank), "rank");
+      in.shape.resize(rank);
+      chk(g->GetDimensions(tsi, in.shape.data(), rank), "dims");
+      std::vector<const char*> sym(rank);
+      chk(g->GetSymbolicDimensions(tsi, sym.data(), rank), "sym");
+      for (size_t d = 0; d < rank; ++d)
+        if (in.shape[d] < 0) {
+          auto it = dims.find(sym[d] ? sym[d] : "");
+          if (it == dims.end()) {
+            std::fprintf(stderr, "FAIL %s: no --dims value for '%s'\n", b.c_str(), sym[d]);
             return 1;
           }
-          ob.bytes = cnt * 2;
-          cchk(cudaMalloc(&ob.dev, std::max<size_t>(ob.bytes, 256)), "cudaMalloc out");
-          obufs.push_back(ob);
-          g->ReleaseValue(ov[i]);
+          in.shape[d] = it->second;
         }
-        alloc->Free(alloc, ov);
-        for (OrtValue* v : vals) g->ReleaseValue(v);
-        g->ReleaseIoBinding(io);
-        g->ReleaseSession(s);
-        continue;
+      g->ReleaseTypeInfo(ti);
+      const bool i64 = in.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+      if (in.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 && !i64) {
+        std::fprintf(stderr, "FAIL %s: input %s is neither fp16 nor int64\n", b.c_str(), in.name.c_str());
+        return 1;
       }
-      std::fprintf(stderr, "[%s] warm-up\n", b.c_str());
-      for (int it = 0; it < warmup; ++it) {
-        chk(g->RunWithBinding(s, nullptr, io), "run");
-        if (!g_cpu) cchk(cudaDeviceSynchronize(), "sync");
+      std::string key = in.name;
+      for (int64_t d : in.shape) key += "x" + std::to_string(d);
+      auto it = g_inputs.find(key);
+      if (it == g_inputs.end()) {
+        size_t cnt = 1;
+        for (int64_t d : in.shape) cnt *= static_cast<size_t>(d);
+        in.bytes = cnt * (i64 ? 8 : 2);
+        std::vector<unsigned char> host(in.bytes);
+        if (i64) {
+          // positions: past + index along the last dim (position_ids)
+          const int64_t past = dims.count("past") ? dims["past"] : 0, last = in.shape.empty() ? 1 : in.shape.back();
+          for (size_t k = 0; k < cnt; ++k) {
+            const int64_t v = past + static_cast<int64_t>(k) % last;
+            std::memcpy(&host[k * 8], &v, 8);
+          }
+        } else {
+          std::uniform_real_distribution<float> u(-1.f, 1.f);
+          for (size_t k = 0; k < cnt; ++k) {
+            const uint16_t h = f2h(u(rng));
+            std::memcpy(&host[k * 2], &h, 2);
+          }
+        }
+        if (g_cpu) {
+          in.dev = std::malloc(std::max<size_t>(in.bytes, 256));
+          std::memcpy(in.dev, host.data(), in.bytes);
+        } else {
+          cchk(cudaMalloc(&in.dev, std::max<size_t>(in.bytes, 256)), "cudaMalloc");
+          cchk(cudaMemcpy(in.dev, host.data(), in.bytes, cudaMemcpyHostToDevice), "copy in");
+        }
+        it = g_inputs.emplace(key, in).first;
       }
-      if (g_profile) {
-        cchk(cudaDeviceSynchronize(), "sync");
-        cchk(cudaProfilerStart(), "profiler start");
-        chk(g->RunWithBinding(s, nullptr, io), "run");
-        cchk(cudaDeviceSynchronize(), "sync");
-        cchk(cudaProfilerStop(), "profiler stop");
-      }
-      ss.push_back(Sess{b, note, s, io, vals, onames, load_ms, {}});
+      OrtValue* v = nullptr;
+      chk(g->CreateTensorWithDataAsOrtValue(cuda_mi, it->second.dev, it->second.bytes, it->second.shape.data(),
+                                            it->second.shape.size(), in.type, &v),
+          "input value");
+      vals.push_back(v);
+      chk(g->BindInput(io, it->second.name.c_str(), v), "bind input");
     }
-    for (const OutBuf& ob : obufs) g_out_bufs.push_back(ob.dev);
+    chk(g->SessionGetOutputCount(s, &n), "outputs");
+    std::vector<std::string> onames;
+    for (size_t i = 0; i < n; ++i) {
+      char* nm = nullptr;
+      chk(g->SessionGetOutputName(s, i, alloc, &nm), "out name");
+      onames.push_back(nm);
+      alloc->Free(alloc, nm);
+      chk(g->BindOutputToDevice(io, onames.back().c_str(), cuda_mi), "bind output");
+    }
+    std::fprintf(stderr, "[%s] warm-up\n", b.c_str());
+    for (int it = 0; it < warmup; ++it) {
+      chk(g->RunWithBinding(s, nullptr, io), "run");
+      if (!g_cpu) cchk(cudaDeviceSynchronize(), "sync");
+    }
+    if (g_profile) {
+      cchk(cudaDeviceSynchronize(), "sync");
+      cchk(cudaProfilerStart(), "profiler start");
+      chk(g->RunWithBinding(s, nullptr, io), "run");
+      cchk(cudaDeviceSynchronize(), "sync");
+      cchk(cudaProfilerStop(), "profiler stop");
+    }
+    ss.push_back(Sess{b, note, s, io, vals, onames, load_ms, {}});
   }
   // Timed runs interleaved: rounds of iters/10 runs of each model in turn, so that drift of the card or
   // the host (clocks, other load) spreads over all models alike.
@@ -451,7 +376,6 @@ int main(int argc, char** argv) {
     }
   }
   for (auto& [k, in] : g_inputs) g_cpu ? std::free(in.dev) : (void)cudaFree(in.dev);
-  for (void* p : g_out_bufs) cudaFree(p);
   g->ReleaseMemoryInfo(cuda_mi);
   g->ReleaseEnv(env);
   return rc;

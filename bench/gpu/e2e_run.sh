@@ -55,11 +55,6 @@ run --opt $LOPT --label llama_prefill512 --warmup 5 --iters 40 --dims batch=1,se
 run --opt $LOPT --label llama_prefill2048 --warmup 3 --iters 20 --dims batch=1,seq=2048,total=2048 $M/llama_pre_dense.onnx $M/llama_pre_64-2-5.onnx $M/llama_pre_64-2-8.onnx
 run --label vit_b1 --warmup 20 --iters 200 --dims batch=1 $M/vit_dense.onnx $M/vit_64-2-5.onnx $M/vit_64-2-8.onnx
 run --label vit_b64 --warmup 5 --iters 40 --dims batch=64 $M/vit_dense.onnx $M/vit_64-2-5.onnx $M/vit_64-2-8.onnx
-echo "== with onnxruntime's CUDA graphs (enable_cuda_graph: capture once, replay; every node on CUDA)"
-run --opt $LOPT --cuda-graph --compare --warmup 3 --iters 5 --label chk_graph --dims batch=1,seq=1,past=511,total=512 $M/chk_llama_small_dec_64-2-8_pruned.onnx $M/chk_llama_small_dec_64-2-8.onnx
-run --opt $LOPT --cuda-graph --label llama_decode_graph --warmup 20 --iters 300 --dims batch=1,seq=1,past=511,total=512 $M/llama_dec_dense.onnx $M/llama_dec_64-2-5.onnx $M/llama_dec_64-2-8.onnx
-run --opt $LOPT --cuda-graph --label llama_decode16_graph --warmup 20 --iters 200 --dims batch=1,seq=16,past=496,total=512 $M/llama_dec_dense.onnx $M/llama_dec_64-2-5.onnx $M/llama_dec_64-2-8.onnx
-run --cuda-graph --label vit_b1_graph --warmup 20 --iters 200 --dims batch=1 $M/vit_dense.onnx $M/vit_64-2-5.onnx $M/vit_64-2-8.onnx
 grep -E "RESULT|CHECK|FAIL|exit|WARN|== " "$out/e2e.log" | grep -v '"probe"' | cut -c1-400
 grep RESULT "$out/e2e.log" | sed 's/^RESULT //' > "$out/e2e_results.jsonl"
 echo "== total $(( $(date +%s) - t0 )) s"
