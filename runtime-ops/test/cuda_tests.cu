@@ -398,6 +398,85 @@ void wgmma_prefill() {
              "!wgmma");
 }
 
+// The persistent wgmma.sp prefill (v14, Options::wgmma_persistent; labels "persist ..."): every token
+// tile (64, 128, 256) and both rasters, on a full wave of CTAs and on grids capped at a few CTAs (dozens of
+// tiles per CTA: the running stage / mbarrier phase wraps many times, and the tile count is not a multiple
+// of the grid); K of 1 step (fewer steps than stages: one consumer warpgroup can run a whole tile ahead of
+// the other), an odd number of steps (the register double buffer ends on the first set) and 64 steps;
+// partial last row and token tiles (also a last token tile of one 64-token chunk), row_index (rowmap
+// stores) and the identity (16-byte stores), bias, fp16 / bf16, float activations, the gathered route,
+// misaligned A on that route, repeated runs on one object. The automatic choice and -1 keep v10; without
+// the warp-specialised pipeline (v9) it is not used.
+void wgmma_persistent() {
+  const char* pw = " persistent";
+  int i = 0;
+  for (int bn : {64, 128, 256})
+    for (int raster : {1, 2})
+      for (int cap : {1, 7}) {  // 1: one wave of CTAs; 7: at most 7 CTAs
+        ++i;
+        cuda::Options o = opts();
+        o.wgmma_bn = bn;
+        o.wgmma_raster = raster;
+        o.wgmma_persistent = cap;
+        const DType dt = i % 2 ? DType::kFloat16 : DType::kBFloat16;
+        // 9 row tiles (the last partial) x ceil(2000 / bn) token tiles (the last partial): 288 / 144 / 72
+        check_case(spec(1032, 1032, 64, 8, dt, ColumnMode::kWindowed, i % 3 == 0, i % 4 != 1, 2000), o,
+                   "persist bn/raster", 1 + i % 2, pw);
+      }
+  for (DType dt : {DType::kFloat16, DType::kBFloat16}) {
+    cuda::Options o = opts();
+    o.wgmma_persistent = 1;
+    // Automatic token tile (256 here): 24 row tiles x 8 token tiles = 192 > the SMs of an H100 / H200;
+    // T = 1800: the last token tile holds one 64-token chunk.
+    check_case(spec(136, 3000, 64, 8, dt, ColumnMode::kWindowed, false, true, 2000), o, "persist 192 tiles", 2, pw);
+    check_case(spec(136, 3000, 64, 8, dt, ColumnMode::kWindowed, true, false, 1800), o, "persist 192 tiles", 1, pw);
+    o.wgmma_bn = 256;
+    check_case(spec(2048, 640, 128, 16, dt, ColumnMode::kWindowed, false, true, 2048), o, "persist M=16", 1, pw);
+    // K of one k64 step with dozens of tiles per CTA.
+    for (int bn : {64, 128, 256}) {
+      cuda::Options c = opts();
+      c.wgmma_bn = bn;
+      c.wgmma_persistent = 5;
+      check_case(spec(56, 1032, 64, 8, dt, ColumnMode::kWindowed, bn == 128, true, 3001), c, "persist K=56", 3, pw);
+      check_case(spec(200, 520, 32, 4, dt, ColumnMode::kWindowed, bn != 128, bn == 64, 1111), c, "persist K=200", 2, pw);
+    }
+    cuda::Options c = opts();
+    c.wgmma_persistent = 3;
+    c.wgmma_bn = 64;
+    check_case(spec(4096, 1024, 128, 4, dt, ColumnMode::kWindowed, false, true, 513), c, "persist K=4096", 2, pw);
+    c.wgmma_raster = 2;
+    check_case(spec(1032, 264, 64, 8, dt, ColumnMode::kWindowed, true, true, 700), c, "persist tokens fast", 2, pw);
+    // Float activations (converted around the half kernel).
+    cuda::Options f = opts();
+    f.wgmma_persistent = 1;
+    check_case(spec_f32(1032, 264, 64, 8, dt, ColumnMode::kWindowed, true, true, 700), f, "persist f32 act", 1, pw);
+    f.wgmma_persistent = 4;
+    check_case(spec_f32(520, 200, 64, 8, dt, ColumnMode::kWindowed, false, true, 1300), f, "persist f32 act", 2, pw);
+    // Gathered route (global permutation; K % 8 != 0), then the persistent kernel.
+    const char* pg = "ws persistent gathered";
+    cuda::Options g = opts();
+    g.wgmma_persistent = 1;
+    check_case(spec(520, 200, 64, 8, dt, ColumnMode::kGlobalPerm, true, true, 1300), g, "persist gathered", 2, pg);
+    check_case(spec(500, 200, 64, 8, dt, ColumnMode::kWindowed, false, true, 1300), g, "persist gathered K%8", 1, pg);
+    check_case(spec_f32(1000, 150, 32, 8, dt, ColumnMode::kGlobalPerm, true, true, 777), g, "persist gathered f32", 1, pg);
+    g.wgmma_persistent = 6;
+    g.wgmma_raster = 2;
+    check_case(spec(2048, 264, 128, 16, dt, ColumnMode::kGlobalPerm, true, false, 2048), g, "persist gathered", 3, pg);
+    check_case_at(2, spec(332, 136, 16, 4, dt, ColumnMode::kGlobalPerm, false, true, 1101), g, "persist gathered A+2", 2, pg);
+  }
+  // Not used: automatic (off until measured), -1, and v9 (no TMA producer).
+  cuda::Options o = opts();
+  check_case(spec(1032, 264, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 700), o, "persist auto off", 1,
+             "!persistent");
+  o.wgmma_persistent = -1;
+  check_case(spec(1032, 264, 64, 8, DType::kBFloat16, ColumnMode::kWindowed, false, true, 700), o, "persist off", 1,
+             "!persistent");
+  o.wgmma_persistent = 1;
+  o.wgmma_ws = 2;
+  check_case(spec(1032, 264, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 700), o, "persist v9 fallback",
+             1, "!persistent");
+}
+
 // The bulk decode (v13, sm_90): windowed indices, V % 64 == 0, T <= 16; clusters of 1..8 CTAs per row
 // tile (forced and automatic splits), the activation slice by bulk copy (K % 8 == 0) or plain loads
 // (K % 8 != 0), M = 4..16, partial last stages, row_index, bias, repeated runs on one object; the
@@ -465,6 +544,11 @@ void quick() {
   check_case(spec(136, 136, 16, 4, DType::kBFloat16, ColumnMode::kWindowed, false, true, 300), opts(), "q wg24", 1, "wgmma");
   check_case_at(2, spec(332, 136, 16, 4, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 1101), opts(), "q gather", 1, "gathered");
   check_case(spec(4100, 72, 64, 4, DType::kBFloat16, ColumnMode::kGlobalPerm, false, true, 1101), opts(), "q gather", 1, "gathered");
+  {
+    cuda::Options o = opts();
+    o.wgmma_persistent = 5;
+    check_case(spec(1032, 520, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 700), o, "q persist", 2, " persistent");
+  }
   validation();
 }
 
@@ -496,6 +580,7 @@ int main(int argc, char** argv) {
     batch_dims();
     f32_activations();
     wgmma_prefill();
+    wgmma_persistent();
     decode_bulk();
     validation();
   }

@@ -120,6 +120,9 @@ struct VnmGemmCuda::Impl {
   bool perm24 = false;  // X is gathered into the weight's channel order (src24) before the kernel
   int64_t S64 = 0, K24 = 0;
   DevBuf vals24, meta24, src24;
+  // Persistent wgmma.sp prefill (v14): CTAs of one wave (SMs x resident CTAs, occupancy API) for BN = 64,
+  // 128, 256; 0 where unknown (the kernel is then not used).
+  int64_t wg24p_ctas[3] = {0, 0, 0};
 
   dev::Params params() const {
     dev::Params p{};
@@ -226,6 +229,20 @@ struct VnmGemmCuda::Impl {
     if (ceil_div(T, 256) * rt >= sms) return 256;
     return ceil_div(T, 128) * rt >= sms ? 128 : 64;
   }
+  // Grid of the persistent wgmma.sp prefill (v14) for T tokens in tiles of bn, or 0 where the
+  // non-persistent kernel runs: not asked for (automatic = off until it is measured: bench/gpu/NOTES.md
+  // v14), unknown occupancy, or 2^31 tiles or more. One wave of CTAs (at most Options::wgmma_persistent
+  // where that is >= 2), never more CTAs than tiles. Only with the warp-specialised pipeline (the caller
+  // checks that).
+  int64_t wg24_persistent_grid(int64_t T, int bn) const {
+    if (opt.wgmma_persistent < 1) return 0;
+    const int64_t ctas = wg24p_ctas[bn == 256 ? 2 : bn == 128 ? 1 : 0];
+    const int64_t tiles = ceil_div(T, bn) * (Rp / 128);
+    if (ctas <= 0 || tiles <= 0 || tiles > 0x7fffffff) return 0;
+    int64_t g = std::min(ctas, tiles);
+    if (opt.wgmma_persistent >= 2) g = std::min<int64_t>(g, opt.wgmma_persistent);
+    return g;
+  }
   dev::Wg24Params wg24_params() const {
     dev::Wg24Params q{};
     q.vals = static_cast<const uint4*>(vals24.p);
@@ -286,6 +303,24 @@ void wg24_allow_smem() {
     cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, dev::Wg24Cfg<BN, st>::kSmemBytes);
   for (auto f : {dev::wg24_ws_kernel<false, BN>, dev::wg24_ws_kernel<true, BN>})
     cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, dev::Wg24WsCfg<BN>::kSmemBytes);
+  for (auto f : {dev::wg24_ws_persistent_kernel<false, BN>, dev::wg24_ws_persistent_kernel<true, BN>})
+    cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, dev::Wg24PsCfg<BN>::kSmemBytes);
+}
+
+// CTAs of one wave of the persistent kernel (v14) on `sms` multiprocessors; 0 if the occupancy API fails.
+template <int BN>
+int64_t wg24_persistent_ctas(bool bf16, int sms) {
+  int n = 0;
+  const cudaError_t e =
+      bf16 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, dev::wg24_ws_persistent_kernel<true, BN>, 384,
+                                                           dev::Wg24PsCfg<BN>::kSmemBytes)
+           : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, dev::wg24_ws_persistent_kernel<false, BN>, 384,
+                                                           dev::Wg24PsCfg<BN>::kSmemBytes);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return static_cast<int64_t>(n) * sms;
 }
 
 // cuTensorMapEncodeTiled through the runtime (no link against libcuda); null where unavailable.
@@ -320,12 +355,20 @@ bool encode_activation_map(CUtensorMap* m, const void* A, int64_t T, int64_t K, 
              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-// ws: the warp-specialised kernel (v10) with the tensor map tmap; else v9.
+// ws: the warp-specialised kernel (v10) with the tensor map tmap; else v9. persist > 0 (with ws): the
+// persistent kernel (v14) on that many CTAs (<= the tile count).
 template <int BN>
-void wg24_launch(bool bf16, bool ws, const CUtensorMap& tmap, const dev::Wg24Params& q, const uint16_t* A, int T,
-                 uint16_t* Y, int64_t Rt, cudaStream_t st) {
+void wg24_launch(bool bf16, bool ws, int64_t persist, const CUtensorMap& tmap, const dev::Wg24Params& q,
+                 const uint16_t* A, int T, uint16_t* Y, int64_t Rt, cudaStream_t st) {
   constexpr int stages = wg24_stages<BN>();
   const unsigned nt = static_cast<unsigned>(ceil_div(T, BN)), nr = static_cast<unsigned>(Rt);
+  if (ws && persist > 0) {
+    constexpr int smem = dev::Wg24PsCfg<BN>::kSmemBytes;
+    const unsigned g = static_cast<unsigned>(persist);
+    if (bf16) dev::wg24_ws_persistent_kernel<true, BN><<<g, 384, smem, st>>>(q, tmap, T, Y, nr, nt);
+    else dev::wg24_ws_persistent_kernel<false, BN><<<g, 384, smem, st>>>(q, tmap, T, Y, nr, nt);
+    return;
+  }
   const dim3 grid(q.rows_fast ? nr : nt, q.rows_fast ? nt : nr);
   if (ws) {
     constexpr int smem = dev::Wg24WsCfg<BN>::kSmemBytes;
@@ -496,6 +539,9 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
   wg24_allow_smem<256>();
   const cudaError_t ce = cudaGetLastError();
   if (ce != cudaSuccess) return cuda_err("cudaFuncSetAttribute (wgmma.sp prefill)", ce);
+  im.wg24p_ctas[0] = wg24_persistent_ctas<64>(im.bf16, im.sms);
+  im.wg24p_ctas[1] = wg24_persistent_ctas<128>(im.bf16, im.sms);
+  im.wg24p_ctas[2] = wg24_persistent_ctas<256>(im.bf16, im.sms);
   im.S64 = S64;
   im.K24 = Kw;
   im.perm24 = !src.empty();
@@ -721,6 +767,7 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
   b.perm24 = a.perm24;
   b.S64 = a.S64;
   b.K24 = a.K24;
+  std::copy(std::begin(a.wg24p_ctas), std::end(a.wg24p_ctas), std::begin(b.wg24p_ctas));
   const auto d2d = cudaMemcpyDeviceToDevice;
   std::string e;
   if (e.empty()) e = b.vals.alloc_copy(a.vals.p, a.vals.n, "clone values", d2d);
@@ -789,9 +836,12 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
         (im.windowed ? " windowed" : " general") + (T >= 5 ? " pairs" : "");
   } else {
     const int cfg = im.prefill_config(T);
-    if (cfg == 8)
-      return "prefill wgmma.sp 2:4 128x" + std::to_string(im.wg24_bn(T)) +
-             (im.opt.wgmma_ws != 2 && tensor_map_encoder() ? " ws" : "") + (im.perm24 ? " gathered" : "");
+    if (cfg == 8) {
+      const bool ws = im.opt.wgmma_ws != 2 && tensor_map_encoder();
+      const int bn = im.wg24_bn(T);
+      return "prefill wgmma.sp 2:4 128x" + std::to_string(bn) + (ws ? " ws" : "") +
+             (ws && im.wg24_persistent_grid(T, bn) > 0 ? " persistent" : "") + (im.perm24 ? " gathered" : "");
+    }
     static const char* const names[] = {"", "128x128", "64x128", "64x64", "256x128 window", "128x128 window",
                                         "128x128 w32", "256x128 window w32"};
     s = std::string("prefill ") + names[cfg] + " ksplit=" + std::to_string(im.prefill_ksplit(T, cfg)) +
@@ -1200,16 +1250,17 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
     q.identity = p.identity;
     const int bn = im.wg24_bn(T);
     q.rows_fast = im.opt.wgmma_raster != 2;
-    if ((q.rows_fast ? ceil_div(T, bn) : im.Rp / 128) > 65535)
-      return "VNMSparseGemm CUDA kernel: too many tokens or rows for one launch";
     uint16_t* Yh = static_cast<uint16_t*>(Y);
     const int64_t Rt = im.Rp / 128;
     CUtensorMap tmap;
     std::memset(&tmap, 0, sizeof tmap);
     const bool ws = im.opt.wgmma_ws != 2 && encode_activation_map(&tmap, Ah, T, Kk, im.bf16, bn);
-    if (bn == 256) wg24_launch<256>(im.bf16, ws, tmap, q, Ah, Ti, Yh, Rt, st);
-    else if (bn == 128) wg24_launch<128>(im.bf16, ws, tmap, q, Ah, Ti, Yh, Rt, st);
-    else wg24_launch<64>(im.bf16, ws, tmap, q, Ah, Ti, Yh, Rt, st);
+    const int64_t persist = ws ? im.wg24_persistent_grid(T, bn) : 0;  // 1-D grid: no 65535 limit
+    if (persist == 0 && (q.rows_fast ? ceil_div(T, bn) : Rt) > 65535)
+      return "VNMSparseGemm CUDA kernel: too many tokens or rows for one launch";
+    if (bn == 256) wg24_launch<256>(im.bf16, ws, persist, tmap, q, Ah, Ti, Yh, Rt, st);
+    else if (bn == 128) wg24_launch<128>(im.bf16, ws, persist, tmap, q, Ah, Ti, Yh, Rt, st);
+    else wg24_launch<64>(im.bf16, ws, persist, tmap, q, Ah, Ti, Yh, Rt, st);
     e = cudaGetLastError();
     return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("wgmma.sp prefill launch", e);
   }

@@ -59,6 +59,10 @@ struct Options {
   // Its pipeline: 0 automatic (= 1), 1 warp-specialised (a TMA producer warp, mbarriers: v10),
   // 2 all threads copy with cp.async and meet at a barrier per step (v9).
   int wgmma_ws = 0;
+  // Persistent tiles (v14: one wave of CTAs, each walking tiles in the raster order above; only with the
+  // warp-specialised pipeline): 0 automatic (= off until measured), 1 on, -1 off; N >= 2: on with at
+  // most N CTAs (tests: many tiles per CTA on small shapes).
+  int wgmma_persistent = 0;
   // Decode on sm_90 with bulk copies and clusters (decode_bulk.cuh, v13) where it can run (windowed
   // indices, V a multiple of 64, a split whose clusters all fit one wave): 0 automatic (where it was
   // measured faster than v4: T >= 5, or M >= 16), 1 wherever it can run, -1 never (the v4 kernels).

@@ -24,6 +24,8 @@
 // v11: a weight that is 2:4 along K only in the order of one input permutation runs on the same kernels
 // after a per-call channel gather has put X into that order (vnm_cuda.cu decides; v12: the gather goes
 // through shared memory, gather_channels_smem_kernel / launch_gather_channels at the end of this file).
+// v14 (wg24_ws_persistent_kernel, Options::wgmma_persistent): v10 as a persistent tile loop, one wave of
+// CTAs, the producer prefetching the next tile during the epilogue.
 #pragma once
 
 #include <cuda.h>  // CUtensorMap (the type only; the driver is reached through the runtime)
@@ -328,6 +330,198 @@ __global__ void __launch_bounds__(384, 1)
   // copies have completed: each was waited for).
   asm volatile("bar.sync 1, 256;\n" ::: "memory");
   wg24_epilogue<BF16, BN>(p, d, reinterpret_cast<uint16_t*>(sgen), tid, t0, rt, T, Y);
+#else
+  __trap();
+#endif
+}
+
+// ---- v14: persistent version of v10 -----------------------------------------------------------------
+// Grid = min(tiles, SMs x resident CTAs); CTA b takes tiles b, b + gridDim.x, ... in the order of the
+// v10 grid (rows_fast: row tiles fastest). The producer runs on into the next tile's steps while the
+// consumers finish the current one: stage index and mbarrier phase are running counters over all the
+// CTA's steps (every tile has the same S64 steps), and the empty mbarriers keep protecting the stages.
+//
+// Epilogue: it must not touch a stage the producer may be refilling, so it stages through a region of
+// its own, in chunks of 64 tokens (64 x 136 halves = 17 KB; write, bar.sync 1, 16-byte rows of Y, bar.sync
+// 1). Why not the whole BN x 128 tile (the v10 epilogue): at BN = 256 that is 68 KB and leaves room for 3
+// stages instead of 5 (and 7 instead of 8 at BN = 128) within the 227 KB opt-in limit; with 64-token chunks
+// all stage counts stay as in v10 (BN = 256: 5 x 41 KB + 17 KB + barriers = 223 KB), for 2 x BN/64 named
+// barriers per tile instead of 1. Why not stores straight from the accumulators: a thread holds rows gid
+// and gid + 8 of two tokens, so the 8 consecutive outputs of a token are spread over 8 lanes; that is BN/2
+// scalar 2-byte stores per thread (8x the store instructions of the staged epilogue, each warp store
+// touching 4 Y rows with half-filled 32-byte sectors), and a rowmap that is not the identity needs the
+// same scalar path anyway. Shared-memory staging keeps v10's 16-byte coalesced rows of Y (store_rows8).
+
+constexpr int kWg24Chunk = 64;  // tokens per epilogue chunk of the persistent kernel
+
+template <int BN>
+struct Wg24PsCfg {
+  using W = Wg24WsCfg<BN>;
+  static constexpr int kStages = W::kStages;
+  static constexpr int kBBytes = W::kBBytes;
+  static constexpr int kABytes = W::kABytes;
+  static constexpr int kMBytes = W::kMBytes;
+  static constexpr int kStageBytes = W::kStageBytes;
+  static constexpr int kOutOffset = kStages * kStageBytes;  // a multiple of 1024: 16-byte rows stay aligned
+  static constexpr int kOutBytes = kWg24Chunk * kWg24CStride * 2;
+  static constexpr int kBarOffset = kOutOffset + kOutBytes;
+  static constexpr int kSmemBytes = kBarOffset + 2 * kStages * 8 + 1024;  // + 1 KB: alignment by hand
+  static_assert(kStageBytes % 1024 == 0, "stage bases stay 1024-byte aligned");
+  static_assert(BN % kWg24Chunk == 0, "whole chunks");
+  static_assert(kSmemBytes <= 227 * 1024, "sm_90 opt-in limit of dynamic shared memory per block");
+};
+
+// Epilogue of the persistent kernel, by the 256 consumer threads: wg24_epilogue (bias, round, 16-byte
+// rows of Y through rowmap or the identity, tokens < T) in chunks of kWg24Chunk tokens through cs
+// (kWg24Chunk x kWg24CStride halves). The second barrier of each chunk keeps a warpgroup from writing the
+// next chunk (or the next tile's first) while the other still reads this one.
+template <bool BF16, int BN>
+__device__ __forceinline__ void wg24_epilogue_chunks(const Wg24Params& p, const float (&d)[BN / 2], uint16_t* cs,
+                                                     int tid, int64_t t0, int64_t rt, int T, uint16_t* __restrict__ Y) {
+  constexpr int kCStride = kWg24CStride, CH = kWg24Chunk;
+  const int wg = tid >> 7, t128 = tid & 127;
+  const int lane = t128 & 31, w = t128 >> 5, gid = lane >> 2, tq = lane & 3;
+  const int rl0 = wg * 64 + 16 * w + gid;
+  const int64_t row0 = rt * 128;
+  const float b0 = p.bias ? p.bias[row0 + rl0] : 0.f;
+  const float b1 = p.bias ? p.bias[row0 + rl0 + 8] : 0.f;
+#pragma unroll
+  for (int c = 0; c < BN / CH; ++c) {
+    const int64_t tc = t0 + c * CH;
+    if (tc >= T) break;  // the same for all 256 threads: the barrier counts match
+#pragma unroll
+    for (int jj = 0; jj < CH / 8; ++jj) {
+      const int j = c * (CH / 8) + jj;
+      const int tl = 8 * jj + 2 * tq;
+      cs[tl * kCStride + rl0] = f32_to_out<BF16>(d[4 * j + 0] + b0);
+      cs[(tl + 1) * kCStride + rl0] = f32_to_out<BF16>(d[4 * j + 1] + b0);
+      cs[tl * kCStride + rl0 + 8] = f32_to_out<BF16>(d[4 * j + 2] + b1);
+      cs[(tl + 1) * kCStride + rl0 + 8] = f32_to_out<BF16>(d[4 * j + 3] + b1);
+    }
+    asm volatile("bar.sync 1, 256;\n" ::: "memory");
+#pragma unroll
+    for (int u = 0; u < CH * 16 / 256; ++u) {
+      const int x = tid + 256 * u;
+      const int tl = x >> 4, r8 = x & 15;
+      const int64_t t = tc + tl;
+      if (t < T)
+        store_rows8(Y + t * p.N_out, cs + tl * kCStride + 8 * r8, row0 + 8 * r8, p.N_out, p.identity, p.rowmap);
+    }
+    asm volatile("bar.sync 1, 256;\n" ::: "memory");
+  }
+}
+
+// Tile number -> (token tile, row tile), in the order of the v10 grid (x fastest).
+__device__ __forceinline__ void wg24_tile(uint32_t tile, int rows_fast, uint32_t nr, uint32_t nt, uint32_t& tt,
+                                          uint32_t& rt) {
+  if (rows_fast) {
+    rt = tile % nr;
+    tt = tile / nr;
+  } else {
+    tt = tile % nt;
+    rt = tile / nt;
+  }
+}
+
+// tmap as for wg24_ws_kernel. nr row tiles x nt token tiles (nt = ceil(T / BN)), nr * nt < 2^31 (host);
+// gridDim.x <= nr * nt, so every CTA has a tile (with none, both loops would simply not run).
+template <bool BF16, int BN>
+__global__ void __launch_bounds__(384, 1)
+    wg24_ws_persistent_kernel(Wg24Params p, const __grid_constant__ CUtensorMap tmap, int T, uint16_t* __restrict__ Y,
+                              uint32_t nr, uint32_t nt) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = Wg24PsCfg<BN>;
+  constexpr int ST = C::kStages;
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t raw = smem_u32(smem_raw);
+  const uint32_t sbase = (raw + 1023u) & ~1023u;
+  uint8_t* sgen = smem_raw + (sbase - raw);
+  const uint32_t full0 = sbase + C::kBarOffset, empty0 = full0 + ST * 8;
+
+  const int tid = threadIdx.x;
+  const int S = p.S64;
+  const uint32_t ntiles = nr * nt;
+  if (tid == 0) {
+    for (int i = 0; i < ST; ++i) {
+      mbar_init(full0 + 8 * i, 1);
+      mbar_init(empty0 + 8 * i, 256);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (tid >= 256) {  // producer warpgroup: one lane issues everything, with few registers
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (tid == 256) {
+      int b = 0;        // stage of the next step (over all the CTA's tiles)
+      uint32_t ph = 0;  // phase of that stage's mbarriers
+      for (uint32_t tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+        uint32_t tt, rt;
+        wg24_tile(tile, p.rows_fast, nr, nt, tt, rt);
+        const int t0 = static_cast<int>(tt) * BN;  // < T < 2^31
+        const uint4* vsrc = p.vals + static_cast<int64_t>(rt) * S * 512;
+        const uint32_t* msrc = p.meta + static_cast<int64_t>(rt) * S * 256;
+        for (int s = 0; s < S; ++s) {
+          mbar_wait(empty0 + 8 * b, ph ^ 1);  // the consumers are done with this stage's previous step
+          const uint32_t st = sbase + b * C::kStageBytes, full = full0 + 8 * b;
+          mbar_arrive_tx(full, C::kStageBytes);
+          tma_load_2d(st, &tmap, s * 64, t0, full);
+          bulk_load(st + C::kBBytes, vsrc + static_cast<int64_t>(s) * 512, C::kABytes, full);
+          bulk_load(st + C::kBBytes + C::kABytes, msrc + static_cast<int64_t>(s) * 256, C::kMBytes, full);
+          if (++b == ST) {
+            b = 0;
+            ph ^= 1;
+          }
+        }
+      }
+    }
+    return;
+  }
+
+  // Consumers take the registers the producer gave back (128 x 40 + 256 x 232 <= 64 K).
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  const int wg = tid >> 7, t128 = tid & 127;
+  uint16_t* cs = reinterpret_cast<uint16_t*>(sgen + C::kOutOffset);
+  float d[BN / 2];
+  uint4 ra[2][2];
+  uint32_t re[2];
+  int b = 0, pb = 0;  // stage of the next step and of the previous one
+  uint32_t ph = 0;    // phase of stage b's mbarriers
+  for (uint32_t tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+    uint32_t tt, rt;
+    wg24_tile(tile, p.rows_fast, nr, nt, tt, rt);
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) d[i] = 0.f;
+    // As in v10: register sets alternate by step within the tile, the set of step s is the one of step
+    // s - 2, whose wgmma group has completed (wait_group 1 in step s - 1); across tiles every group has
+    // completed (wait_group 0 before the epilogue).
+    auto step = [&](int s, uint4 (&a)[2], uint32_t& e) {
+      mbar_wait(full0 + 8 * b, ph);
+      const uint8_t* sg = sgen + b * C::kStageBytes;
+      a[0] = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 0) * 128 + t128) * 16);
+      a[1] = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 1) * 128 + t128) * 16);
+      e = *reinterpret_cast<const uint32_t*>(sg + C::kBBytes + C::kABytes + (wg * 128 + t128) * 4);
+      const uint32_t st = sbase + b * C::kStageBytes;
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+      WgmmaSp<BF16, BN>::template mma<0>(d, a[0], wg_desc_sw128(st), e, 1);
+      WgmmaSp<BF16, BN>::template mma<1>(d, a[1], wg_desc_sw128(st + 64), e, 1);
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      if (s > 0) mbar_arrive(empty0 + 8 * pb);  // step s - 1's stage is free
+      pb = b;
+      if (++b == ST) {
+        b = 0;
+        ph ^= 1;
+      }
+    };
+    for (int s = 0; s < S; s += 2) {
+      step(s, ra[0], re[0]);
+      if (s + 1 < S) step(s + 1, ra[1], re[1]);
+    }
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    mbar_arrive(empty0 + 8 * pb);  // the tile's last stage is free: the producer may refill it
+    wg24_epilogue_chunks<BF16, BN>(p, d, cs, tid, static_cast<int64_t>(tt) * BN, rt, T, Y);
+  }
 #else
   __trap();
 #endif
