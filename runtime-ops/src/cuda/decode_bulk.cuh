@@ -126,12 +126,7 @@ __global__ void __launch_bounds__(kBulkWarps * 32, 4)
   if (x_bulk) mbar_wait(xbar, 0);
 
   float acc[4][NT][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int n = 0; n < NT; ++n)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) acc[i][n][c] = 0.f;
+  zero_acc(acc);
 
   for (int i = 0; i < nstages; ++i) {
     const int slot = i % kBulkStages;
@@ -183,13 +178,7 @@ __global__ void __launch_bounds__(kBulkWarps * 32, 4)
 
   // Warps of the CTA -> sp[token][row] (the ring is free: every issued copy was waited for).
   float* red = reinterpret_cast<float*>(smem);  // [kBulkWarps][NT * 8][64]
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int n = 0; n < NT; ++n)
-#pragma unroll
-      for (int c = 0; c < 4; ++c)
-        red[(warp * NT * 8 + 8 * n + 2 * tq + (c & 1)) * 64 + 16 * i + gid + 8 * (c >> 1)] = acc[i][n][c];
+  acc_to_smem(acc, red + warp * NT * 8 * 64, lane);
   __syncthreads();
   for (int x = tid; x < T * 64; x += kBulkWarps * 32) {
     float v = 0.f;

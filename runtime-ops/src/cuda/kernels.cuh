@@ -185,6 +185,28 @@ __device__ __forceinline__ void column_pair(const Params& p, int blk, int g, int
 // =====================================================================================================
 constexpr int kDecodeWarps = 4;
 
+// Accumulators of a warp over 4 m16 tiles (64 rows) and NT n8 tiles (8 NT tokens) of mma.sp.
+template <int NT>
+__device__ __forceinline__ void zero_acc(float (&acc)[4][NT][4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int n = 0; n < NT; ++n)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[i][n][c] = 0.f;
+}
+// ... into red[token][row] (NT * 8 x 64 floats) for the reduction over warps (C fragment layout above).
+template <int NT>
+__device__ __forceinline__ void acc_to_smem(const float (&acc)[4][NT][4], float* red, int lane) {
+  const int gid = lane >> 2, tid = lane & 3;
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int n = 0; n < NT; ++n)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) red[(8 * n + 2 * tid + (c & 1)) * 64 + 16 * i + gid + 8 * (c >> 1)] = acc[i][n][c];
+}
+
 template <bool SHARED_B, bool WIN, int P>
 struct DecodeBatch {
   static constexpr int NB = SHARED_B ? 1 : 4;
@@ -290,7 +312,6 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 3)
   extern __shared__ __align__(16) uint16_t sA[];
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int gid = lane >> 2, tid = lane & 3;
   const int qg = blockIdx.x / ksplit;
   const int ks = blockIdx.x - qg * ksplit;
   const int q = qg * RT + warp / KW;
@@ -304,12 +325,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 3)
   for (int b = 0; b < NB; ++b) blk[b] = (q * 64 + b * 16) / p.Vp;
 
   float acc[4][NT][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int n = 0; n < NT; ++n)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) acc[i][n][c] = 0.f;
+  zero_acc(acc);
 
   const int64_t unit0 = static_cast<int64_t>(q) * p.S;
   Batch w0, w1;
@@ -343,12 +359,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 3)
   }
 
   // Reduce the warps of each row tile of this CTA.
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int n = 0; n < NT; ++n)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) red[warp][8 * n + 2 * tid + (c & 1)][16 * i + gid + 8 * (c >> 1)] = acc[i][n][c];
+  acc_to_smem(acc, &red[warp][0][0], lane);
   __syncthreads();
 
   constexpr int kElems = NT * 8 * 64;
@@ -626,12 +637,7 @@ __global__ void __launch_bounds__(PrefillCfg<WR, WN, SHARED_B, WT>::kThreads, WT
 
   constexpr int kNT = C::kNT;
   float acc[4][kNT][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int n = 0; n < kNT; ++n)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) acc[i][n][c] = 0.f;
+  zero_acc(acc);
 
   int stage = 0, wstage = STAGES - 1;
   for (int j = 0; j < ns; ++j) {
