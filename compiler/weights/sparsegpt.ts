@@ -22,8 +22,8 @@
  *    Dead channels score 0 (they are dropped first: the data never reads them).
  *  - Refit (default on, where affordable: refitAffordable): once the mask is fixed, each row's kept
  *    weights are replaced by the exact minimum of the same damped objective for that mask (the greedy
- *    OBS steps only approximate it); optionally after a local search over each row's 2 of its block's
- *    4 columns (compiler/weights/refit.ts).
+ *    OBS steps only approximate it); by default (compile) after a local search over each row's 2 of its
+ *    block's 4 columns until a pass makes no swap, where affordable (refitPlan; compiler/weights/refit.ts).
  *
  * Everything runs in float64 in a fixed order, so the result is deterministic. Cost: about
  * K³ for the factorisation plus out · K² multiply-adds for the updates (K = in_features).
@@ -69,7 +69,7 @@ export interface SparseGptOptions {
   /**
    * With `refit`: passes of the exact local search over each row's 2 of its block's 4 columns per
    * group (compiler/weights/refit.ts) before the final refit, at most (a row stops after a pass without
-   * a swap); 0 (default here) keeps OBS's mask.
+   * a swap); 0 (default here; compile's default is DEFAULT_SPARSEGPT_REFIT_SWEEPS) keeps OBS's mask.
    * Unless `refitForced`, the refit and its search run only where refitPlan says they are affordable.
    */
   refitSweeps?: number;
@@ -268,27 +268,37 @@ function invertLower(A: Float64Array, Li: Float64Array, K: number): void {
 }
 
 /**
- * The refit's per-row factorisations cost about out·(2K/M)³/6 multiply-adds, which grows faster than
- * SparseGPT's own K³ + out·K²; each sweep of the local search costs about SEARCH_SWEEP_COST times the
- * refit (an inverse per row, then O((2K/M)²) per evaluated or made swap). Unless forced (an explicit
+ * The refit's per-row factorisations cost about out·n³/6 multiply-adds (n = 2·⌈K/M⌉ kept weights per
+ * row), which grows faster than SparseGPT's own K³ + out·K². The local search (refit.ts) replaces
+ * them by one inverse per row (n³/2, WebAssembly) kept up to date through all its passes; the passes
+ * cost O(n) per screened candidate and O(n²) per evaluated candidate or swap. Measured to convergence
+ * on the char-LM's layers (2026-11-26, 2-core VM, V = 16 and 64, M = 5 and 8, n = 48-308, 7-15
+ * passes), the whole search takes 1-2.7 ns per op of searchOps = out·(n³/2 + SEARCH_PASS_OPS·n²),
+ * about as long as one of the OBS pass's K³ + out·K² ops (1-3.7 ns). Unless forced (an explicit
  * --refit-sweeps), the refit runs only where it costs at most REFIT_MAX_RELATIVE_COST times the OBS
- * pass, and its sweeps only where refit and search together cost at most
- * REFIT_SEARCH_MAX_RELATIVE_COST times the OBS pass and at most REFIT_SEARCH_MAX_OPS multiply-adds
- * (a few seconds of one core): large layers neither take hours nor hold the compile up (the report's
- * `refit` says what ran where). All counted in operations, so the plan is the same on every machine.
+ * pass, and the search only where searchOps is at most REFIT_SEARCH_MAX_RELATIVE_COST times the OBS
+ * pass and at most REFIT_SEARCH_MAX_OPS (some 20-40 s of one core): large layers neither take hours
+ * nor hold the compile up (the report's `refit` says what ran where). All counted in operations, so
+ * the plan (and the output) is the same on every machine, with or without WebAssembly (whose JS
+ * fallback is 2-3x slower).
  */
 export const REFIT_MAX_RELATIVE_COST = 4;
 export const REFIT_SEARCH_MAX_RELATIVE_COST = 12;
 export const REFIT_SEARCH_MAX_OPS = 2 ** 34;
-export const SEARCH_SWEEP_COST = 4.5;
+export const SEARCH_PASS_OPS = 32;
+/** The local search's estimated cost on an [out, K] weight at M, to convergence (see refitPlan). */
+export function searchOps(out: number, K: number, m: number): number {
+  const n = Math.ceil(K / m) * 2;
+  return out * (n * n * n / 2 + SEARCH_PASS_OPS * n * n);
+}
 export function refitPlan(out: number, K: number, m: number, sweeps: number, forced = false): { refit: boolean; sweeps: number } {
   if (forced) return { refit: true, sweeps };
   const n = Math.ceil(K / m) * 2;
   const refitOps = (out * n * n * n) / 6;
   const obsOps = K * K * K + out * K * K;
   if (refitOps > REFIT_MAX_RELATIVE_COST * obsOps) return { refit: false, sweeps: 0 };
-  const withSearch = refitOps * (1 + SEARCH_SWEEP_COST * sweeps);
-  const searchAffordable = withSearch <= REFIT_SEARCH_MAX_RELATIVE_COST * obsOps && withSearch <= REFIT_SEARCH_MAX_OPS;
+  const search = searchOps(out, K, m);
+  const searchAffordable = search <= REFIT_SEARCH_MAX_RELATIVE_COST * obsOps && search <= REFIT_SEARCH_MAX_OPS;
   return { refit: true, sweeps: searchAffordable ? sweeps : 0 };
 }
 /** Whether the refit runs on an [out, K] weight at M (with `sweeps` requested explicitly when forced). */
@@ -460,8 +470,11 @@ export const PRUNE_METHODS: readonly PruneMethod[] = ["select", "sparsegpt"];
 export const DEFAULT_SPARSEGPT_MASK_SCORE: SparseGptMaskScore = "obs";
 /** Whether sparsegpt refits the kept weights exactly once the mask is fixed (docs/calibration.md says why). */
 export const DEFAULT_SPARSEGPT_REFIT = true;
-/** Local-search sweeps of the refit, where refitPlan finds them affordable (docs/calibration.md says why). */
-export const DEFAULT_SPARSEGPT_REFIT_SWEEPS = 1;
+/**
+ * Local-search passes of the refit at most, where refitPlan finds the search affordable: in effect until
+ * a pass makes no swap (the char-LM's and ViT's rows need 7-15; docs/calibration.md says why).
+ */
+export const DEFAULT_SPARSEGPT_REFIT_SWEEPS = 32;
 
 /** The --method sparsegpt settings as the compile state carries them into each weight's scoring. */
 export interface SparseGptSettings {
@@ -469,7 +482,7 @@ export interface SparseGptSettings {
   damping: number;
   /** Exact least-squares refit of the kept weights once the mask is fixed (--[no-]refit; SparseGptOptions.refit). */
   refit?: boolean;
-  /** Local-search sweeps before the refit (--refit-sweeps; SparseGptOptions.refitSweeps). */
+  /** Local-search passes before the refit, at most (--refit-sweeps; SparseGptOptions.refitSweeps). */
   refitSweeps?: number;
   /** The sweeps were asked for explicitly: refit and search run on every layer (SparseGptOptions.refitForced). */
   refitForced?: boolean;

@@ -6,6 +6,7 @@ import { Codes, VnmcError } from "../../compiler/diagnostics.js";
 import { resolveConfig } from "../../compiler/project/config.js";
 import { readModelFile } from "../../compiler/serde/read.js";
 import { writeModelFile } from "../../compiler/serde/write.js";
+import { DEFAULT_SPARSEGPT_REFIT_SWEEPS } from "../../compiler/weights/sparsegpt.js";
 import { buildModel } from "../../models/index.js";
 import { normals } from "../support/calib-models.js";
 import { runCli } from "../support/cli.js";
@@ -36,7 +37,7 @@ describe("sparsegpt refit options (--refit, --no-refit, --refit-sweeps)", functi
 
   it("--no-refit keeps the OBS weights: same mask, different kept weights; the report and the metadata say so (default method too)", async () => {
     for (const method of [undefined, "sparsegpt" as const]) {
-      // The default (refit with one sweep of the local search on these small layers), the refit alone, and none.
+      // The default (refit after the local search, run until a pass makes no swap, on these small layers), the refit alone, and none.
       const dflt = await compileFile(mlp, { ...base, method, output: out() });
       const refit = await compileFile(mlp, { ...base, method, refitSweeps: 0, output: out() });
       const plain = await compileFile(mlp, { ...base, method, refit: false, output: out() });
@@ -47,10 +48,15 @@ describe("sparsegpt refit options (--refit, --no-refit, --refit-sweeps)", functi
       const sparse = (r: CompileResult) => r.report.layers.filter((l) => l.status === "sparse");
       expect(sparse(refit).length).to.equal(2);
       for (const l of sparse(refit)) expect(l.sparsegpt!.refit, l.node).to.deep.equal({ swaps: 0, sweeps: 0, passes: 0 });
-      for (const l of sparse(dflt)) expect(l.sparsegpt!.refit, l.node).to.include({ sweeps: 1 });
+      for (const l of sparse(dflt)) {
+        const r = l.sparsegpt!.refit as unknown as { sweeps: number; passes: number };
+        expect(r, l.node).to.include({ sweeps: DEFAULT_SPARSEGPT_REFIT_SWEEPS });
+        // Run to convergence: the last pass of the longest row made no swap, well before the cap.
+        expect(r.passes, l.node).to.be.within(2, DEFAULT_SPARSEGPT_REFIT_SWEEPS - 1);
+      }
       expect(sparse(dflt).some((l) => l.sparsegpt!.refit!.swaps > 0), "the search moved some weights").to.equal(true);
       for (const l of sparse(plain)) expect(l.sparsegpt!.refit, l.node).to.equal(undefined);
-      expect(recordedMethod(dflt)).to.deep.include({ name: "sparsegpt", refit: { sweeps: 1 } });
+      expect(recordedMethod(dflt)).to.deep.include({ name: "sparsegpt", refit: { sweeps: DEFAULT_SPARSEGPT_REFIT_SWEEPS } });
       expect(recordedMethod(refit)).to.deep.include({ name: "sparsegpt", refit: { sweeps: 0 } });
       expect(recordedMethod(plain)).to.deep.include({ name: "sparsegpt", refit: false });
       const a = rebuiltLayers(readModelFile(refit.outputPath).model);
@@ -139,7 +145,7 @@ describe("sparsegpt refit options (--refit, --no-refit, --refit-sweeps)", functi
     const cli = (...args: string[]) => runCli(["compile", mlp, "--vnm", "16:2:5", "--min-size", "0", "--calib", calib, "--no-verify", "-q", ...args]);
 
     it("--no-refit, --refit and --refit-sweeps N reach the compile", () => {
-      const cases: Array<[string[], unknown]> = [[["--no-refit"], false], [["--refit", "--refit-sweeps=0"], { sweeps: 0 }], [["--refit-sweeps", "1"], { sweeps: 1, everyLayer: true }], [[], { sweeps: 1 }]];
+      const cases: Array<[string[], unknown]> = [[["--no-refit"], false], [["--refit", "--refit-sweeps=0"], { sweeps: 0 }], [["--refit-sweeps", "1"], { sweeps: 1, everyLayer: true }], [[], { sweeps: DEFAULT_SPARSEGPT_REFIT_SWEEPS }]];
       for (const [args, refit] of cases) {
         const o = out();
         const r = cli("--method", "sparsegpt", "-o", o, ...args);

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { parseVnm } from "../../compiler/vnm/config.js";
-import { denseFromKept, hessianError, inverseCholeskyUpper, REFIT_SEARCH_MAX_OPS, refitAffordable, refitPlan, sparseGptPrune } from "../../compiler/weights/sparsegpt.js";
+import { denseFromKept, hessianError, inverseCholeskyUpper, REFIT_SEARCH_MAX_OPS, refitAffordable, refitPlan, SEARCH_PASS_OPS, searchOps, sparseGptPrune } from "../../compiler/weights/sparsegpt.js";
 import { checkVnmPattern, seededRandom } from "../support/vnm-reference.js";
 
 /** X [n, K] with correlated channels (a shared latent factor) and scales over two orders of magnitude. */
@@ -310,23 +310,25 @@ describe("SparseGPT under V:N:M (compiler/weights/sparsegpt.ts)", () => {
     expect(refitAffordable(768, 192, 5, 0)).to.equal(true);
     expect(refitAffordable(4096, 4096, 5, 0)).to.equal(false);
     expect(refitAffordable(4096, 4096, 5, 1)).to.equal(true);
-    // Default sweeps (not forced) only where refit and search stay affordable: every char-LM and ViT
-    // layer at M = 5 and 8, not the wide layers of larger models (those keep the plain refit, or none).
+    // The default search (not forced) only where it stays affordable: every char-LM and ViT layer at
+    // M = 5 and 8, and 768 x 768 at M = 8; not the wide layers of larger models (those keep the plain refit, or none).
     for (const [out, K] of [[576, 192], [192, 192], [768, 192], [192, 768], [98, 192], [192, 64], [64, 64], [128, 64], [64, 128]] as const) {
-      for (const m of [5, 8]) expect(refitPlan(out, K, m, 1), `${out}x${K} M=${m}`).to.deep.equal({ refit: true, sweeps: 1 });
+      for (const m of [5, 8]) expect(refitPlan(out, K, m, 32), `${out}x${K} M=${m}`).to.deep.equal({ refit: true, sweeps: 32 });
     }
-    expect(refitPlan(768, 768, 5, 1)).to.deep.equal({ refit: false, sweeps: 0 });
-    expect(refitPlan(768, 768, 8, 1)).to.deep.equal({ refit: true, sweeps: 1 });
-    expect(refitPlan(1024, 2816, 8, 1)).to.deep.equal({ refit: true, sweeps: 0 });
-    expect(refitPlan(2816, 1024, 8, 1)).to.deep.equal({ refit: true, sweeps: 0 });
-    expect(refitPlan(4096, 4096, 5, 1)).to.deep.equal({ refit: false, sweeps: 0 });
+    expect(refitPlan(768, 768, 5, 32)).to.deep.equal({ refit: false, sweeps: 0 });
+    expect(refitPlan(768, 768, 8, 32)).to.deep.equal({ refit: true, sweeps: 32 });
+    expect(refitPlan(1024, 2816, 8, 32)).to.deep.equal({ refit: true, sweeps: 0 });
+    expect(refitPlan(2816, 1024, 8, 32)).to.deep.equal({ refit: true, sweeps: 0 });
+    expect(refitPlan(4096, 4096, 5, 32)).to.deep.equal({ refit: false, sweeps: 0 });
     expect(refitPlan(4096, 4096, 5, 2, true)).to.deep.equal({ refit: true, sweeps: 2 });
     expect(refitPlan(192, 768, 5, 0)).to.deep.equal({ refit: true, sweeps: 0 });
-    // The absolute cap: a layer whose refit is cheap relative to its OBS pass but large in operations.
-    const n = Math.ceil(2048 / 16) * 2;
-    expect((2048 * n ** 3) / 6 * 5.5).to.be.above(REFIT_SEARCH_MAX_OPS);
-    expect(refitPlan(2048, 2048, 16, 1)).to.deep.equal({ refit: true, sweeps: 0 });
-    // The result says whether the refit ran, with how many sweeps, and its swaps.
+    // The estimate: one inverse per row (n³/2) plus SEARCH_PASS_OPS·n² per row for the passes (n = 2·⌈K/M⌉).
+    expect(searchOps(192, 768, 5)).to.equal(192 * (308 ** 3 / 2 + SEARCH_PASS_OPS * 308 ** 2));
+    // The absolute cap: a layer whose search is cheap relative to its OBS pass but large in operations.
+    expect(searchOps(2048, 2048, 16)).to.be.above(REFIT_SEARCH_MAX_OPS);
+    expect(searchOps(2048, 2048, 16)).to.be.below(12 * (2048 ** 3 + 2048 * 2048 ** 2));
+    expect(refitPlan(2048, 2048, 16, 32)).to.deep.equal({ refit: true, sweeps: 0 });
+    // The result says whether the refit ran, with how many passes allowed and run at most, and its swaps.
     const out = 8, K = 20;
     const W = weights(81, out, K);
     const H = gram(activations(80, 40, K), 40, K);
