@@ -472,7 +472,7 @@ export const DEFAULT_SPARSEGPT_MASK_SCORE: SparseGptMaskScore = "obs";
 export const DEFAULT_SPARSEGPT_REFIT = true;
 /**
  * Local-search passes of the refit at most, where refitPlan finds the search affordable: in effect until
- * a pass makes no swap (the char-LM's and ViT's rows need 7-15; docs/calibration.md says why).
+ * a pass makes no swap (the char-LM's and ViT's rows need 5-16 at 64:2:5, 64:2:8 and 16:2:5; docs/calibration.md says why).
  */
 export const DEFAULT_SPARSEGPT_REFIT_SWEEPS = 32;
 
