@@ -84,10 +84,11 @@ export interface CompileOptions {
    */
   refit?: boolean;
   /**
-   * sparsegpt with refit: sweeps of an exact local search over each row's 2-of-4 choices before the
-   * refit. Default DEFAULT_SPARSEGPT_REFIT_SWEEPS = 1 on the layers where it is affordable
-   * (compiler/weights/sparsegpt.ts refitPlan: a few times the OBS pass); an explicit N > 0 runs N
-   * sweeps (and the refit) on every layer, whatever it costs; 0 turns the search off (docs/calibration.md).
+   * sparsegpt with refit: at most this many passes of an exact local search over each row's 2-of-4
+   * choices before the refit (a row stops at the first pass that makes no swap). Default
+   * DEFAULT_SPARSEGPT_REFIT_SWEEPS = 32, i.e. to convergence, on the layers where it is affordable
+   * (compiler/weights/sparsegpt.ts refitPlan: at most 12x the OBS pass); an explicit N > 0 runs up to N
+   * passes (and the refit) on every layer, whatever it costs; 0 turns the search off (docs/calibration.md).
    */
   refitSweeps?: number;
   /** Search input/output channel permutations that keep more of the score (free at run time). */

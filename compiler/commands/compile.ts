@@ -44,10 +44,11 @@ Options:
   --no-refit              with --method sparsegpt: keep the OBS pass's weights instead of re-solving
                           each row's kept weights exactly by least squares once the mask is fixed
                           (default --refit, on the layers where it costs at most ${REFIT_MAX_RELATIVE_COST}x the OBS pass)
-  --refit-sweeps <n>      with --method sparsegpt: n sweeps of an exact local search over each row's
-                          2-of-4 choices before the refit (default ${DEFAULT_SPARSEGPT_REFIT_SWEEPS} on the layers where it is
-                          affordable, none on wide ones; an explicit n runs on every layer whatever it
-                          costs; 0 turns it off)
+  --refit-sweeps <n>      with --method sparsegpt: at most n passes of an exact local search over each
+                          row's 2-of-4 choices before the refit, stopping at a pass without a swap
+                          (default ${DEFAULT_SPARSEGPT_REFIT_SWEEPS}, i.e. to convergence, on the layers where it is affordable,
+                          none on wide ones; an explicit n runs on every layer whatever it costs; 0
+                          turns it off)
   --permute, --no-permute search input/output channel permutations that keep more of the score (free
                           at run time: folded into columns and row_index, or into the producing layer);
                           default: on with --calib, off without
