@@ -252,6 +252,47 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_
                : "memory");
 }
 
+// ---- pieces shared by the warp-specialised kernels (v10, v14) --------------------------------------
+// Stage layout C (Wg24Cfg-derived): B tile (kBBytes, 128-byte swizzle), A fragments (kABytes),
+// metadata (kMBytes); mbarriers full[ST] (1 arrival + tx bytes) and empty[ST] (256 consumer threads).
+__device__ __forceinline__ void wg24_init_barriers(uint32_t full0, uint32_t empty0, int stages) {
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < stages; ++i) {
+      mbar_init(full0 + 8 * i, 1);
+      mbar_init(empty0 + 8 * i, 256);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+}
+
+// Producer, one k64 step s of row tile (vsrc, msrc) and token tile t0 into stage buffer st: the
+// activation tile by TMA, the weight fragments and metadata by bulk copies, all onto mbarrier full.
+template <class C>
+__device__ __forceinline__ void wg24_issue_step(uint32_t st, uint32_t full, const CUtensorMap* tmap, int s, int t0,
+                                                const uint4* vsrc, const uint32_t* msrc) {
+  mbar_arrive_tx(full, C::kStageBytes);
+  tma_load_2d(st, tmap, s * 64, t0, full);
+  bulk_load(st + C::kBBytes, vsrc + static_cast<int64_t>(s) * 512, C::kABytes, full);
+  bulk_load(st + C::kBBytes + C::kABytes, msrc + static_cast<int64_t>(s) * 256, C::kMBytes, full);
+}
+
+// Consumer warpgroup wg, one k64 step from the stage at sg (generic) / st (shared address), already
+// waited for: its A registers and metadata into a / e, two wgmma.sp k32 into d, then wait until at most
+// this step's group is in flight (so the register set of the step before may be refilled).
+template <bool BF16, int BN, class C>
+__device__ __forceinline__ void wg24_consume_step(float (&d)[BN / 2], uint4 (&a)[2], uint32_t& e, const uint8_t* sg,
+                                                  uint32_t st, int wg, int t128) {
+  a[0] = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 0) * 128 + t128) * 16);
+  a[1] = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 1) * 128 + t128) * 16);
+  e = *reinterpret_cast<const uint32_t*>(sg + C::kBBytes + C::kABytes + (wg * 128 + t128) * 4);
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+  WgmmaSp<BF16, BN>::template mma<0>(d, a[0], wg_desc_sw128(st), e, 1);
+  WgmmaSp<BF16, BN>::template mma<1>(d, a[1], wg_desc_sw128(st + 64), e, 1);
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+  asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+}
+
 // tmap: X[T][K] as a 2-D tensor (K innermost), box 64 x BN, 128-byte swizzle (vnm_cuda.cu).
 template <bool BF16, int BN>
 __global__ void __launch_bounds__(384, 1)
@@ -269,14 +310,7 @@ __global__ void __launch_bounds__(384, 1)
   const int64_t t0 = static_cast<int64_t>(p.rows_fast ? blockIdx.y : blockIdx.x) * BN;
   const int64_t rt = p.rows_fast ? blockIdx.x : blockIdx.y;
   const int S = p.S64;
-  if (tid == 0) {
-    for (int i = 0; i < ST; ++i) {
-      mbar_init(full0 + 8 * i, 1);
-      mbar_init(empty0 + 8 * i, 256);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
+  wg24_init_barriers(full0, empty0, ST);
 
   if (tid >= 256) {  // producer warpgroup: one lane issues everything, with few registers
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
@@ -286,11 +320,7 @@ __global__ void __launch_bounds__(384, 1)
       for (int s = 0; s < S; ++s) {
         const int b = s % ST;
         mbar_wait(empty0 + 8 * b, ((s / ST) & 1) ^ 1);
-        const uint32_t st = sbase + b * C::kStageBytes, full = full0 + 8 * b;
-        mbar_arrive_tx(full, C::kStageBytes);
-        tma_load_2d(st, &tmap, s * 64, static_cast<int>(t0), full);
-        bulk_load(st + C::kBBytes, vsrc + static_cast<int64_t>(s) * 512, C::kABytes, full);
-        bulk_load(st + C::kBBytes + C::kABytes, msrc + static_cast<int64_t>(s) * 256, C::kMBytes, full);
+        wg24_issue_step<C>(sbase + b * C::kStageBytes, full0 + 8 * b, &tmap, s, static_cast<int>(t0), vsrc, msrc);
       }
     }
     return;
@@ -309,16 +339,7 @@ __global__ void __launch_bounds__(384, 1)
   auto step = [&](int s, uint4 (&a)[2], uint32_t& e) {
     const int b = s % ST;
     mbar_wait(full0 + 8 * b, (s / ST) & 1);
-    const uint8_t* sg = sgen + b * C::kStageBytes;
-    a[0] = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 0) * 128 + t128) * 16);
-    a[1] = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 1) * 128 + t128) * 16);
-    e = *reinterpret_cast<const uint32_t*>(sg + C::kBBytes + C::kABytes + (wg * 128 + t128) * 4);
-    const uint32_t st = sbase + b * C::kStageBytes;
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-    WgmmaSp<BF16, BN>::template mma<0>(d, a[0], wg_desc_sw128(st), e, 1);
-    WgmmaSp<BF16, BN>::template mma<1>(d, a[1], wg_desc_sw128(st + 64), e, 1);
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    wg24_consume_step<BF16, BN, C>(d, a, e, sgen + b * C::kStageBytes, sbase + b * C::kStageBytes, wg, t128);
     if (s > 0) mbar_arrive(empty0 + 8 * ((s - 1) % ST));  // step s - 1's buffer is free
   };
   for (int s = 0; s < S; s += 2) {
@@ -441,14 +462,7 @@ __global__ void __launch_bounds__(384, 1)
   const int tid = threadIdx.x;
   const int S = p.S64;
   const uint32_t ntiles = nr * nt;
-  if (tid == 0) {
-    for (int i = 0; i < ST; ++i) {
-      mbar_init(full0 + 8 * i, 1);
-      mbar_init(empty0 + 8 * i, 256);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
+  wg24_init_barriers(full0, empty0, ST);
 
   if (tid >= 256) {  // producer warpgroup: one lane issues everything, with few registers
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
@@ -463,11 +477,7 @@ __global__ void __launch_bounds__(384, 1)
         const uint32_t* msrc = p.meta + static_cast<int64_t>(rt) * S * 256;
         for (int s = 0; s < S; ++s) {
           mbar_wait(empty0 + 8 * b, ph ^ 1);  // the consumers are done with this stage's previous step
-          const uint32_t st = sbase + b * C::kStageBytes, full = full0 + 8 * b;
-          mbar_arrive_tx(full, C::kStageBytes);
-          tma_load_2d(st, &tmap, s * 64, t0, full);
-          bulk_load(st + C::kBBytes, vsrc + static_cast<int64_t>(s) * 512, C::kABytes, full);
-          bulk_load(st + C::kBBytes + C::kABytes, msrc + static_cast<int64_t>(s) * 256, C::kMBytes, full);
+          wg24_issue_step<C>(sbase + b * C::kStageBytes, full0 + 8 * b, &tmap, s, t0, vsrc, msrc);
           if (++b == ST) {
             b = 0;
             ph ^= 1;
@@ -497,16 +507,7 @@ __global__ void __launch_bounds__(384, 1)
     // completed (wait_group 0 before the epilogue).
     auto step = [&](int s, uint4 (&a)[2], uint32_t& e) {
       mbar_wait(full0 + 8 * b, ph);
-      const uint8_t* sg = sgen + b * C::kStageBytes;
-      a[0] = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 0) * 128 + t128) * 16);
-      a[1] = *reinterpret_cast<const uint4*>(sg + C::kBBytes + ((wg * 2 + 1) * 128 + t128) * 16);
-      e = *reinterpret_cast<const uint32_t*>(sg + C::kBBytes + C::kABytes + (wg * 128 + t128) * 4);
-      const uint32_t st = sbase + b * C::kStageBytes;
-      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-      WgmmaSp<BF16, BN>::template mma<0>(d, a[0], wg_desc_sw128(st), e, 1);
-      WgmmaSp<BF16, BN>::template mma<1>(d, a[1], wg_desc_sw128(st + 64), e, 1);
-      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      wg24_consume_step<BF16, BN, C>(d, a, e, sgen + b * C::kStageBytes, sbase + b * C::kStageBytes, wg, t128);
       if (s > 0) mbar_arrive(empty0 + 8 * pb);  // step s - 1's stage is free
       pb = b;
       if (++b == ST) {
