@@ -19,6 +19,7 @@
  * adds them at the end), so the selection does not depend on which one ran. Bound arithmetic may
  * differ: bounds only decide what is skipped, within the rounding allowance `tol` (select.ts).
  */
+import { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from "../numeric/wasm-api.js";
 
 /** Threshold slots of the Lagrangian bounds (see select.ts) and the column stride of `d`. */
 export const MAX_THRESHOLDS = 5;
@@ -404,22 +405,6 @@ function topTwoSum(x: number, y: number, z: number, w: number): number {
 
 // ---------------------------------------------------------------------------------------------
 // WebAssembly implementation
-
-/** The part of the WebAssembly JS API used here (lib ES2022 does not declare it). */
-interface WasmModule {
-  readonly __wasmModule?: never;
-}
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => WasmModule;
-  Instance: new (module: WasmModule, imports: Record<string, Record<string, unknown>>) => { exports: unknown };
-  Memory: new (descriptor: { initial: number }) => WasmMemory;
-}
-const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 
 interface WasmExports {
   evaluate(oa: number, ob: number, oc: number, od: number, nBytes: number): number;

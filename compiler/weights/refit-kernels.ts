@@ -13,6 +13,7 @@
  * are one multiply-add chain per element in both. Every vector and matrix lives in one Float64Array
  * `heap` (the module's memory for WebAssembly), addressed by element offsets.
  */
+import { wasmApi, type WasmApi, type WasmModule } from "../numeric/wasm-api.js";
 
 export interface RefitKernels {
   readonly kind: "wasm" | "js";
@@ -180,21 +181,6 @@ class JsRefitKernels implements RefitKernels {
 
 // ---------------------------------------------------------------------------------------------
 // WebAssembly
-
-/** The part of the WebAssembly JS API used here (lib ES2022 does not declare it). */
-interface WasmModule {
-  readonly __wasmModule?: never;
-}
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-}
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => WasmModule;
-  Instance: new (module: WasmModule, imports: Record<string, Record<string, unknown>>) => { exports: unknown };
-  Memory: new (descriptor: { initial: number }) => WasmMemory;
-}
-const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 
 /** Byte offsets and byte strides, as the kernels take them. */
 interface WasmExports {
