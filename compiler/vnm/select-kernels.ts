@@ -19,7 +19,7 @@
  * adds them at the end), so the selection does not depend on which one ran. Bound arithmetic may
  * differ: bounds only decide what is skipped, within the rounding allowance `tol` (select.ts).
  */
-import { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from "../numeric/wasm-api.js";
+import { sleb, uleb, wasmApi, type WasmApi, type WasmMemory, type WasmModule } from "../numeric/wasm-api.js";
 
 /** Threshold slots of the Lagrangian bounds (see select.ts) and the column stride of `d`. */
 export const MAX_THRESHOLDS = 5;
@@ -736,30 +736,6 @@ function wasmModule(layout: KernelLayout): WasmModule | null {
 }
 
 // A tiny WebAssembly assembler: just the encodings the kernels use.
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const byte = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
-      out.push(byte);
-      return out;
-    }
-    out.push(byte | 0x80);
-  }
-}
 
 /** Appends `items` to `out` (no spread: the arrays get large). */
 function append(out: number[], items: readonly number[]): void {

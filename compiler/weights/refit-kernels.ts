@@ -13,7 +13,7 @@
  * are one multiply-add chain per element in both. Every vector and matrix lives in one Float64Array
  * `heap` (the module's memory for WebAssembly), addressed by element offsets.
  */
-import { wasmApi, type WasmApi, type WasmModule } from "../numeric/wasm-api.js";
+import { sleb, uleb, wasmApi, type WasmApi, type WasmModule } from "../numeric/wasm-api.js";
 
 export interface RefitKernels {
   readonly kind: "wasm" | "js";
@@ -229,30 +229,6 @@ function wasmModule(): WasmModule | null {
 // A tiny WebAssembly assembler: just the encodings these kernels use.
 
 type Code = number[];
-
-function uleb(n: number): Code {
-  const out: Code = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(n: number): Code {
-  const out: Code = [];
-  for (;;) {
-    const byte = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
-      out.push(byte);
-      return out;
-    }
-    out.push(byte | 0x80);
-  }
-}
 
 const cat = (...parts: Code[]): Code => parts.flat();
 const vec = (items: Code[]): Code => cat(uleb(items.length), ...items);
