@@ -923,9 +923,35 @@ cudaError_t bulk_dispatch(bool bf16, int nt, const dev::Params& p, const void* A
 
 // Resident CTAs per SM of one bulk decode instantiation with smem bytes of dynamic shared memory; its
 // limit is raised to the device's opt-in maximum once (a lower per-object value would break others).
-// Clusters of ks CTAs that can be resident at once (GPC packing included), 0 on error.
-template <bool BF16, int NT, bool WIN>
-int bulk_clusters(int ks, int64_t R64, int smem) {
+// The bulk decode kernels of one dtype may use the device's opt-in shared memory, with the largest
+// carveout (the driver's default left room for too few CTAs per SM: v3, bench/gpu/NOTES.md). The same
+// values for every object, so concurrent objects cannot disagree. False: no such kernel (no sm_90 code).
+template <bool BF16>
+bool bulk_allow_smem(int optin) {
+  for (auto k : {dev::decode_bulk_kernel<BF16, 1, true>, dev::decode_bulk_kernel<BF16, 2, true>})
+    if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) != cudaSuccess ||
+        cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
+            cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+  return true;
+}
+
+// Occupancy of one bulk decode instantiation with smem bytes of dynamic shared memory: resident CTAs
+// per SM, and (want_clusters) resident clusters of ks CTAs for a grid of ks x R64 (GPC packing
+// included). 0 on error.
+template <bool BF16, int NT>
+void bulk_fit(int ks, int64_t R64, int smem, bool want_clusters, int* bps, int* clusters) {
+  auto k = dev::decode_bulk_kernel<BF16, NT, true>;
+  *bps = *clusters = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(bps, k, dev::kBulkWarps * 32, static_cast<size_t>(smem)) !=
+      cudaSuccess) {
+    cudaGetLastError();
+    *bps = 0;
+    return;
+  }
+  if (!want_clusters || *bps == 0) return;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(static_cast<unsigned>(ks), static_cast<unsigned>(R64), 1);
   cfg.blockDim = dim3(dev::kBulkWarps * 32, 1, 1);
@@ -937,36 +963,10 @@ int bulk_clusters(int ks, int64_t R64, int smem) {
   at[0].val.clusterDim.z = 1;
   cfg.attrs = at;
   cfg.numAttrs = 1;
-  int n = 0;
-  if (cudaOccupancyMaxActiveClusters(&n, dev::decode_bulk_kernel<BF16, NT, WIN>, &cfg) != cudaSuccess) {
+  if (cudaOccupancyMaxActiveClusters(clusters, k, &cfg) != cudaSuccess) {
     cudaGetLastError();
-    return 0;
+    *clusters = 0;
   }
-  return n;
-}
-int bulk_clusters_for(bool bf16, int nt, int ks, int64_t R64, int smem) {
-  if (bf16) return nt == 1 ? bulk_clusters<true, 1, true>(ks, R64, smem) : bulk_clusters<true, 2, true>(ks, R64, smem);
-  return nt == 1 ? bulk_clusters<false, 1, true>(ks, R64, smem) : bulk_clusters<false, 2, true>(ks, R64, smem);
-}
-
-template <bool BF16, int NT, bool WIN>
-int bulk_bps(int smem, int optin) {
-  auto k = dev::decode_bulk_kernel<BF16, NT, WIN>;
-  int b = 0;
-  // Carveout: the driver's default left room for too few CTAs per SM (v3, bench/gpu/NOTES.md).
-  if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) != cudaSuccess ||
-      cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
-          cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, k, dev::kBulkWarps * 32, static_cast<size_t>(smem)) !=
-          cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
-  return b;
-}
-int bulk_bps_for(bool bf16, int nt, int smem, int optin) {
-  if (bf16) return nt == 1 ? bulk_bps<true, 1, true>(smem, optin) : bulk_bps<true, 2, true>(smem, optin);
-  return nt == 1 ? bulk_bps<false, 1, true>(smem, optin) : bulk_bps<false, 2, true>(smem, optin);
 }
 
 // Per T: the largest split (cluster size <= 8) whose R64 clusters of ks CTAs are all resident at once
@@ -987,6 +987,7 @@ void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
     return;
   }
   const int optin = static_cast<int>(prop.sharedMemPerBlockOptin);
+  if (!(im.bf16 ? bulk_allow_smem<true>(optin) : bulk_allow_smem<false>(optin))) return;
   const int64_t ks_max = std::min<int64_t>(dev::kBulkMaxCluster, im.S);
   for (int T = 1; T <= 16; ++T) {
     // T <= 4 with M < 16: v4's direct gathers stay 3-12 % faster (H100, Llama shapes, NOTES.md v13);
@@ -1000,10 +1001,13 @@ void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
       const int64_t smem64 = dev::bulk_smem_bytes(true, nt, T, ldx);
       if (smem64 > optin) continue;
       const int smem = static_cast<int>(smem64);
-      const int bps = bulk_bps_for(im.bf16, nt, smem, optin);
-      if (bps == 0) continue;
       const bool forced = im.opt.decode_ksplit > 0;
-      if (forced || bulk_clusters_for(im.bf16, nt, static_cast<int>(ks), im.R64, smem) >= im.R64) {
+      int bps = 0, clusters = 0;
+      auto fit = im.bf16 ? (nt == 1 ? bulk_fit<true, 1> : bulk_fit<true, 2>)
+                         : (nt == 1 ? bulk_fit<false, 1> : bulk_fit<false, 2>);
+      fit(static_cast<int>(ks), im.R64, smem, !forced, &bps, &clusters);
+      if (bps == 0) continue;
+      if (forced || clusters >= im.R64) {
         im.bulk_ks[T] = static_cast<int>(ks);
         im.bulk_ldx[T] = static_cast<int>(ldx);
         im.bulk_smem[T] = smem;
