@@ -329,7 +329,8 @@ void validation() {
   expect_reject(f32, "float activations with float values (CPU only)");
 }
 
-// The wgmma.sp prefill (v9, sm_90): weights that are 2:4 along K (windowed, M % 4 == 0), K % 8 == 0.
+// The wgmma.sp prefill (v9, sm_90): weights that are 2:4 along K (windowed, M % 4 == 0), K % 8 == 0;
+// other windowed M and one permutation for all blocks through the gathered, zero-padded order (v15).
 // Partial row tiles, K not a multiple of 64, token tiles of 64 and 128 with partial last tiles,
 // row_index, bias, both dtypes, float activations; weights that are not 2:4 along K and the opt-out
 // must take the mma.sp path.
@@ -344,7 +345,18 @@ void wgmma_prefill() {
     check_case(spec(2048, 640, 128, 16, dt, ColumnMode::kWindowed, false, true, 2048), opts(0, 0, 8), "wg24 M=16", 1, wg);
     check_case(spec(1032, 264, 64, 16, dt, ColumnMode::kWindowed, false, true, 1024), opts(), "M=16 T=1024", 1, wg);
     check_case(spec(200, 72, 32, 12, dt, ColumnMode::kWindowed, true, true, 17), opts(2), "wg24 T=17", 1, wg);
-    check_case(spec(520, 200, 64, 5, dt, ColumnMode::kWindowed, true, true, 130), opts(), "not 2:4 (M=5)", 1, "!wgmma");
+    // M % 4 != 0 (windowed): X gathered into a zero-padded order (two single remainders share a chunk
+    // at M = 5, 9; remainders of 2 and 3 get their own), then wgmma.sp. K = 4096 at M = 5 ends with a
+    // one-channel group whose repeated indices carry two weights (summed into one position).
+    check_case(spec(520, 200, 64, 5, dt, ColumnMode::kWindowed, true, true, 130), opts(), "M=5 windowed", 2, "gathered");
+    check_case(spec(4096, 136, 64, 5, dt, ColumnMode::kWindowed, false, true, 300), opts(), "M=5 K=4096", 1, "gathered");
+    check_case(spec(515, 72, 16, 5, dt, ColumnMode::kWindowed, false, false, 1000), opts(), "M=5 V=16 odd groups", 1, "gathered");
+    check_case(spec(600, 264, 128, 6, dt, ColumnMode::kWindowed, true, false, 257), opts(), "M=6 windowed", 1, "gathered");
+    check_case(spec(701, 136, 32, 7, dt, ColumnMode::kWindowed, false, true, 129), opts(), "M=7 windowed", 1, "gathered");
+    check_case(spec(1000, 72, 64, 9, dt, ColumnMode::kWindowed, true, true, 300), opts(), "M=9 windowed", 1, "gathered");
+    check_case(spec_f32(520, 136, 64, 5, dt, ColumnMode::kWindowed, true, true, 200), opts(), "M=5 f32 act", 1, "gathered");
+    // repeated channels of a partial group (K = 333, M = 4) in place: summed as well
+    check_case(spec(333, 136, 16, 4, dt, ColumnMode::kGlobalPerm, true, false, 300), opts(), "global perm K=333", 1, "gathered");
     check_case(spec(500, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "K % 8 != 0", 1, "gathered");
     // One input permutation for all blocks: X gathered into the weight's order, then wgmma.sp.
     check_case(spec(520, 200, 64, 8, dt, ColumnMode::kGlobalPerm, true, true, 130), opts(), "global perm", 2, "gathered");
@@ -354,7 +366,9 @@ void wgmma_prefill() {
     check_case(spec(2048, 264, 128, 16, dt, ColumnMode::kGlobalPerm, true, false, 2048), opts(), "global perm", 1, "gathered");
     check_case(spec_f32(1000, 150, 32, 8, dt, ColumnMode::kGlobalPerm, true, true, 77), opts(), "global perm f32", 1, "gathered");
     check_case(spec(520, 200, 64, 8, dt, ColumnMode::kPermuted, true, true, 130), opts(), "per-block perm", 1, "!wgmma");
-    check_case(spec(520, 200, 64, 5, dt, ColumnMode::kGlobalPerm, true, true, 130), opts(), "global perm M=5", 1, "!wgmma");
+    check_case(spec(520, 200, 64, 5, dt, ColumnMode::kGlobalPerm, true, true, 130), opts(), "global perm M=5", 1, "gathered");
+    check_case(spec(606, 136, 64, 6, dt, ColumnMode::kGlobalPerm, false, true, 300), opts(), "global perm M=6", 1, "gathered");
+    check_case(spec(520, 200, 64, 5, dt, ColumnMode::kPermuted, true, true, 130), opts(), "per-block perm M=5", 1, "!wgmma");
     check_case(spec(520, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(0, 0, 1), "config 1", 1, "!wgmma");
     check_case(spec_f32(520, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "wg24 f32 act", 1, wg);
   }
@@ -545,6 +559,7 @@ void quick() {
   check_case(spec(136, 136, 16, 4, DType::kBFloat16, ColumnMode::kWindowed, false, true, 300), opts(), "q wg24", 1, "wgmma");
   check_case_at(2, spec(332, 136, 16, 4, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 1101), opts(), "q gather", 1, "gathered");
   check_case(spec(4100, 72, 64, 4, DType::kBFloat16, ColumnMode::kGlobalPerm, false, true, 1101), opts(), "q gather", 1, "gathered");
+  check_case(spec(515, 72, 16, 5, DType::kFloat16, ColumnMode::kWindowed, true, true, 300), opts(), "q gather M=5", 1, "gathered");
   {
     cuda::Options o = opts();
     o.wgmma_persistent = 5;

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <vector>
 
+#include "cpu/half.h"
 #include "cuda/kernels.cuh"
 #include "cuda/wgmma_sp.cuh"
 #include "cuda/decode_bulk.cuh"
@@ -39,36 +40,8 @@ std::string cuda_err(const char* what, cudaError_t e) {
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
-float half_bits_to_f32(uint16_t h, bool bf16) {
-  uint32_t u;
-  if (bf16) {
-    u = static_cast<uint32_t>(h) << 16;
-  } else {
-    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-    const uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t mant = h & 0x3ffu;
-    if (exp == 0x1f) {
-      u = sign | 0x7f800000u | (mant << 13);
-    } else if (exp == 0) {
-      if (mant == 0) {
-        u = sign;
-      } else {
-        int e = -1;
-        do {
-          ++e;
-          mant <<= 1;
-        } while ((mant & 0x400u) == 0);
-        mant &= 0x3ffu;
-        u = sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | (mant << 13);
-      }
-    } else {
-      u = sign | ((exp + (127 - 15)) << 23) | (mant << 13);
-    }
-  }
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+float half_bits_to_f32(uint16_t h, bool bf16) { return bf16 ? cpu::bf16_to_f32(h) : cpu::f16_to_f32(h); }
+uint16_t f32_to_half_bits(float f, bool bf16) { return bf16 ? cpu::f32_to_bf16(f) : cpu::f32_to_f16(f); }
 
 // Device buffer owned by the prepared object.
 struct DevBuf {
@@ -381,9 +354,11 @@ void wg24_launch(bool bf16, bool ws, int64_t persist, const CUtensorMap& tmap, c
   else dev::wg24_prefill_kernel<false, BN, stages><<<grid, 256, smem, st>>>(q, A, T, Y);
 }
 
-// The weight as 2:4 along K for the wgmma.sp prefill (wgmma_sp.cuh), when every 4 consecutive input
-// channels of every row hold at most 2 non-zero weights (always true for windowed indices with
-// M % 4 == 0). Sets im.has24 and uploads vals24 / meta24; leaves has24 false (no error) otherwise.
+// The weight as 2:4 along K for the wgmma.sp prefill (wgmma_sp.cuh), in an order of the input channels
+// where every 4 consecutive positions of every row hold at most 2 non-zero weights: K itself (windowed
+// indices with M % 4 == 0), or a zero-padded order X is gathered into per call (any M, windowed or one
+// permutation for all blocks). Sets im.has24 and uploads vals24 / meta24 (and src24 for a gathered
+// order); leaves has24 false (no error) otherwise.
 std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon, VnmGemmCuda::Impl& im) {
   const Dims& d = w.dims;
   if (!im.opt.prefill_wgmma) return {};
@@ -415,9 +390,9 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
     }
   };
   // The kernel's K order: pos_of[channel]. Tried first as is (no gather; K % 8 == 0 for the 16-byte
-  // rows of X); else in the order of one input permutation shared by all blocks (what `vnmc compile
-  // --permute` writes: group g's channels, over all blocks, are at most M and in no other group),
-  // where X is gathered into that order per call (Kw = G * M rounded up to 8 channels).
+  // rows of X); else, where each group's channels over all blocks are at most M and in no other group
+  // (windowed indices, or what `vnmc compile --permute` writes), in an order of whole groups, X being
+  // gathered into it per call (Kw >= K positions, -1 = a zero).
   std::vector<int32_t> pos_of(static_cast<size_t>(d.K));
   std::vector<int32_t> src;  // gathered position -> channel (-1: zero), permuted order only
   int64_t Kw = d.K;
@@ -438,7 +413,14 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
       const int64_t x = pos_of[col], i = p * nch + x / 4;
       const int q = static_cast<int>(x % 4);
       const uint8_t n = cnt[static_cast<size_t>(i)];
-      if (n == 2 || (n == 1 && (cc[static_cast<size_t>(i)] & 3) == q)) {
+      for (int j = 0; j < n; ++j)
+        if (((cc[static_cast<size_t>(i)] >> (2 * j)) & 3) == q) {  // a second weight on one channel
+          // (padding of a partial group may repeat an index): the operator sums both, so does this
+          uint16_t& h = cv[static_cast<size_t>(2 * i + j)];
+          h = f32_to_half_bits(half_bits_to_f32(h, im.bf16) + half_bits_to_f32(v, im.bf16), im.bf16);
+          return;
+        }
+      if (n == 2) {
         ok = false;
         return;
       }
@@ -489,16 +471,44 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
     });
     for (auto& m : members) shared = shared && static_cast<int64_t>(m.size()) <= d.M;
     if (!shared) return {};
-    Kw = round_up(d.G * d.M, 8);
-    src.assign(static_cast<size_t>(Kw), -1);
+    // Every row holds at most 2 weights per group, so any 4 channels of one group make a valid 2:4
+    // chunk, and so does one channel from each of two groups. Each group's channels fill whole chunks;
+    // a remainder of 2 or 3 gets a chunk of its own (zero-padded), single remainders share a chunk in
+    // pairs (M = 5: 6 positions per 5 channels instead of 8). M % 4 == 0 keeps its plain order.
+    src.clear();
+    int32_t single = -1;  // a remainder of one channel still waiting for its pair
+    auto place = [&](int32_t ch) {
+      pos_of[static_cast<size_t>(ch)] = static_cast<int32_t>(src.size());
+      src.push_back(ch);
+    };
+    auto pad_chunk = [&]() {
+      while (src.size() % 4) src.push_back(-1);
+    };
     for (int64_t g = 0; g < d.G; ++g) {
       auto& m = members[static_cast<size_t>(g)];
       std::sort(m.begin(), m.end());
-      for (size_t j = 0; j < m.size(); ++j) {
-        pos_of[static_cast<size_t>(m[j])] = static_cast<int32_t>(g * d.M + static_cast<int64_t>(j));
-        src[static_cast<size_t>(g * d.M) + j] = m[j];
+      const size_t full = m.size() / 4 * 4;
+      for (size_t j = 0; j < full; ++j) place(m[j]);
+      if (m.size() - full == 1) {
+        if (single < 0) {
+          single = m[full];
+        } else {
+          place(single);
+          place(m[full]);
+          pad_chunk();
+          single = -1;
+        }
+      } else if (m.size() > full) {
+        for (size_t j = full; j < m.size(); ++j) place(m[j]);
+        pad_chunk();
       }
     }
+    if (single >= 0) {
+      place(single);
+      pad_chunk();
+    }
+    Kw = round_up(static_cast<int64_t>(src.size()), 8);
+    src.resize(static_cast<size_t>(Kw), -1);
     if (!build()) return {};
   }
   const int64_t S64 = Kp / 64, Rt = im.Rp / 128;

@@ -47,10 +47,12 @@ struct Options {
   // Use the windowed-index fast path when the indices allow it (tests turn it off to cover the
   // general path on windowed data too).
   bool allow_windowed = true;
-  // Prefill on wgmma.sp (config 8, sm_90 only) where the weight is 2:4 along K (groups aligned to 4
-  // columns: windowed indices with M % 4 == 0, or by chance) and K % 8 == 0. Costs a second device
-  // copy of the weight in 2:4 form (half the dense bytes). prefill_config 1-7 select the mma.sp
-  // configurations instead; 8 = this one where possible.
+  // Prefill on wgmma.sp (config 8, sm_90 only) on the weight as 2:4 along K: in place where it already
+  // is (windowed indices with M % 4 == 0, K % 8 == 0), else in a zero-padded channel order that X is
+  // gathered into per call (windowed indices with any M, or one input permutation for all blocks;
+  // 6 positions per 5 channels at M = 5). Not for per-block permutations. Costs a second device copy
+  // of the weight in 2:4 form (half the bytes of the padded order). prefill_config 1-7 select the
+  // mma.sp configurations instead; 8 = this one where possible.
   bool prefill_wgmma = true;
   // Token tile of the wgmma.sp prefill: 0 automatic, or 64, 128, 256.
   int wgmma_bn = 0;
