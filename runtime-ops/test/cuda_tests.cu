@@ -12,10 +12,12 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda/vnm_cuda.h"
@@ -347,7 +349,7 @@ void wgmma_prefill() {
     check_case(spec(200, 72, 32, 12, dt, ColumnMode::kWindowed, true, true, 17), opts(2), "wg24 T=17", 1, wg);
     // M % 4 != 0 (windowed): X gathered into a zero-padded order (two single remainders share a chunk
     // at M = 5, 9; remainders of 2 and 3 get their own), then wgmma.sp. K = 4096 at M = 5 ends with a
-    // one-channel group whose repeated indices carry two weights (summed into one position).
+    // one-channel group whose repeated indices carry two weights (the channel gets a second position).
     check_case(spec(520, 200, 64, 5, dt, ColumnMode::kWindowed, true, true, 130), opts(), "M=5 windowed", 2, "gathered");
     check_case(spec(4096, 136, 64, 5, dt, ColumnMode::kWindowed, false, true, 300), opts(), "M=5 K=4096", 1, "gathered");
     check_case(spec(515, 72, 16, 5, dt, ColumnMode::kWindowed, false, false, 1000), opts(), "M=5 V=16 odd groups", 1, "gathered");
@@ -355,7 +357,7 @@ void wgmma_prefill() {
     check_case(spec(701, 136, 32, 7, dt, ColumnMode::kWindowed, false, true, 129), opts(), "M=7 windowed", 1, "gathered");
     check_case(spec(1000, 72, 64, 9, dt, ColumnMode::kWindowed, true, true, 300), opts(), "M=9 windowed", 1, "gathered");
     check_case(spec_f32(520, 136, 64, 5, dt, ColumnMode::kWindowed, true, true, 200), opts(), "M=5 f32 act", 1, "gathered");
-    // repeated channels of a partial group (K = 333, M = 4) in place: summed as well
+    // repeated channels of a partial group (K = 333, M = 4) with two weights: second positions as well
     check_case(spec(333, 136, 16, 4, dt, ColumnMode::kGlobalPerm, true, false, 300), opts(), "global perm K=333", 1, "gathered");
     check_case(spec(500, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "K % 8 != 0", 1, "gathered");
     // One input permutation for all blocks: X gathered into the weight's order, then wgmma.sp.
@@ -590,15 +592,18 @@ int main(int argc, char** argv) {
   if (quick_mode) {
     quick();
   } else {
-    sweep();
-    split_k();
-    large_t();
-    batch_dims();
-    f32_activations();
-    wgmma_prefill();
-    wgmma_persistent();
-    decode_bulk();
-    validation();
+    // Each part's time, so that a timeout shows where the suite's minutes go.
+    const std::pair<const char*, void (*)()> parts[] = {
+        {"sweep", sweep},         {"split_k", split_k},         {"large_t", large_t},
+        {"batch_dims", batch_dims}, {"f32_activations", f32_activations}, {"wgmma_prefill", wgmma_prefill},
+        {"wgmma_persistent", wgmma_persistent}, {"decode_bulk", decode_bulk}, {"validation", validation}};
+    for (const auto& part : parts) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const int before = g_pass + g_fail;
+      part.second();
+      std::printf("part %s: %d cases, %.1f s\n", part.first, g_pass + g_fail - before,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
   }
   std::printf("worst relative error: fp16 %.3g, bf16 %.3g, fp32 act + fp16 values %.3g, + bf16 values %.3g\n",
               g_worst_rel[0], g_worst_rel[1], g_worst_rel[2], g_worst_rel[3]);

@@ -41,7 +41,6 @@ int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
 float half_bits_to_f32(uint16_t h, bool bf16) { return bf16 ? cpu::bf16_to_f32(h) : cpu::f16_to_f32(h); }
-uint16_t f32_to_half_bits(float f, bool bf16) { return bf16 ? cpu::f32_to_bf16(f) : cpu::f32_to_f16(f); }
 
 // Device buffer owned by the prepared object.
 struct DevBuf {
@@ -393,7 +392,7 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
   // rows of X); else, where each group's channels over all blocks are at most M and in no other group
   // (windowed indices, or what `vnmc compile --permute` writes), in an order of whole groups, X being
   // gathered into it per call (Kw >= K positions, -1 = a zero).
-  std::vector<int32_t> pos_of(static_cast<size_t>(d.K));
+  std::vector<int32_t> pos_of(static_cast<size_t>(d.K)), pos2_of(static_cast<size_t>(d.K), -1);
   std::vector<int32_t> src;  // gathered position -> channel (-1: zero), permuted order only
   int64_t Kw = d.K;
   int64_t Kp = 0, nch = 0;
@@ -410,23 +409,20 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
     bool ok = true;
     for_each_weight([&](int64_t p, int64_t, uint16_t v, int32_t col) {
       if (!ok) return;
-      const int64_t x = pos_of[col], i = p * nch + x / 4;
-      const int q = static_cast<int>(x % 4);
-      const uint8_t n = cnt[static_cast<size_t>(i)];
-      for (int j = 0; j < n; ++j)
-        if (((cc[static_cast<size_t>(i)] >> (2 * j)) & 3) == q) {  // a second weight on one channel
-          // (padding of a partial group may repeat an index): the operator sums both, so does this
-          uint16_t& h = cv[static_cast<size_t>(2 * i + j)];
-          h = f32_to_half_bits(half_bits_to_f32(h, im.bf16) + half_bits_to_f32(v, im.bf16), im.bf16);
-          return;
-        }
-      if (n == 2) {
-        ok = false;
+      // A channel of a partial group has a second position (pos2_of): the format lets its repeated
+      // indices carry two weights of one row.
+      for (const int32_t x : {pos_of[col], pos2_of[col]}) {
+        if (x < 0) break;
+        const int64_t i = p * nch + x / 4;
+        const int q = x % 4;
+        const uint8_t n = cnt[static_cast<size_t>(i)];
+        if (n == 2 || (n == 1 && (cc[static_cast<size_t>(i)] & 3) == q)) continue;
+        cv[static_cast<size_t>(2 * i + n)] = v;
+        cc[static_cast<size_t>(i)] |= static_cast<uint8_t>(q << (2 * n));
+        cnt[static_cast<size_t>(i)] = static_cast<uint8_t>(n + 1);
         return;
       }
-      cv[static_cast<size_t>(2 * i + n)] = v;
-      cc[static_cast<size_t>(i)] |= static_cast<uint8_t>(q << (2 * n));
-      cnt[static_cast<size_t>(i)] = static_cast<uint8_t>(n + 1);
+      ok = false;
     });
     if (!ok) return false;
     // Order each chunk's pair by position and fill chunks with fewer than 2 weights with zeros at
@@ -487,6 +483,16 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
     for (int64_t g = 0; g < d.G; ++g) {
       auto& m = members[static_cast<size_t>(g)];
       std::sort(m.begin(), m.end());
+      if (m.size() < 4) {  // a partial group: its channels twice, for rows with two weights on one
+        for (const int32_t c : m) place(c);
+        pad_chunk();
+        for (const int32_t c : m) {
+          pos2_of[static_cast<size_t>(c)] = static_cast<int32_t>(src.size());
+          src.push_back(c);
+        }
+        pad_chunk();
+        continue;
+      }
       const size_t full = m.size() / 4 * 4;
       for (size_t j = 0; j < full; ++j) place(m[j]);
       if (m.size() - full == 1) {
