@@ -6,7 +6,7 @@
  *
  *   npx tsc -p . && node dist/bench/quality.js [--models charlm,digits,bert,llama] [--vnm 64:2:5,64:2:8]
  *     [--permute-time 20] [--dir /tmp/vnmc-quality] [--json results.json] [--only <label regex>] [--extra <JSON options>]
- *     [--variant 'name=<JSON options>' ...]
+ *     [--variant 'name=<JSON options>' ...] [--calib model=DIR,...] [--items]
  *
  * Compile times are compileFile's own (calibration, permutation search, pruning, writing; verification
  * off), on this machine, with the default worker threads.
@@ -47,6 +47,13 @@ const { values: o } = parseArgs({
      * CompileOptions merged in (ablations against the defaults, e.g. 'no-refit={"refit":false}').
      */
     variant: { type: "string", multiple: true },
+    /**
+     * 'model=DIR,...': calibrate a trained model on DIR instead of its committed samples (e.g. the
+     * digits ViT on other draws of training images: models/train/make_calib_subsets.py).
+     */
+    calib: { type: "string" },
+    /** Put every row's per-item NLLs (and the ViT's per-image right/wrong) into the --json output. */
+    items: { type: "boolean", default: false },
   },
 });
 
@@ -192,6 +199,12 @@ function subjects(dir: string): Subject[] {
     ...(o.models!.includes("bert") ? [builder("bert", { hidden_states: [2, 64, 256] })] : []),
     ...(o.models!.includes("llama") ? [builder("llama", { hidden_states: [2, 64, 256] })] : []),
   ];
+  for (const c of o.calib ? o.calib.split(",") : []) {
+    const eq = c.indexOf("=");
+    const s = all.find((x) => eq > 0 && x.name === c.slice(0, eq));
+    if (!s) throw new Error(`--calib needs model=DIR with model charlm or digits (got '${c}')`);
+    s.calib = c.slice(eq + 1);
+  }
   return all.filter((s) => o.models!.split(",").some((m) => s.name.startsWith(m)));
 }
 
@@ -242,6 +255,9 @@ interface Row {
   nllVsDefaults?: { diff: number; se: number };
   /** ViT: test images this row gets right and the defaults wrong, and the other way round (McNemar's discordant pairs). */
   top1VsDefaults?: { gained: number; lost: number };
+  /** With --items: per eval item NLL and (ViT) 1 where the prediction is right. */
+  itemNll?: number[];
+  itemCorrect?: number[];
 }
 
 async function main(): Promise<void> {
@@ -256,8 +272,9 @@ async function main(): Promise<void> {
     console.log(`| setting | ${s.metricName} |${s.name === "charlm" || vit ? " NLL |" : ""}${vit ? " agreement with dense % |" : ""} compile s |`);
     console.log(`|---|---|${s.name === "charlm" || vit ? "---|" : ""}${vit ? "---|" : ""}---|`);
     const cells = (m: Measured, agreement?: number) => `${m.nll !== undefined ? ` ${m.nll.toFixed(4)} |` : ""}${agreement !== undefined ? ` ${agreement.toFixed(1)} |` : ""}`;
+    const items = (m: Measured) => (o.items && m.itemNll ? { itemNll: Array.from(m.itemNll), ...(m.correct ? { itemCorrect: Array.from(m.correct) } : {}) } : {});
     const dense = await s.metric(s.input);
-    rows.push({ model: s.name, setting: "dense", metric: dense.metric, compileS: 0, ...(dense.nll !== undefined ? { nll: dense.nll } : {}) });
+    rows.push({ model: s.name, setting: "dense", metric: dense.metric, compileS: 0, ...(dense.nll !== undefined ? { nll: dense.nll } : {}), ...items(dense) });
     console.log(`| dense | ${dense.metric.toFixed(3)} |${cells(dense, vit ? 100 : undefined)} - |`);
     const measured: { label: string; vnm: string; m: Measured; row: Row }[] = [];
     for (const st of settings(vnms, permuteTime).filter((x) => !o.only || new RegExp(o.only).test(x.label))) {
@@ -273,7 +290,7 @@ async function main(): Promise<void> {
       const m = await s.metric(output);
       const compileS = report.totals.compileMs / 1000;
       const agreement = m.predictions && dense.predictions ? (100 * m.predictions.filter((c, i) => c === dense.predictions![i]).length) / m.predictions.length : undefined;
-      const row: Row = { model: s.name, setting: st.label, metric: m.metric, compileS, ...(m.nll !== undefined ? { nll: m.nll } : {}), ...(agreement !== undefined ? { agreement } : {}) };
+      const row: Row = { model: s.name, setting: st.label, metric: m.metric, compileS, ...(m.nll !== undefined ? { nll: m.nll } : {}), ...(agreement !== undefined ? { agreement } : {}), ...items(m) };
       rows.push(row);
       measured.push({ label: st.label, vnm: typeof st.options.vnm === "string" ? st.options.vnm : "", m, row });
       console.log(`| ${st.label} | ${m.metric.toFixed(3)} |${cells(m, agreement)} ${compileS.toFixed(1)} |`);
