@@ -5,18 +5,24 @@
  * layer shape, token count and V:N:M, its measured ratio is used; everywhere else an analytic model
  * of the two limits, with efficiency constants fitted to the same measurements (bench/speedup-table.ts):
  *
- *   dense  t = c_d + max(bytes_d / BW_d, 2·T·N·K / F_d)                       (cuBLAS)
- *   sparse t = c_s + bytes_s / BW_s + 2·T·R·4G · g(V) / F_s                   (vnmc's kernel)
- *   g(V)   = (32 + 128·64/V) / 160
+ *   dense   t = c_d + max(bytes_d / BW_d, 2·T·N·K / F_d)                        (cuBLAS)
+ *   decode  t = c_s + bytes_s / BW_s + 2·T·R·4G · g(V) / F_s                    (vnmc, T ≤ 16)
+ *   prefill t = c_p + (bytes_24 + T·(K + Kw)·e) / BW_p + 2·T·R·Kw / F_p          (vnmc, T > 16)
+ *   g(V)    = (32 + 128·64/V) / 160
  *
  * bytes_d is the fp16 weight, bytes_s the packed values, meta and column indices (vnm-format.md);
- * activations are left out (T·(K + N) elements, small next to the weight where bytes matter).
- * R·4G is the condensed weight the sparse tensor cores multiply (F_s is a dense-equivalent rate over
- * it). g(V) is the on-chip traffic per mma.sp relative to V = 64: 32 B of weights and 128 B of
- * gathered activations at V = 64, and a gathered activation tile serves only the V rows of one block,
- * so that part scales with 64/V (bench/gpu/NOTES.md, v2 prefill profile): this is what makes small V
- * slower. The sparse kernel has
- * two paths with their own constants: decode (T ≤ decodeMaxTokens) and prefill.
+ * activations are left out of the decode and dense terms (T·(K + N) elements, small next to the weight
+ * where bytes matter). R·4G is the condensed weight the sparse tensor cores multiply at decode (F_s is a
+ * dense-equivalent rate over it). g(V) is the on-chip traffic per mma.sp relative to V = 64: 32 B of
+ * weights and 128 B of gathered activations at V = 64, and a gathered activation tile serves only the V
+ * rows of one block, so that part scales with 64/V (bench/gpu/NOTES.md, v2 prefill profile).
+ *
+ * The prefill model is the H100's wgmma.sp path (NOTES.md v10, v15): the weight as 2:4 along an order of
+ * Kw input positions, 4 channels of a group per chunk of 4, remainders zero-padded (two single ones
+ * share a chunk): Kw = G · P(M), P(M) = 4·⌊M/4⌋ + (0, 2, 4, 4)[M mod 4], so Kw = K where M % 4 == 0
+ * and 1.2 K at M = 5. Its work (2·T·R·Kw at the dense-equivalent rate F_p) does not shrink with M
+ * beyond 2:4's, and does not depend on V; bytes_24 is that copy of the weight (values and 2-bit meta),
+ * T·(K + Kw)·e the gather of X into the order, which the table's layouts pay (see speedup-table.ts).
  */
 import { type VnmConfig, packedShape } from './config.js';
 import { SPEEDUP_TABLE } from './speedup-table.js';
@@ -93,16 +99,22 @@ export function denseTimeUs(shape: LayerShape, tokens: number, p: SpeedupModelPa
   return p.dense.fixedUs + Math.max(bytes / (p.dense.bandwidthTBps * PER_US), flops / (p.dense.tflops * PER_US));
 }
 
-export function sparsePath(tokens: number, p: SpeedupModelParams): KernelPath {
-  return tokens <= p.decodeMaxTokens ? p.decode : p.prefill;
+/** Input positions per group in the prefill's 2:4 order (file comment): whole chunks, padded remainders. */
+export function prefillPositionsPerGroup(m: number): number {
+  return 4 * Math.floor(m / 4) + [0, 2, 4, 4][m % 4]!;
 }
 
 export function sparseTimeUs(shape: LayerShape, tokens: number, cfg: VnmConfig, p: SpeedupModelParams): number {
-  const path = sparsePath(tokens, p);
   const { R, G } = packedShape(shape.outFeatures, shape.inFeatures, cfg);
+  if (tokens > p.decodeMaxTokens) {
+    const kw = G * prefillPositionsPerGroup(cfg.m);
+    const bytes = R * (kw / 2) * p.elementBytes + R * (kw / 8) + tokens * (shape.inFeatures + kw) * p.elementBytes;
+    const flops = 2 * tokens * R * kw;
+    return p.prefill.fixedUs + bytes / (p.prefill.bandwidthTBps * PER_US) + flops / (p.prefill.tflops * PER_US);
+  }
   const bytes = packedBytes(shape, cfg, p.elementBytes);
   const flops = 2 * tokens * R * 4 * G * gatherFactor(cfg.v);
-  return path.fixedUs + bytes / (path.bandwidthTBps * PER_US) + flops / (path.tflops * PER_US);
+  return p.decode.fixedUs + bytes / (p.decode.bandwidthTBps * PER_US) + flops / (p.decode.tflops * PER_US);
 }
 
 /** The model's speedup (ignores the measured table). */
@@ -119,10 +131,10 @@ export function memoryBoundLimit(shape: LayerShape, cfg: VnmConfig, p: SpeedupMo
   return (dense / packedBytes(shape, cfg, p.elementBytes)) * (p.decode.bandwidthTBps / p.dense.bandwidthTBps);
 }
 
-/** The compute-bound limit (many tokens): dense FLOPs at F_d over condensed FLOPs · g(V) at F_s. */
+/** The compute-bound limit (many tokens): dense FLOPs at F_d over the prefill's 2:4-order FLOPs at F_p. */
 export function computeBoundLimit(shape: LayerShape, cfg: VnmConfig, p: SpeedupModelParams = SPEEDUP_TABLE.params): number {
   const { R, G } = packedShape(shape.outFeatures, shape.inFeatures, cfg);
-  return ((shape.outFeatures * shape.inFeatures) / (R * 4 * G * gatherFactor(cfg.v))) * (p.prefill.tflops / p.dense.tflops);
+  return ((shape.outFeatures * shape.inFeatures) / (R * G * prefillPositionsPerGroup(cfg.m))) * (p.prefill.tflops / p.dense.tflops);
 }
 
 /** The measured ratio for exactly this shape, token count and V:N:M, if the table has one. */
