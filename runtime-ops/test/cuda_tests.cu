@@ -524,7 +524,21 @@ void decode_bulk() {
         if (T * 1000 <= 16384)
           check_case(spec(1000, 264, V, M, dt, ColumnMode::kPermuted, i % 2 == 0, true, T), on, "bulk perm", 1,
                      "!decode bulk");
+        // One permutation for all blocks: X gathered into group order, then the bulk decode (automatic from
+        // T = 5; forced at any T). K = 333: partial last group (repeated indices), Kd = G * M rounded to 8.
+        check_case(spec(1000, 264, V, M, dt, ColumnMode::kGlobalPerm, i % 2 == 0, i % 3 != 0, T), opts(),
+                   "bulk global perm auto", 1, T >= 5 ? "gathered" : "!decode bulk");
+        check_case(spec(333, 136, V, M, dt, ColumnMode::kGlobalPerm, i % 2 == 1, true, T), on, "bulk global perm K%8", 2,
+                   "decode bulk NT");
       }
+  check_case(spec(4096, 1024, 64, 5, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 16), opts(),
+             "bulk global perm K=4096", 2, "gathered");
+  check_case(spec(4096, 1024, 128, 8, DType::kBFloat16, ColumnMode::kGlobalPerm, false, false, 9), opts(),
+             "bulk global perm K=4096", 1, "gathered");
+  check_case(spec_f32(1000, 136, 64, 8, DType::kBFloat16, ColumnMode::kGlobalPerm, true, true, 12), opts(),
+             "bulk global perm f32 act", 1, "gathered");
+  check_case_at(2, spec(1000, 136, 64, 4, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 7), opts(),
+                "bulk global perm misaligned A+2", 1, "gathered");
   check_case(spec(11008, 520, 64, 8, DType::kFloat16, ColumnMode::kWindowed, false, true, 16), on, "bulk K=11008", 2,
              bulk);
   check_case(spec(4096, 11008, 64, 5, DType::kBFloat16, ColumnMode::kWindowed, true, true, 3), on, "bulk N=11008", 1,
@@ -562,6 +576,8 @@ void quick() {
   check_case_at(2, spec(332, 136, 16, 4, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 1101), opts(), "q gather", 1, "gathered");
   check_case(spec(4100, 72, 64, 4, DType::kBFloat16, ColumnMode::kGlobalPerm, false, true, 1101), opts(), "q gather", 1, "gathered");
   check_case(spec(515, 72, 16, 5, DType::kFloat16, ColumnMode::kWindowed, true, true, 300), opts(), "q gather M=5", 1, "gathered");
+  check_case(spec(333, 136, 64, 5, DType::kBFloat16, ColumnMode::kGlobalPerm, true, true, 9), opts(), "q bulk gathered", 1,
+             "decode bulk NT=2 ksplit");
   {
     cuda::Options o = opts();
     o.wgmma_persistent = 5;

@@ -87,6 +87,12 @@ struct VnmGemmCuda::Impl {
   int sms = 0;
   int device = 0;
   DevBuf vals, meta, cols, wofs, rowmap, bias, part, counters;
+  // One input permutation for all blocks (what `vnmc compile --permute` writes): the bulk decode runs on X
+  // gathered into group order (channel j of group g at g * M + j, srcd: Kd positions, -1 = a zero) with
+  // window offsets into that order (wofs_perm), instead of the general decode.
+  bool perm_dec = false;
+  int64_t Kd = 0;
+  DevBuf wofs_perm, srcd;
   // wgmma.sp prefill (v9, sm_90): the weight as 2:4 along K, when it is (wgmma_sp.cuh).
   bool has24 = false;
   bool perm24 = false;  // X is gathered into the weight's channel order (src24) before the kernel
@@ -718,6 +724,49 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const f
     }
   }
 
+  // One permutation for all blocks: every index of group g (padding included) in a set of at most M
+  // channels that no other group uses. Then X in group order makes the indices windowed.
+  std::vector<uint32_t> hwp;
+  std::vector<int32_t> hsd;
+  if (!im.windowed && im.shared_b && d.M <= 32) {
+    std::vector<int32_t> group_of(static_cast<size_t>(d.K), -1), rank(static_cast<size_t>(d.K), -1);
+    std::vector<std::vector<int32_t>> members(static_cast<size_t>(d.G));
+    bool ok = true;
+    for (int64_t b = 0; b < d.B && ok; ++b)
+      for (int64_t g = 0; g < d.G && ok; ++g)
+        for (int k = 0; k < 4; ++k) {
+          const int32_t c = w.columns[(b * d.G + g) * 4 + k];
+          int32_t& go = group_of[static_cast<size_t>(c)];
+          if (go == -1) {
+            go = static_cast<int32_t>(g);
+            members[static_cast<size_t>(g)].push_back(c);
+          } else if (go != g) {
+            ok = false;
+            break;
+          }
+        }
+    for (auto& m : members) ok = ok && static_cast<int64_t>(m.size()) <= d.M;
+    if (ok) {
+      im.Kd = round_up(d.G * d.M, 8);
+      hsd.assign(static_cast<size_t>(im.Kd), -1);
+      for (int64_t g = 0; g < d.G; ++g) {
+        auto& m = members[static_cast<size_t>(g)];
+        std::sort(m.begin(), m.end());
+        for (size_t j = 0; j < m.size(); ++j) {
+          rank[static_cast<size_t>(m[j])] = static_cast<int32_t>(j);
+          hsd[static_cast<size_t>(g * d.M) + j] = m[j];
+        }
+      }
+      hwp.assign(static_cast<size_t>(im.Bkp * im.Gp), 0);
+      for (int64_t b = 0; b < std::min(im.Bkp, im.Bk); ++b)
+        for (int64_t g = 0; g < d.G; ++g)
+          for (int k = 0; k < 4; ++k) {
+            const int32_t c = w.columns[(b * d.G + g) * 4 + k];
+            hwp[static_cast<size_t>(b * im.Gp + g)] |= static_cast<uint32_t>(rank[static_cast<size_t>(c)]) << (8 * k);
+          }
+    }
+  }
+
   std::vector<float> hb;
   if (bias_f32) {
     hb.assign(static_cast<size_t>(im.Rp), 0.f);
@@ -730,6 +779,8 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const f
   if (e.empty()) e = im.meta.alloc_copy(hm.data(), hm.size() * 4, "upload meta");
   if (e.empty()) e = im.cols.alloc_copy(hc.data(), hc.size() * 4, "upload columns");
   if (e.empty() && im.windowed) e = im.wofs.alloc_copy(hw.data(), hw.size() * 4, "upload window offsets");
+  if (e.empty() && !hwp.empty()) e = im.wofs_perm.alloc_copy(hwp.data(), hwp.size() * 4, "upload group offsets");
+  if (e.empty() && !hsd.empty()) e = im.srcd.alloc_copy(hsd.data(), hsd.size() * 4, "upload group order");
   if (e.empty()) e = im.rowmap.alloc_copy(rowmap.data(), rowmap.size() * 4, "upload row map");
   if (e.empty() && bias_f32) e = im.bias.alloc_copy(hb.data(), hb.size() * 4, "upload bias");
   if (e.empty()) e = im.part.alloc_copy(nullptr, static_cast<size_t>(im.R64) * 16 * 64 * 4, "split-K scratch");
@@ -779,6 +830,8 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
   std::copy(std::begin(a.bulk_ks), std::end(a.bulk_ks), std::begin(b.bulk_ks));
   std::copy(std::begin(a.bulk_ldx), std::end(a.bulk_ldx), std::begin(b.bulk_ldx));
   std::copy(std::begin(a.bulk_smem), std::end(a.bulk_smem), std::begin(b.bulk_smem));
+  b.perm_dec = a.perm_dec;
+  b.Kd = a.Kd;
   b.has24 = a.has24;
   b.perm24 = a.perm24;
   b.S64 = a.S64;
@@ -797,6 +850,8 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::clone(std::string* err) const {
   if (e.empty() && a.has24) e = b.vals24.alloc_copy(a.vals24.p, a.vals24.n, "clone 2:4 values", d2d);
   if (e.empty() && a.has24) e = b.meta24.alloc_copy(a.meta24.p, a.meta24.n, "clone 2:4 meta", d2d);
   if (e.empty() && a.perm24) e = b.src24.alloc_copy(a.src24.p, a.src24.n, "clone 2:4 channel order", d2d);
+  if (e.empty() && a.perm_dec) e = b.wofs_perm.alloc_copy(a.wofs_perm.p, a.wofs_perm.n, "clone group offsets", d2d);
+  if (e.empty() && a.perm_dec) e = b.srcd.alloc_copy(a.srcd.p, a.srcd.n, "clone group order", d2d);
   if (!e.empty()) {
     *err = "VNMSparseGemm CUDA kernel: " + e;
     return nullptr;
@@ -825,7 +880,7 @@ size_t VnmGemmCuda::workspace_bytes(int64_t T) const {
 size_t VnmGemmCuda::half_workspace_bytes(int64_t T) const {
   const Impl& im = *impl_;
   if (T <= 0) return 0;
-  if (im.use_bulk(T)) return 0;
+  if (im.use_bulk(T)) return im.perm_dec ? static_cast<size_t>(round_up(T * im.Kd * 2, 256)) : 0;  // X in group order
   if (im.use_decode(T)) return T >= 2 ? static_cast<size_t>(dims_.K * 32) : 0;  // At2 pairs
   const int cfg = im.prefill_config(T);
   if (cfg == 8)  // reads A in place, or a copy gathered into the weight's channel order
@@ -844,7 +899,7 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
     const std::string nt = T <= 8 ? "1" : "2";
     if (im.use_bulk(T) && !im.use_stage(T, dims_.K))
       return "decode bulk NT=" + nt + " ksplit=" + std::to_string(im.bulk_ks[T]) +
-             (im.windowed ? " windowed" : " general");
+             (im.perm_dec ? " gathered" : im.windowed ? " windowed" : " general");
     if (im.use_stage(T, dims_.K))
       return "decode staged NT=" + nt + " ksplit=" + std::to_string(im.stage_ksplit(T, dims_.M)) + " rows=128" +
              (im.shared_b ? "" : " per-tile-B");
@@ -996,7 +1051,10 @@ void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
   }();
   const int mode = env < 0 ? im.opt.decode_bulk : env == 1 ? 1 : -1;  // VNMC_DECODE_BULK=0 / 1 wins
   if (mode < 0) return;
-  if (!im.shared_b || !im.windowed || im.R64 > 65535) return;
+  const bool gathered = !im.windowed && im.srcd.p;  // X gathered into group order first (perm_dec)
+  if (!im.shared_b || (!im.windowed && !gathered) || im.R64 > 65535) return;
+  const int64_t K = gathered ? im.Kd : d.K;
+  im.perm_dec = gathered;
   cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, im.device) != cudaSuccess || prop.major != 9) {
     cudaGetLastError();
@@ -1008,12 +1066,13 @@ void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
   for (int T = 1; T <= 16; ++T) {
     // T <= 4 with M < 16: v4's direct gathers stay 3-12 % faster (H100, Llama shapes, NOTES.md v13);
     // from T = 5 v4 needs its pairs launch, and at M = 16 (half the bytes per column) v13 wins at every T.
-    if (mode == 0 && T <= 4 && im.M < 16) continue;
+    // With the gather (one launch, as v4's pairs copy from T = 5), only from T = 5.
+    if (mode == 0 && T <= 4 && (im.M < 16 || gathered)) continue;
     const int nt = T <= 8 ? 1 : 2;
     int64_t lo = 1, hi = ks_max;
     if (im.opt.decode_ksplit > 0) lo = hi = std::min<int64_t>(im.opt.decode_ksplit, ks_max);
     for (int64_t ks = hi; ks >= lo; --ks) {
-      const int64_t ldx = round_up(std::min<int64_t>(ceil_div(im.S, ks) * 8 * im.M, d.K), 8);
+      const int64_t ldx = round_up(std::min<int64_t>(ceil_div(im.S, ks) * 8 * im.M, K), 8);
       const int64_t smem64 = dev::bulk_smem_bytes(true, nt, T, ldx);
       if (smem64 > optin) continue;
       const int smem = static_cast<int>(smem64);
@@ -1195,7 +1254,21 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
     return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("decode (staged) launch", e);
   }
   if (im.use_bulk(T)) {
-    const int xb = dims_.K % 8 == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0;
+    int xb = dims_.K % 8 == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0;
+    if (im.perm_dec) {  // X into group order, then the windowed kernel on it
+      const size_t need = half_workspace_bytes(T);
+      if (!workspace || workspace_size < need)
+        return "VNMSparseGemm CUDA kernel: workspace of " + std::to_string(need) + " bytes needed for T=" +
+               std::to_string(T) + ", got " + std::to_string(workspace_size);
+      uint16_t* Xw = static_cast<uint16_t*>(workspace);
+      e = launch_gather_channels(static_cast<const uint16_t*>(A), T, dims_.K, static_cast<const int32_t*>(im.srcd.p),
+                                 im.Kd, Xw, im.sms, st);
+      if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("gather launch", e);
+      A = Xw;
+      p.K = im.Kd;
+      p.wofs = static_cast<const uint32_t*>(im.wofs_perm.p);
+      xb = 1;
+    }
     e = bulk_dispatch(im.bf16, T <= 8 ? 1 : 2, p, A, Ti, Y, im.bulk_ks[T], im.R64, im.bulk_ldx[T], xb, im.bulk_smem[T],
                       st);
     return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("decode (bulk) launch", e);
