@@ -524,20 +524,23 @@ void decode_bulk() {
         if (T * 1000 <= 16384)
           check_case(spec(1000, 264, V, M, dt, ColumnMode::kPermuted, i % 2 == 0, true, T), on, "bulk perm", 1,
                      "!decode bulk");
-        // One permutation for all blocks: X gathered into group order, then the bulk decode (automatic from
-        // T = 5; forced at any T). K = 333: partial last group (repeated indices), Kd = G * M rounded to 8.
-        check_case(spec(1000, 264, V, M, dt, ColumnMode::kGlobalPerm, i % 2 == 0, i % 3 != 0, T), opts(),
-                   "bulk global perm auto", 1, T >= 5 ? "gathered" : "!decode bulk");
+        // One permutation for all blocks: X gathered into group order, then the bulk decode (v16: only where
+        // forced; the automatic choice keeps v4). K = 333: partial last group (repeated indices), Kd = G * M
+        // rounded to 8.
+        check_case(spec(1000, 264, V, M, dt, ColumnMode::kGlobalPerm, i % 2 == 0, i % 3 != 0, T), on,
+                   "bulk global perm", 1, "gathered");
+        check_case(spec(1000, 264, V, M, dt, ColumnMode::kGlobalPerm, i % 2 == 1, true, T), opts(),
+                   "bulk global perm auto", 1, "!decode bulk");
         check_case(spec(333, 136, V, M, dt, ColumnMode::kGlobalPerm, i % 2 == 1, true, T), on, "bulk global perm K%8", 2,
                    "decode bulk NT");
       }
-  check_case(spec(4096, 1024, 64, 5, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 16), opts(),
+  check_case(spec(4096, 1024, 64, 5, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 16), on,
              "bulk global perm K=4096", 2, "gathered");
-  check_case(spec(4096, 1024, 128, 8, DType::kBFloat16, ColumnMode::kGlobalPerm, false, false, 9), opts(),
+  check_case(spec(4096, 1024, 128, 8, DType::kBFloat16, ColumnMode::kGlobalPerm, false, false, 9), on,
              "bulk global perm K=4096", 1, "gathered");
-  check_case(spec_f32(1000, 136, 64, 8, DType::kBFloat16, ColumnMode::kGlobalPerm, true, true, 12), opts(),
+  check_case(spec_f32(1000, 136, 64, 8, DType::kBFloat16, ColumnMode::kGlobalPerm, true, true, 12), on,
              "bulk global perm f32 act", 1, "gathered");
-  check_case_at(2, spec(1000, 136, 64, 4, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 7), opts(),
+  check_case_at(2, spec(1000, 136, 64, 4, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 7), on,
                 "bulk global perm misaligned A+2", 1, "gathered");
   check_case(spec(11008, 520, 64, 8, DType::kFloat16, ColumnMode::kWindowed, false, true, 16), on, "bulk K=11008", 2,
              bulk);
@@ -545,8 +548,9 @@ void decode_bulk() {
              bulk);
   cuda::Options general = on;
   general.allow_windowed = false;
+  // windowed data with the windowed path off: one (identity) permutation for all blocks, the gathered route
   check_case(spec(1000, 264, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 5), general,
-             "bulk general idx", 1, "!decode bulk");
+             "bulk general idx", 1, "gathered");
   check_case(spec(520, 200, 32, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 5), on, "bulk V=32", 1,
              "!decode bulk");
   check_case(spec_f32(1000, 136, 64, 8, DType::kFloat16, ColumnMode::kWindowed, true, true, 4), on, "bulk f32 act", 1,
@@ -576,8 +580,12 @@ void quick() {
   check_case_at(2, spec(332, 136, 16, 4, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 1101), opts(), "q gather", 1, "gathered");
   check_case(spec(4100, 72, 64, 4, DType::kBFloat16, ColumnMode::kGlobalPerm, false, true, 1101), opts(), "q gather", 1, "gathered");
   check_case(spec(515, 72, 16, 5, DType::kFloat16, ColumnMode::kWindowed, true, true, 300), opts(), "q gather M=5", 1, "gathered");
-  check_case(spec(333, 136, 64, 5, DType::kBFloat16, ColumnMode::kGlobalPerm, true, true, 9), opts(), "q bulk gathered", 1,
-             "decode bulk NT=2 ksplit");
+  {
+    cuda::Options o = opts();
+    o.decode_bulk = 1;
+    check_case(spec(333, 136, 64, 5, DType::kBFloat16, ColumnMode::kGlobalPerm, true, true, 9), o, "q bulk gathered", 1,
+               "gathered");
+  }
   {
     cuda::Options o = opts();
     o.wgmma_persistent = 5;

@@ -1066,8 +1066,9 @@ void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
   for (int T = 1; T <= 16; ++T) {
     // T <= 4 with M < 16: v4's direct gathers stay 3-12 % faster (H100, Llama shapes, NOTES.md v13);
     // from T = 5 v4 needs its pairs launch, and at M = 16 (half the bytes per column) v13 wins at every T.
-    // With the gather (one launch, as v4's pairs copy from T = 5), only from T = 5.
-    if (mode == 0 && T <= 4 && (im.M < 16 || gathered)) continue;
+    // The gathered route (v16) is opt-in: its gather launch made it slower than v4's general path on
+    // most Llama shapes at T = 5-16 (H100, NOTES.md v16).
+    if (mode == 0 && (gathered || (T <= 4 && im.M < 16))) continue;
     const int nt = T <= 8 ? 1 : 2;
     int64_t lo = 1, hi = ks_max;
     if (im.opt.decode_ksplit > 0) lo = hi = std::min<int64_t>(im.opt.decode_ksplit, ks_max);

@@ -68,6 +68,8 @@ struct Options {
   // Decode on sm_90 with bulk copies and clusters (decode_bulk.cuh, v13) where it can run (windowed
   // indices, V a multiple of 64, a split whose clusters all fit one wave): 0 automatic (where it was
   // measured faster than v4: T >= 5, or M >= 16), 1 wherever it can run, -1 never (the v4 kernels).
+  // 1 also runs it on indices with one permutation for all blocks, after a gather of X into group order
+  // (v16; slower than v4 on most shapes, so never automatic).
   int decode_bulk = 0;
 };
 
