@@ -373,6 +373,21 @@ void wgmma_prefill() {
     check_case(spec(520, 200, 64, 5, dt, ColumnMode::kPermuted, true, true, 130), opts(), "per-block perm M=5", 1, "!wgmma");
     check_case(spec(520, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(0, 0, 1), "config 1", 1, "!wgmma");
     check_case(spec_f32(520, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 130), opts(), "wg24 f32 act", 1, wg);
+    // Split-K (v17: few tiles; fp32 sums zeroed per call, so two runs): K = 4096 (16 splits), partial token
+    // tiles, K % 64 != 0, the gathered orders (sums after Xg in the workspace), float activations.
+    const char* ks = " ksplit=";
+    check_case(spec(4096, 1024, 64, 8, dt, ColumnMode::kWindowed, true, true, 64), opts(), "wg24 ksplit", 2, ks);
+    check_case(spec(4096, 520, 128, 16, dt, ColumnMode::kWindowed, false, true, 17), opts(), "wg24 ksplit T=17", 2, ks);
+    check_case(spec(1000, 264, 64, 4, dt, ColumnMode::kWindowed, true, false, 100), opts(), "wg24 ksplit K=1000", 2, ks);
+    check_case(spec(4096, 1024, 64, 5, dt, ColumnMode::kWindowed, false, true, 33), opts(), "wg24 ksplit M=5", 2,
+               "ksplit=16 gathered");
+    check_case(spec(2048, 136, 32, 8, dt, ColumnMode::kGlobalPerm, true, true, 200), opts(), "wg24 ksplit perm", 1, ks);
+    check_case(spec_f32(4096, 200, 64, 8, dt, ColumnMode::kWindowed, true, true, 40), opts(), "wg24 ksplit f32", 1, ks);
+    cuda::Options k1 = opts(), k3 = opts();
+    k1.wgmma_ksplit = 1;
+    k3.wgmma_ksplit = 3;
+    check_case(spec(4096, 1024, 64, 8, dt, ColumnMode::kWindowed, false, true, 64), k1, "wg24 ksplit off", 1, "!ksplit");
+    check_case(spec(4096, 1024, 64, 8, dt, ColumnMode::kWindowed, false, false, 64), k3, "wg24 ksplit=3", 2, "ksplit=3");
   }
   for (int bn : {64, 128, 256}) {
     cuda::Options o = opts();
@@ -580,6 +595,7 @@ void quick() {
   check_case_at(2, spec(332, 136, 16, 4, DType::kFloat16, ColumnMode::kGlobalPerm, true, true, 1101), opts(), "q gather", 1, "gathered");
   check_case(spec(4100, 72, 64, 4, DType::kBFloat16, ColumnMode::kGlobalPerm, false, true, 1101), opts(), "q gather", 1, "gathered");
   check_case(spec(515, 72, 16, 5, DType::kFloat16, ColumnMode::kWindowed, true, true, 300), opts(), "q gather M=5", 1, "gathered");
+  check_case(spec(1000, 136, 64, 5, DType::kBFloat16, ColumnMode::kWindowed, true, true, 40), opts(), "q ksplit", 2, "ksplit=");
   {
     cuda::Options o = opts();
     o.decode_bulk = 1;

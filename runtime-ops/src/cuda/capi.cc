@@ -68,6 +68,7 @@ VNMC_CAPI void* vnmc_cuda_create(int64_t K, int64_t N_out, int64_t V, int64_t M,
   if (const char* c = std::getenv("VNMC_WGMMA_RASTER")) opt.wgmma_raster = std::atoi(c);
   if (const char* c = std::getenv("VNMC_WGMMA_WS")) opt.wgmma_ws = std::atoi(c);
   if (const char* c = std::getenv("VNMC_WGMMA_PERSISTENT")) opt.wgmma_persistent = std::atoi(c);
+  if (const char* c = std::getenv("VNMC_WGMMA_KSPLIT")) opt.wgmma_ksplit = std::atoi(c);
   if (const char* c = std::getenv("VNMC_DECODE_KSPLIT")) opt.decode_ksplit = std::atoi(c);
   if (const char* c = std::getenv("VNMC_PREFILL_WGMMA")) opt.prefill_wgmma = c[0] != '0';
   auto g = cuda::VnmGemmCuda::create(a, act, tv, tc, tm, tr, tb, opt, &e);

@@ -212,6 +212,18 @@ struct VnmGemmCuda::Impl {
   // v14), unknown occupancy, or 2^31 tiles or more. One wave of CTAs (at most Options::wgmma_persistent
   // where that is >= 2), never more CTAs than tiles. Only with the warp-specialised pipeline (the caller
   // checks that).
+  // Split-K of the warp-specialised wgmma.sp prefill (v17): where the tiles give fewer than 3/4 of a CTA
+  // per SM (one 384-thread CTA fills an SM), enough splits for one per SM, each of >= 4 k64 steps;
+  // only with v10 (not v9, not persistent). 1 = none.
+  int wg24_ksplit(int64_t T, int bn, bool ws, int64_t persist) const {
+    if (!ws || persist > 0 || opt.wgmma_ksplit == 1) return 1;
+    const int64_t tiles = (Rp / 128) * ceil_div(T, bn);
+    if (tiles * 4 >= static_cast<int64_t>(sms) * 3) return 1;
+    int64_t ks = std::min<int64_t>(ceil_div(sms, tiles), S64 / 4);
+    if (opt.wgmma_ksplit >= 2) ks = std::min<int64_t>(ks, opt.wgmma_ksplit);
+    if (ks <= 1) return 1;
+    return static_cast<int>(ceil_div(S64, ceil_div(S64, ks)));  // no empty split
+  }
   int64_t wg24_persistent_grid(int64_t T, int bn) const {
     if (opt.wgmma_persistent < 1) return 0;
     const int64_t ctas = wg24p_ctas[bn == 256 ? 2 : bn == 128 ? 1 : 0];
@@ -337,7 +349,7 @@ bool encode_activation_map(CUtensorMap* m, const void* A, int64_t T, int64_t K, 
 // persistent kernel (v14) on that many CTAs (<= the tile count).
 template <int BN>
 void wg24_launch(bool bf16, bool ws, int64_t persist, const CUtensorMap& tmap, const dev::Wg24Params& q,
-                 const uint16_t* A, int T, uint16_t* Y, int64_t Rt, cudaStream_t st) {
+                 const uint16_t* A, int T, uint16_t* Y, int64_t Rt, int ksplit, cudaStream_t st) {
   constexpr int stages = wg24_stages<BN>();
   const unsigned nt = static_cast<unsigned>(ceil_div(T, BN)), nr = static_cast<unsigned>(Rt);
   if (ws && persist > 0) {
@@ -347,7 +359,7 @@ void wg24_launch(bool bf16, bool ws, int64_t persist, const CUtensorMap& tmap, c
     else dev::wg24_ws_persistent_kernel<false, BN><<<g, 384, smem, st>>>(q, tmap, T, Y, nr, nt);
     return;
   }
-  const dim3 grid(q.rows_fast ? nr : nt, q.rows_fast ? nt : nr);
+  const dim3 grid(q.rows_fast ? nr : nt, q.rows_fast ? nt : nr, static_cast<unsigned>(ksplit));
   if (ws) {
     constexpr int smem = dev::Wg24WsCfg<BN>::kSmemBytes;
     if (bf16) dev::wg24_ws_kernel<true, BN><<<grid, 384, smem, st>>>(q, tmap, T, Y);
@@ -883,8 +895,13 @@ size_t VnmGemmCuda::half_workspace_bytes(int64_t T) const {
   if (im.use_bulk(T)) return im.perm_dec ? static_cast<size_t>(round_up(T * im.Kd * 2, 256)) : 0;  // X in group order
   if (im.use_decode(T)) return T >= 2 ? static_cast<size_t>(dims_.K * 32) : 0;  // At2 pairs
   const int cfg = im.prefill_config(T);
-  if (cfg == 8)  // reads A in place, or a copy gathered into the weight's channel order
-    return im.perm24 ? static_cast<size_t>(round_up(T * im.K24 * 2, 256)) : 0;
+  if (cfg == 8) {  // A in place or gathered into the weight's channel order; fp32 split-K sums after it
+    const size_t xg = im.perm24 ? static_cast<size_t>(round_up(T * im.K24 * 2, 256)) : 0;
+    const int bn = im.wg24_bn(T);
+    const bool ws = im.opt.wgmma_ws != 2 && tensor_map_encoder();
+    const int ks = im.wg24_ksplit(T, bn, ws, ws ? im.wg24_persistent_grid(T, bn) : 0);
+    return xg + (ks > 1 ? static_cast<size_t>(T * im.Rp * 4) : 0);
+  }
   size_t n = im.prefill_at_bytes(T, cfg, dims_.K);
   if (im.prefill_ksplit(T, cfg) > 1) n += static_cast<size_t>(T * im.Rp * 4);  // fp32 split-K sums
   return n;
@@ -910,8 +927,10 @@ std::string VnmGemmCuda::describe_launch(int64_t T) const {
     if (cfg == 8) {
       const bool ws = im.opt.wgmma_ws != 2 && tensor_map_encoder();
       const int bn = im.wg24_bn(T);
-      return "prefill wgmma.sp 2:4 128x" + std::to_string(bn) + (ws ? " ws" : "") +
-             (ws && im.wg24_persistent_grid(T, bn) > 0 ? " persistent" : "") + (im.perm24 ? " gathered" : "");
+      const int64_t persist = ws ? im.wg24_persistent_grid(T, bn) : 0;
+      const int ks = im.wg24_ksplit(T, bn, ws, persist);
+      return "prefill wgmma.sp 2:4 128x" + std::to_string(bn) + (ws ? " ws" : "") + (persist > 0 ? " persistent" : "") +
+             (ks > 1 ? " ksplit=" + std::to_string(ks) : "") + (im.perm24 ? " gathered" : "");
     }
     static const char* const names[] = {"", "128x128", "64x128", "64x64", "256x128 window", "128x128 window",
                                         "128x128 w32", "256x128 window w32"};
@@ -1352,11 +1371,34 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
     const int64_t persist = ws ? im.wg24_persistent_grid(T, bn) : 0;  // 1-D grid: no 65535 limit
     if (persist == 0 && (q.rows_fast ? ceil_div(T, bn) : Rt) > 65535)
       return "VNMSparseGemm CUDA kernel: too many tokens or rows for one launch";
-    if (bn == 256) wg24_launch<256>(im.bf16, ws, persist, tmap, q, Ah, Ti, Yh, Rt, st);
-    else if (bn == 128) wg24_launch<128>(im.bf16, ws, persist, tmap, q, Ah, Ti, Yh, Rt, st);
-    else wg24_launch<64>(im.bf16, ws, persist, tmap, q, Ah, Ti, Yh, Rt, st);
+    const int ks = im.wg24_ksplit(T, bn, ws, persist);
+    float* yacc = nullptr;
+    if (ks > 1) {  // fp32 sums after the gathered X (if any) in the workspace, zeroed here
+      const size_t need = half_workspace_bytes(T);
+      if (!workspace || workspace_size < need)
+        return "VNMSparseGemm CUDA kernel: workspace of " + std::to_string(need) + " bytes needed for T=" +
+               std::to_string(T) + ", got " + std::to_string(workspace_size);
+      yacc = reinterpret_cast<float*>(static_cast<uint8_t*>(workspace) +
+                                      (im.perm24 ? round_up(T * im.K24 * 2, 256) : 0));
+      e = cudaMemsetAsync(yacc, 0, static_cast<size_t>(T * im.Rp * 4), st);
+      if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("memset", e);
+      q.part = yacc;
+      q.part_ld = im.Rp;
+      q.kchunk = static_cast<int32_t>(ceil_div(im.S64, ks));
+    }
+    if (bn == 256) wg24_launch<256>(im.bf16, ws, persist, tmap, q, Ah, Ti, Yh, Rt, ks, st);
+    else if (bn == 128) wg24_launch<128>(im.bf16, ws, persist, tmap, q, Ah, Ti, Yh, Rt, ks, st);
+    else wg24_launch<64>(im.bf16, ws, persist, tmap, q, Ah, Ti, Yh, Rt, ks, st);
     e = cudaGetLastError();
-    return e == cudaSuccess ? std::string() : "VNMSparseGemm CUDA kernel: " + cuda_err("wgmma.sp prefill launch", e);
+    if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("wgmma.sp prefill launch", e);
+    if (ks > 1) {
+      const unsigned blocks = static_cast<unsigned>(ceil_div(T * im.Rp, 256));
+      if (im.bf16) dev::finalize_kernel<true><<<blocks, 256, 0, st>>>(p, yacc, im.Rp, Ti, Yh);
+      else dev::finalize_kernel<false><<<blocks, 256, 0, st>>>(p, yacc, im.Rp, Ti, Yh);
+      e = cudaGetLastError();
+      if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("finalize launch", e);
+    }
+    return {};
   }
   const int64_t Tp = round_up(T, Impl::config_tn(cfg));
   const int ks = im.prefill_ksplit(T, cfg);

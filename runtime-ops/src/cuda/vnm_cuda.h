@@ -65,6 +65,9 @@ struct Options {
   // warp-specialised pipeline): 0 automatic (= off until measured), 1 on, -1 off; N >= 2: on with at
   // most N CTAs (tests: many tiles per CTA on small shapes).
   int wgmma_persistent = 0;
+  // Split-K of the warp-specialised wgmma.sp prefill (v17: fp32 sums in the workspace, then a finalize
+  // launch): 0 automatic (where the tiles fill less than 3/4 of the SMs), 1 never, N >= 2 at most N splits.
+  int wgmma_ksplit = 0;
   // Decode on sm_90 with bulk copies and clusters (decode_bulk.cuh, v13) where it can run (windowed
   // indices, V a multiple of 64, a split whose clusters all fit one wave): 0 automatic (where it was
   // measured faster than v4: T >= 5, or M >= 16), 1 wherever it can run, -1 never (the v4 kernels).

@@ -52,6 +52,12 @@ struct Wg24Params {
   int32_t S64;           // k64 steps
   int32_t identity;      // rowmap[p] == p for p < N_out (16-byte stores allowed)
   int32_t rows_fast;     // grid x = row tiles (1) or token tiles (0)
+  // Split-K of the warp-specialised kernel (v17): CTA z of gridDim.z takes k64 steps [z * kchunk, ...) and
+  // adds its sums into part[T][Rt * 128] (fp32, zeroed by the host; finalize_kernel then converts); null:
+  // one split, the epilogue writes Y.
+  float* part;
+  int64_t part_ld;       // Rt * 128
+  int32_t kchunk;
 };
 
 template <int BN, int STAGES>
@@ -309,18 +315,21 @@ __global__ void __launch_bounds__(384, 1)
   const int tid = threadIdx.x;
   const int64_t t0 = static_cast<int64_t>(p.rows_fast ? blockIdx.y : blockIdx.x) * BN;
   const int64_t rt = p.rows_fast ? blockIdx.x : blockIdx.y;
-  const int S = p.S64;
+  // This CTA's k64 steps [s0, s0 + S) (all of them without split-K; a split is never empty: host).
+  const int s0 = p.part ? static_cast<int>(blockIdx.z) * p.kchunk : 0;
+  const int S = p.part ? min(p.kchunk, p.S64 - s0) : p.S64;
   wg24_init_barriers(full0, empty0, ST);
 
   if (tid >= 256) {  // producer warpgroup: one lane issues everything, with few registers
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (tid == 256) {
-      const uint4* vsrc = p.vals + rt * S * 512;
-      const uint32_t* msrc = p.meta + rt * S * 256;
+      const uint4* vsrc = p.vals + rt * p.S64 * 512;
+      const uint32_t* msrc = p.meta + rt * p.S64 * 256;
       for (int s = 0; s < S; ++s) {
         const int b = s % ST;
         mbar_wait(empty0 + 8 * b, ((s / ST) & 1) ^ 1);
-        wg24_issue_step<C>(sbase + b * C::kStageBytes, full0 + 8 * b, &tmap, s, static_cast<int>(t0), vsrc, msrc);
+        wg24_issue_step<C>(sbase + b * C::kStageBytes, full0 + 8 * b, &tmap, s0 + s, static_cast<int>(t0), vsrc,
+                           msrc);
       }
     }
     return;
@@ -347,6 +356,25 @@ __global__ void __launch_bounds__(384, 1)
     if (s + 1 < S) step(s + 1, ra[1], re[1]);
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  if (p.part) {  // split-K: add the partial sums (layout as in wg24_epilogue); finalize_kernel writes Y
+    const int wg = tid >> 7, t128 = tid & 127;
+    const int lane = t128 & 31, w = t128 >> 5, gid = lane >> 2, tq = lane & 3;
+    const int64_t ld = p.part_ld;
+    float* prow = p.part + rt * 128 + wg * 64 + 16 * w + gid;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int64_t t = t0 + 8 * j + 2 * tq;
+      if (t < T) {
+        atomicAdd(prow + t * ld, d[4 * j + 0]);
+        atomicAdd(prow + t * ld + 8, d[4 * j + 2]);
+      }
+      if (t + 1 < T) {
+        atomicAdd(prow + (t + 1) * ld, d[4 * j + 1]);
+        atomicAdd(prow + (t + 1) * ld + 8, d[4 * j + 3]);
+      }
+    }
+    return;
+  }
   // Both consumer warpgroups are done with the stage buffers before the epilogue reuses them (all
   // copies have completed: each was waited for).
   asm volatile("bar.sync 1, 256;\n" ::: "memory");
