@@ -378,7 +378,11 @@ void wgmma_prefill() {
     const char* ks = " ksplit=";
     check_case(spec(4096, 1024, 64, 8, dt, ColumnMode::kWindowed, true, true, 64), opts(), "wg24 ksplit", 2, ks);
     check_case(spec(4096, 520, 128, 16, dt, ColumnMode::kWindowed, false, true, 17), opts(), "wg24 ksplit T=17", 2, ks);
-    check_case(spec(1000, 264, 64, 4, dt, ColumnMode::kWindowed, true, false, 100), opts(), "wg24 ksplit K=1000", 2, ks);
+    cuda::Options k8 = opts();
+    k8.wgmma_ksplit = 8;  // forced: the automatic rule would not split a 16-step loop over 6 tiles
+    check_case(spec(1000, 264, 64, 4, dt, ColumnMode::kWindowed, true, false, 100), k8, "wg24 ksplit K=1000", 2, ks);
+    check_case(spec(1000, 264, 64, 4, dt, ColumnMode::kWindowed, true, false, 100), opts(), "wg24 ksplit auto", 1,
+               "!ksplit");
     check_case(spec(4096, 1024, 64, 5, dt, ColumnMode::kWindowed, false, true, 33), opts(), "wg24 ksplit M=5", 2,
                "ksplit=16 gathered");
     check_case(spec(2048, 136, 32, 8, dt, ColumnMode::kGlobalPerm, true, true, 200), opts(), "wg24 ksplit perm", 1, ks);

@@ -214,11 +214,15 @@ struct VnmGemmCuda::Impl {
   // checks that).
   // Split-K of the warp-specialised wgmma.sp prefill (v17): where the tiles give fewer than 3/4 of a CTA
   // per SM (one 384-thread CTA fills an SM), enough splits for one per SM, each of >= 4 k64 steps;
-  // only with v10 (not v9, not persistent). 1 = none.
+  // only with v10 (not v9, not persistent). 1 = none. Automatic only where the k loop is long next to
+  // the tile count (k64 steps >= 4 x tiles): the memset, fp32 atomics and finalize launch cost more than
+  // the idle SMs elsewhere (H100: 1.2-1.45x faster on 4096x11008 and 768x3072 at T = 32-64, 1.1-2x
+  // slower on 4096x4096, 11008x4096 and the other ViT shapes; NOTES.md v17).
   int wg24_ksplit(int64_t T, int bn, bool ws, int64_t persist) const {
     if (!ws || persist > 0 || opt.wgmma_ksplit == 1) return 1;
     const int64_t tiles = (Rp / 128) * ceil_div(T, bn);
     if (tiles * 4 >= static_cast<int64_t>(sms) * 3) return 1;
+    if (opt.wgmma_ksplit == 0 && S64 < 4 * tiles) return 1;
     int64_t ks = std::min<int64_t>(ceil_div(sms, tiles), S64 / 4);
     if (opt.wgmma_ksplit >= 2) ks = std::min<int64_t>(ks, opt.wgmma_ksplit);
     if (ks <= 1) return 1;
