@@ -50,23 +50,6 @@ inline int64_t bulk_smem_bytes(bool win, int nt, int64_t T, int64_t ldx) {
          nt * 8 * 64 * 4 + (kBulkStages + 1) * 8;
 }
 
-__device__ __forceinline__ uint32_t cluster_rank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return r;
-}
-__device__ __forceinline__ void cluster_sync_all() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-// A float in the shared memory of CTA `rank` of this cluster, at the offset of `saddr` in ours.
-__device__ __forceinline__ float ld_cluster_f32(uint32_t saddr, uint32_t rank) {
-  uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(saddr), "r"(rank));
-  float v;
-  asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(remote) : "memory");
-  return v;
-}
-
 // Grid (ksplit, R64), clusters of (ksplit, 1, 1): CTA (ks, q) computes row tile q over its step range.
 // ldx: halves per activation row in shared memory (>= the slice width, a multiple of 8).
 template <bool BF16, int NT, bool WIN>

@@ -212,18 +212,15 @@ struct VnmGemmCuda::Impl {
   // v14), unknown occupancy, or 2^31 tiles or more. One wave of CTAs (at most Options::wgmma_persistent
   // where that is >= 2), never more CTAs than tiles. Only with the warp-specialised pipeline (the caller
   // checks that).
-  // Split-K of the warp-specialised wgmma.sp prefill (v17): where the tiles give fewer than 3/4 of a CTA
-  // per SM (one 384-thread CTA fills an SM), enough splits for one per SM, each of >= 4 k64 steps;
-  // only with v10 (not v9, not persistent). 1 = none. Automatic only where the k loop is long next to
-  // the tile count (k64 steps >= 4 x tiles): the memset, fp32 atomics and finalize launch cost more than
-  // the idle SMs elsewhere (H100: 1.2-1.45x faster on 4096x11008 and 768x3072 at T = 32-64, 1.1-2x
-  // slower on 4096x4096, 11008x4096 and the other ViT shapes; NOTES.md v17).
+  // Split-K of the warp-specialised wgmma.sp prefill (v18): where the tiles give fewer than 3/4 of a CTA
+  // per SM (one 384-thread CTA fills an SM), enough splits for one per SM, each of >= 4 k64 steps, at
+  // most 8 (a portable cluster: the splits of a tile add their sums through distributed shared memory);
+  // only with v10 (not v9, not persistent). 1 = none.
   int wg24_ksplit(int64_t T, int bn, bool ws, int64_t persist) const {
     if (!ws || persist > 0 || opt.wgmma_ksplit == 1) return 1;
     const int64_t tiles = (Rp / 128) * ceil_div(T, bn);
     if (tiles * 4 >= static_cast<int64_t>(sms) * 3) return 1;
-    if (opt.wgmma_ksplit == 0 && S64 < 4 * tiles) return 1;
-    int64_t ks = std::min<int64_t>(ceil_div(sms, tiles), S64 / 4);
+    int64_t ks = std::min<int64_t>({ceil_div(sms, tiles), S64 / 4, int64_t{8}});
     if (opt.wgmma_ksplit >= 2) ks = std::min<int64_t>(ks, opt.wgmma_ksplit);
     if (ks <= 1) return 1;
     return static_cast<int>(ceil_div(S64, ceil_div(S64, ks)));  // no empty split
@@ -364,6 +361,23 @@ void wg24_launch(bool bf16, bool ws, int64_t persist, const CUtensorMap& tmap, c
     return;
   }
   const dim3 grid(q.rows_fast ? nr : nt, q.rows_fast ? nt : nr, static_cast<unsigned>(ksplit));
+  if (ws && ksplit > 1) {  // clusters of the ksplit CTAs of a tile (v18)
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(384, 1, 1);
+    cfg.dynamicSmemBytes = dev::Wg24WsCfg<BN>::kSmemBytes;
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = 1;
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = static_cast<unsigned>(ksplit);
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    if (bf16) cudaLaunchKernelEx(&cfg, dev::wg24_ws_kernel<true, BN>, q, tmap, T, Y);
+    else cudaLaunchKernelEx(&cfg, dev::wg24_ws_kernel<false, BN>, q, tmap, T, Y);
+    return;
+  }
   if (ws) {
     constexpr int smem = dev::Wg24WsCfg<BN>::kSmemBytes;
     if (bf16) dev::wg24_ws_kernel<true, BN><<<grid, 384, smem, st>>>(q, tmap, T, Y);
@@ -899,13 +913,8 @@ size_t VnmGemmCuda::half_workspace_bytes(int64_t T) const {
   if (im.use_bulk(T)) return im.perm_dec ? static_cast<size_t>(round_up(T * im.Kd * 2, 256)) : 0;  // X in group order
   if (im.use_decode(T)) return T >= 2 ? static_cast<size_t>(dims_.K * 32) : 0;  // At2 pairs
   const int cfg = im.prefill_config(T);
-  if (cfg == 8) {  // A in place or gathered into the weight's channel order; fp32 split-K sums after it
-    const size_t xg = im.perm24 ? static_cast<size_t>(round_up(T * im.K24 * 2, 256)) : 0;
-    const int bn = im.wg24_bn(T);
-    const bool ws = im.opt.wgmma_ws != 2 && tensor_map_encoder();
-    const int ks = im.wg24_ksplit(T, bn, ws, ws ? im.wg24_persistent_grid(T, bn) : 0);
-    return xg + (ks > 1 ? static_cast<size_t>(T * im.Rp * 4) : 0);
-  }
+  if (cfg == 8)  // reads A in place, or a copy gathered into the weight's channel order
+    return im.perm24 ? static_cast<size_t>(round_up(T * im.K24 * 2, 256)) : 0;
   size_t n = im.prefill_at_bytes(T, cfg, dims_.K);
   if (im.prefill_ksplit(T, cfg) > 1) n += static_cast<size_t>(T * im.Rp * 4);  // fp32 split-K sums
   return n;
@@ -1376,32 +1385,12 @@ std::string VnmGemmCuda::run_half(const void* A, int64_t T, void* Y, void* works
     if (persist == 0 && (q.rows_fast ? ceil_div(T, bn) : Rt) > 65535)
       return "VNMSparseGemm CUDA kernel: too many tokens or rows for one launch";
     const int ks = im.wg24_ksplit(T, bn, ws, persist);
-    float* yacc = nullptr;
-    if (ks > 1) {  // fp32 sums after the gathered X (if any) in the workspace, zeroed here
-      const size_t need = half_workspace_bytes(T);
-      if (!workspace || workspace_size < need)
-        return "VNMSparseGemm CUDA kernel: workspace of " + std::to_string(need) + " bytes needed for T=" +
-               std::to_string(T) + ", got " + std::to_string(workspace_size);
-      yacc = reinterpret_cast<float*>(static_cast<uint8_t*>(workspace) +
-                                      (im.perm24 ? round_up(T * im.K24 * 2, 256) : 0));
-      e = cudaMemsetAsync(yacc, 0, static_cast<size_t>(T * im.Rp * 4), st);
-      if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("memset", e);
-      q.part = yacc;
-      q.part_ld = im.Rp;
-      q.kchunk = static_cast<int32_t>(ceil_div(im.S64, ks));
-    }
+    if (ks > 1) q.kchunk = static_cast<int32_t>(ceil_div(im.S64, ks));
     if (bn == 256) wg24_launch<256>(im.bf16, ws, persist, tmap, q, Ah, Ti, Yh, Rt, ks, st);
     else if (bn == 128) wg24_launch<128>(im.bf16, ws, persist, tmap, q, Ah, Ti, Yh, Rt, ks, st);
     else wg24_launch<64>(im.bf16, ws, persist, tmap, q, Ah, Ti, Yh, Rt, ks, st);
     e = cudaGetLastError();
     if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("wgmma.sp prefill launch", e);
-    if (ks > 1) {
-      const unsigned blocks = static_cast<unsigned>(ceil_div(T * im.Rp, 256));
-      if (im.bf16) dev::finalize_kernel<true><<<blocks, 256, 0, st>>>(p, yacc, im.Rp, Ti, Yh);
-      else dev::finalize_kernel<false><<<blocks, 256, 0, st>>>(p, yacc, im.Rp, Ti, Yh);
-      e = cudaGetLastError();
-      if (e != cudaSuccess) return "VNMSparseGemm CUDA kernel: " + cuda_err("finalize launch", e);
-    }
     return {};
   }
   const int64_t Tp = round_up(T, Impl::config_tn(cfg));

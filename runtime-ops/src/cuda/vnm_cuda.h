@@ -65,9 +65,9 @@ struct Options {
   // warp-specialised pipeline): 0 automatic (= off until measured), 1 on, -1 off; N >= 2: on with at
   // most N CTAs (tests: many tiles per CTA on small shapes).
   int wgmma_persistent = 0;
-  // Split-K of the warp-specialised wgmma.sp prefill (v17: fp32 sums in the workspace, then a finalize
-  // launch), where the tiles fill less than 3/4 of the SMs: 0 automatic (there, and only where the k loop
-  // has >= 4 steps of 64 per tile: measured faster only then), 1 never, N >= 2 always there, at most N.
+  // Split-K of the warp-specialised wgmma.sp prefill where its tiles fill less than 3/4 of the SMs (v18:
+  // the splits of a tile form a cluster and add their sums through distributed shared memory; at most 8):
+  // 0 automatic, 1 never, N >= 2 at most N splits.
   int wgmma_ksplit = 0;
   // Decode on sm_90 with bulk copies and clusters (decode_bulk.cuh, v13) where it can run (windowed
   // indices, V a multiple of 64, a split whose clusters all fit one wave): 0 automatic (where it was

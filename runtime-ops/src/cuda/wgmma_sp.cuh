@@ -52,11 +52,9 @@ struct Wg24Params {
   int32_t S64;           // k64 steps
   int32_t identity;      // rowmap[p] == p for p < N_out (16-byte stores allowed)
   int32_t rows_fast;     // grid x = row tiles (1) or token tiles (0)
-  // Split-K of the warp-specialised kernel (v17): CTA z of gridDim.z takes k64 steps [z * kchunk, ...) and
-  // adds its sums into part[T][Rt * 128] (fp32, zeroed by the host; finalize_kernel then converts); null:
-  // one split, the epilogue writes Y.
-  float* part;
-  int64_t part_ld;       // Rt * 128
+  // Split-K of the warp-specialised kernel (v18): 0 = none; else CTA z of gridDim.z (one cluster of
+  // gridDim.z CTAs per tile) takes k64 steps [z * kchunk, ...), and the cluster adds its partial sums
+  // through distributed shared memory before writing Y.
   int32_t kchunk;
 };
 
@@ -299,6 +297,30 @@ __device__ __forceinline__ void wg24_consume_step(float (&d)[BN / 2], uint4 (&a)
   asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
 }
 
+// Split-K (v18), by all 384 threads of each CTA of the cluster: once every CTA has its partial sums at
+// sbase ([BN tokens][128 rows] fp32), CTA z adds slice z of the tile over all the cluster's CTAs (loads
+// from distributed shared memory), adds the bias and writes Y; the second cluster barrier keeps every
+// CTA's shared memory alive until all have read it.
+template <bool BF16, int BN>
+__device__ __forceinline__ void wg24_split_reduce(const Wg24Params& p, uint32_t sbase, int tid, int64_t t0,
+                                                  int64_t rt, int T, uint16_t* __restrict__ Y) {
+  cluster_sync_all();
+  const uint32_t ks = gridDim.z, z = cluster_rank();
+  constexpr int E = BN * 128;
+  const int per = (E + static_cast<int>(ks) - 1) / static_cast<int>(ks);
+  const int lo = static_cast<int>(z) * per, hi = min(E, lo + per);
+  for (int x = lo + tid; x < hi; x += 384) {
+    const int64_t t = t0 + (x >> 7);
+    const int64_t row = rt * 128 + (x & 127);
+    const int o = p.identity ? (row < p.N_out ? static_cast<int>(row) : -1) : p.rowmap[row];
+    if (t >= T || o < 0) continue;
+    float v = p.bias ? p.bias[row] : 0.f;
+    for (uint32_t r = 0; r < ks; ++r) v += ld_cluster_f32(sbase + 4u * static_cast<uint32_t>(x), r);
+    Y[t * p.N_out + o] = f32_to_out<BF16>(v);
+  }
+  cluster_sync_all();
+}
+
 // tmap: X[T][K] as a 2-D tensor (K innermost), box 64 x BN, 128-byte swizzle (vnm_cuda.cu).
 template <bool BF16, int BN>
 __global__ void __launch_bounds__(384, 1)
@@ -316,8 +338,9 @@ __global__ void __launch_bounds__(384, 1)
   const int64_t t0 = static_cast<int64_t>(p.rows_fast ? blockIdx.y : blockIdx.x) * BN;
   const int64_t rt = p.rows_fast ? blockIdx.x : blockIdx.y;
   // This CTA's k64 steps [s0, s0 + S) (all of them without split-K; a split is never empty: host).
-  const int s0 = p.part ? static_cast<int>(blockIdx.z) * p.kchunk : 0;
-  const int S = p.part ? min(p.kchunk, p.S64 - s0) : p.S64;
+  const bool split = p.kchunk > 0;
+  const int s0 = split ? static_cast<int>(blockIdx.z) * p.kchunk : 0;
+  const int S = split ? min(p.kchunk, p.S64 - s0) : p.S64;
   wg24_init_barriers(full0, empty0, ST);
 
   if (tid >= 256) {  // producer warpgroup: one lane issues everything, with few registers
@@ -332,6 +355,8 @@ __global__ void __launch_bounds__(384, 1)
                            msrc);
       }
     }
+    if (!split) return;
+    wg24_split_reduce<BF16, BN>(p, sbase, tid, t0, rt, T, Y);  // its threads help with the sums
     return;
   }
 
@@ -356,28 +381,24 @@ __global__ void __launch_bounds__(384, 1)
     if (s + 1 < S) step(s + 1, ra[1], re[1]);
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-  if (p.part) {  // split-K: add the partial sums (layout as in wg24_epilogue); finalize_kernel writes Y
-    const int wg = tid >> 7, t128 = tid & 127;
-    const int lane = t128 & 31, w = t128 >> 5, gid = lane >> 2, tq = lane & 3;
-    const int64_t ld = p.part_ld;
-    float* prow = p.part + rt * 128 + wg * 64 + 16 * w + gid;
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-      const int64_t t = t0 + 8 * j + 2 * tq;
-      if (t < T) {
-        atomicAdd(prow + t * ld, d[4 * j + 0]);
-        atomicAdd(prow + t * ld + 8, d[4 * j + 2]);
-      }
-      if (t + 1 < T) {
-        atomicAdd(prow + (t + 1) * ld, d[4 * j + 1]);
-        atomicAdd(prow + (t + 1) * ld + 8, d[4 * j + 3]);
-      }
-    }
-    return;
-  }
   // Both consumer warpgroups are done with the stage buffers before the epilogue reuses them (all
   // copies have completed: each was waited for).
   asm volatile("bar.sync 1, 256;\n" ::: "memory");
+  if (split) {  // partial sums into our stage memory as [token][128 rows] fp32, then the cluster adds them
+    float* ps = reinterpret_cast<float*>(sgen);
+    const int lane = t128 & 31, w = t128 >> 5, gid = lane >> 2, tq = lane & 3;
+    const int rl0 = wg * 64 + 16 * w + gid;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int tl = 8 * j + 2 * tq;
+      ps[tl * 128 + rl0] = d[4 * j + 0];
+      ps[(tl + 1) * 128 + rl0] = d[4 * j + 1];
+      ps[tl * 128 + rl0 + 8] = d[4 * j + 2];
+      ps[(tl + 1) * 128 + rl0 + 8] = d[4 * j + 3];
+    }
+    wg24_split_reduce<BF16, BN>(p, sbase, tid, t0, rt, T, Y);
+    return;
+  }
   wg24_epilogue<BF16, BN>(p, d, reinterpret_cast<uint16_t*>(sgen), tid, t0, rt, T, Y);
 #else
   __trap();
