@@ -213,14 +213,17 @@ struct VnmGemmCuda::Impl {
   // where that is >= 2), never more CTAs than tiles. Only with the warp-specialised pipeline (the caller
   // checks that).
   // Split-K of the warp-specialised wgmma.sp prefill (v18): where the tiles give fewer than 3/4 of a CTA
-  // per SM (one 384-thread CTA fills an SM), as many splits as still fit one wave, each of >= 8 k64 steps
+  // per SM (one 384-thread CTA fills an SM), as many splits as fit one wave, each of >= 8 k64 steps
   // (>= 4 when forced), at most 8 (a portable cluster: the splits of a tile add their sums through
-  // distributed shared memory); only with v10 (not v9, not persistent). 1 = none. (A split rounded up
-  // to a second wave, and splits of 4 steps, measured slower than none: NOTES.md v17, v18.)
+  // distributed shared memory); only with v10 (not v9, not persistent). 1 = none. Automatic only where
+  // the k loop is long next to the tile count (k64 steps >= 4 x tiles): measured 1.07-1.5x faster there
+  // (4096x11008, 768x3072 at T = 32-64) and 1.15-1.35x slower on 4096x4096 at T = 32-64 and 768x3072 at
+  // T = 256, not yet explained (NOTES.md v17, v18).
   int wg24_ksplit(int64_t T, int bn, bool ws, int64_t persist) const {
     if (!ws || persist > 0 || opt.wgmma_ksplit == 1) return 1;
     const int64_t tiles = (Rp / 128) * ceil_div(T, bn);
     if (tiles * 4 >= static_cast<int64_t>(sms) * 3) return 1;
+    if (opt.wgmma_ksplit == 0 && S64 < 4 * tiles) return 1;
     const int64_t min_steps = opt.wgmma_ksplit >= 2 ? 4 : 8;
     int64_t ks = std::min<int64_t>({sms / tiles, S64 / min_steps, int64_t{8}});
     if (opt.wgmma_ksplit >= 2) ks = std::min<int64_t>(ks, opt.wgmma_ksplit);

@@ -67,7 +67,8 @@ struct Options {
   int wgmma_persistent = 0;
   // Split-K of the warp-specialised wgmma.sp prefill where its tiles fill less than 3/4 of the SMs (v18:
   // the splits of a tile form a cluster and add their sums through distributed shared memory; at most 8):
-  // 0 automatic, 1 never, N >= 2 at most N splits.
+  // 0 automatic (only where the k loop has >= 4 steps of 64 per tile: measured faster only there), 1 never,
+  // N >= 2 at most N splits.
   int wgmma_ksplit = 0;
   // Decode on sm_90 with bulk copies and clusters (decode_bulk.cuh, v13) where it can run (windowed
   // indices, V a multiple of 64, a split whose clusters all fit one wave): 0 automatic (where it was
