@@ -71,6 +71,7 @@ cudaError_t allow_smem_for(bool bf16, bool window, bool sb, int M);  // below, w
 void decode_occupancy_for(bool bf16, bool sb, bool win, int (&bps)[2]);
 int decode_stage_setup(bool bf16, bool sb);  // carveout of the staged decode kernels; CTAs per SM
 void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d);  // the bulk decode's split per T, on sm_90
+int bulk_mode(const Options& opt);  // Options::decode_bulk, or VNMC_DECODE_BULK=0 / 1 where set
 cudaError_t bulk_dispatch(bool bf16, int nt, const dev::Params& p, const void* A, int T, void* Y, int ks, int64_t R64,
                           int ldx, int xb, int smem, cudaStream_t st);
 
@@ -760,10 +761,11 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const f
   }
 
   // One permutation for all blocks: every index of group g (padding included) in a set of at most M
-  // channels that no other group uses. Then X in group order makes the indices windowed.
+  // channels that no other group uses. Then X in group order makes the indices windowed. Only for the
+  // opt-in gathered bulk decode (v16), the one user of it.
   std::vector<uint32_t> hwp;
   std::vector<int32_t> hsd;
-  if (!im.windowed && im.shared_b && d.M <= 32) {
+  if (!im.windowed && im.shared_b && d.M <= 32 && bulk_mode(opt) == 1) {
     std::vector<int32_t> group_of(static_cast<size_t>(d.K), -1), rank(static_cast<size_t>(d.K), -1);
     std::vector<std::vector<int32_t>> members(static_cast<size_t>(d.G));
     bool ok = true;
@@ -1081,12 +1083,16 @@ void bulk_fit(int ks, int64_t R64, int smem, bool want_clusters, int* bps, int* 
 // (more CTAs = more bytes in flight; one wave = no tail: the first measurement sized the grid by CTAs
 // per SM alone and some splits ran a second wave of clusters), or Options::decode_ksplit when set.
 // No split fits one wave: the v4 kernels (their grid is sized for one wave as well).
-void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
+int bulk_mode(const Options& opt) {
   static const int env = [] {
     const char* v = std::getenv("VNMC_DECODE_BULK");
     return v && (v[0] == '0' || v[0] == '1') ? v[0] - '0' : -1;
   }();
-  const int mode = env < 0 ? im.opt.decode_bulk : env == 1 ? 1 : -1;  // VNMC_DECODE_BULK=0 / 1 wins
+  return env < 0 ? opt.decode_bulk : env == 1 ? 1 : -1;  // VNMC_DECODE_BULK=0 / 1 wins
+}
+
+void bulk_setup(VnmGemmCuda::Impl& im, const Dims& d) {
+  const int mode = bulk_mode(im.opt);
   if (mode < 0) return;
   const bool gathered = !im.windowed && im.srcd.p;  // X gathered into group order first (perm_dec)
   if (!im.shared_b || (!im.windowed && !gathered) || im.R64 > 65535) return;
