@@ -400,6 +400,31 @@ void wg24_launch(bool bf16, bool ws, int64_t persist, const CUtensorMap& tmap, c
 // indices with M % 4 == 0), or a zero-padded order X is gathered into per call (any M, windowed or one
 // permutation for all blocks). Sets im.has24 and uploads vals24 / meta24 (and src24 for a gathered
 // order); leaves has24 false (no error) otherwise.
+// The channels of each group over all blocks, sorted, where they form one input permutation for all
+// blocks: no channel in two groups, at most M per group (windowed indices, or what `vnmc compile
+// --permute` writes). visit(f) calls f(group, channel) for each index that counts. Empty otherwise.
+template <class Visit>
+std::vector<std::vector<int32_t>> group_channels(const Dims& d, Visit&& visit) {
+  std::vector<int32_t> group_of(static_cast<size_t>(d.K), -1);
+  std::vector<std::vector<int32_t>> members(static_cast<size_t>(d.G));
+  bool ok = true;
+  visit([&](int64_t g, int32_t c) {
+    int32_t& go = group_of[static_cast<size_t>(c)];
+    if (go == -1) {
+      go = static_cast<int32_t>(g);
+      members[static_cast<size_t>(g)].push_back(c);
+    } else if (go != g) {
+      ok = false;  // a channel in two groups
+    }
+  });
+  for (auto& m : members) {
+    ok = ok && static_cast<int64_t>(m.size()) <= d.M;
+    std::sort(m.begin(), m.end());
+  }
+  if (!ok) members.clear();
+  return members;
+}
+
 std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon, VnmGemmCuda::Impl& im) {
   const Dims& d = w.dims;
   if (!im.opt.prefill_wgmma) return {};
@@ -495,20 +520,11 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
     ok = build();
   }
   if (!ok) {
-    std::vector<int32_t> group_of(static_cast<size_t>(d.K), -1);
-    std::vector<std::vector<int32_t>> members(static_cast<size_t>(d.G));
-    bool shared = true;
-    for_each_weight([&](int64_t, int64_t g, uint16_t, int32_t col) {
-      int32_t& go = group_of[static_cast<size_t>(col)];
-      if (go == -1) {
-        go = static_cast<int32_t>(g);
-        members[static_cast<size_t>(g)].push_back(col);
-      } else if (go != g) {
-        shared = false;  // a channel in two groups: not one permutation
-      }
+    // the channels that carry weights (zeros may sit at any valid index)
+    auto members = group_channels(d, [&](auto&& f) {
+      for_each_weight([&](int64_t, int64_t g, uint16_t, int32_t col) { f(g, col); });
     });
-    for (auto& m : members) shared = shared && static_cast<int64_t>(m.size()) <= d.M;
-    if (!shared) return {};
+    if (members.empty()) return {};
     // Every row holds at most 2 weights per group, so any 4 channels of one group make a valid 2:4
     // chunk, and so does one channel from each of two groups. Each group's channels fill whole chunks;
     // a remainder of 2 or 3 gets a chunk of its own (zero-padded), single remainders share a chunk in
@@ -523,8 +539,7 @@ std::string prepare_24(const PackedWeights& w, const std::vector<int64_t>& canon
       while (src.size() % 4) src.push_back(-1);
     };
     for (int64_t g = 0; g < d.G; ++g) {
-      auto& m = members[static_cast<size_t>(g)];
-      std::sort(m.begin(), m.end());
+      const auto& m = members[static_cast<size_t>(g)];
       if (m.size() < 4) {  // a partial group: its channels twice, for rows with two weights on one
         for (const int32_t c : m) place(c);
         pad_chunk();
@@ -766,29 +781,18 @@ std::unique_ptr<VnmGemmCuda> VnmGemmCuda::create(const PackedWeights& w, const f
   std::vector<uint32_t> hwp;
   std::vector<int32_t> hsd;
   if (!im.windowed && im.shared_b && d.M <= 32 && bulk_mode(opt) == 1) {
-    std::vector<int32_t> group_of(static_cast<size_t>(d.K), -1), rank(static_cast<size_t>(d.K), -1);
-    std::vector<std::vector<int32_t>> members(static_cast<size_t>(d.G));
-    bool ok = true;
-    for (int64_t b = 0; b < d.B && ok; ++b)
-      for (int64_t g = 0; g < d.G && ok; ++g)
-        for (int k = 0; k < 4; ++k) {
-          const int32_t c = w.columns[(b * d.G + g) * 4 + k];
-          int32_t& go = group_of[static_cast<size_t>(c)];
-          if (go == -1) {
-            go = static_cast<int32_t>(g);
-            members[static_cast<size_t>(g)].push_back(c);
-          } else if (go != g) {
-            ok = false;
-            break;
-          }
-        }
-    for (auto& m : members) ok = ok && static_cast<int64_t>(m.size()) <= d.M;
-    if (ok) {
+    // every index, padding included: the kernel reads X at each of them
+    const auto members = group_channels(d, [&](auto&& f) {
+      for (int64_t b = 0; b < d.B; ++b)
+        for (int64_t g = 0; g < d.G; ++g)
+          for (int k = 0; k < 4; ++k) f(g, w.columns[(b * d.G + g) * 4 + k]);
+    });
+    if (!members.empty()) {
+      std::vector<int32_t> rank(static_cast<size_t>(d.K), -1);
       im.Kd = round_up(d.G * d.M, 8);
       hsd.assign(static_cast<size_t>(im.Kd), -1);
       for (int64_t g = 0; g < d.G; ++g) {
-        auto& m = members[static_cast<size_t>(g)];
-        std::sort(m.begin(), m.end());
+        const auto& m = members[static_cast<size_t>(g)];
         for (size_t j = 0; j < m.size(); ++j) {
           rank[static_cast<size_t>(m[j])] = static_cast<int32_t>(j);
           hsd[static_cast<size_t>(g * d.M) + j] = m[j];
